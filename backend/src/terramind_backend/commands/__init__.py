@@ -1,0 +1,1 @@
+"""Sub-commands of the `terramind` CLI; each module has ``register(subparsers)``."""

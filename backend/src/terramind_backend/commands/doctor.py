@@ -1,0 +1,36 @@
+"""`terramind doctor`: what the backend runs on and which weights are already cached."""
+from __future__ import annotations
+
+import json
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("doctor", help="report torch/device/GDAL versions, HF cache and cached weights")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..environment import describe
+
+    info = describe()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"terramind backend {info['terramind_backend']}  (Python {info['python']}, {info['platform']})")
+    print(f"torch           {info['torch']}  ({info['torch_threads']} CPU threads)")
+    if info["cuda"]:
+        for gpu in info["cuda"]:
+            print(f"device          cuda:{gpu['index']} {gpu['name']} ({gpu['memory_gib']} GiB)")
+    elif info["mps"]:
+        print("device          mps (Apple Metal)")
+    else:
+        print("device          cpu (no CUDA GPU or Apple Metal found)")
+    print(f"rasterio/GDAL   {info['rasterio']} / {info['gdal']}")
+    print(f"HF hub          {info['huggingface_hub']}  cache: {info['hf_cache']}")
+    print(f"offline mode    {'on' if info['hf_offline'] else 'off'}   HF token: {'set' if info['hf_token'] else 'not set'}")
+    cached = info["cached_weights"]
+    print(f"cached weights  {len(cached)} file(s)")
+    for c in cached:
+        print(f"  {c['name']:<32} {c['size_mb']:>9.1f} MB  {c['repo_id']}/{c['filename']}")
+    return 0

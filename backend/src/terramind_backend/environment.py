@@ -1,0 +1,64 @@
+"""What this backend runs on: torch/device/GDAL versions and cached weights (doctor + protocol hello)."""
+from __future__ import annotations
+
+import os
+import platform
+from typing import Any, Dict
+
+from . import __version__
+
+
+def pick_device(requested: str = "auto") -> str:
+    """'auto' → cuda if present, then mps, else cpu; an unavailable explicit choice is an error."""
+    import torch
+
+    requested = (requested or "auto").lower()
+    cuda = torch.cuda.is_available()
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    if requested == "auto":
+        return "cuda" if cuda else "mps" if mps else "cpu"
+    if requested.startswith("cuda") and not cuda:
+        raise RuntimeError("Device 'cuda' was requested but torch sees no CUDA GPU "
+                           f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}). Use 'auto' or 'cpu'.")
+    if requested == "mps" and not mps:
+        raise RuntimeError("Device 'mps' was requested but Apple Metal is not available. Use 'auto' or 'cpu'.")
+    if requested not in ("cpu", "mps") and not requested.startswith("cuda"):
+        raise ValueError(f"Unknown device {requested!r}: use auto, cuda, cuda:N, mps or cpu.")
+    return requested
+
+
+def describe() -> Dict[str, Any]:
+    """A JSON-able report used by `terramind doctor` and the protocol's hello."""
+    import torch
+    import rasterio
+    import huggingface_hub
+
+    from .hub import cached_official_weights, hub_cache_dir, offline_mode
+
+    info: Dict[str, Any] = {
+        "terramind_backend": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "rasterio": rasterio.__version__,
+        "gdal": rasterio.__gdal_version__,
+        "huggingface_hub": huggingface_hub.__version__,
+        "hf_cache": str(hub_cache_dir()),
+        "hf_offline": offline_mode(),
+        "hf_token": bool(os.environ.get("HF_TOKEN")),
+        "device": pick_device("auto"),
+        "cuda": None,
+        "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
+    }
+    if torch.cuda.is_available():
+        info["cuda"] = [
+            {"index": i, "name": torch.cuda.get_device_name(i),
+             "memory_gib": round(torch.cuda.get_device_properties(i).total_memory / 2**30, 1)}
+            for i in range(torch.cuda.device_count())
+        ]
+    info["cached_weights"] = [
+        {"name": c.name, "repo_id": c.repo_id, "filename": c.filename, "size_mb": round(c.size_bytes / 2**20, 1)}
+        for c in cached_official_weights()
+    ]
+    return info

@@ -1,0 +1,146 @@
+"""Where TerraMind weights come from: the Hugging Face Hub cache, a local file, or a clear error.
+
+Every official file is fetched through ``huggingface_hub`` so the user's cache, ``HF_HOME`` /
+``HF_HUB_CACHE``, ``HF_HUB_OFFLINE`` and ``HF_TOKEN`` behave as in every other HF tool.
+Checkpoints are read as tensors only (safetensors or ``torch.load(weights_only=True)``).
+"""
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+# (repo id, filename) of every official TerraMind 1.0 file, keyed by TerraTorch's registry names.
+SIZES = ("tiny", "small", "base", "large")
+TOKENIZERS = ("s2l2a", "s1rtc", "s1grd", "dem", "lulc", "ndvi")
+OFFICIAL_FILES: Dict[str, tuple] = {
+    **{f"terramind_v1_{s}": (f"ibm-esa-geospatial/TerraMind-1.0-{s}", f"TerraMind_v1_{s}.pt") for s in SIZES},
+    **{
+        f"terramind_v1_tokenizer_{t}": (
+            f"ibm-esa-geospatial/TerraMind-1.0-Tokenizer-{t.upper()}",
+            f"TerraMind_Tokenizer_{t.upper()}.pt",
+        )
+        for t in TOKENIZERS
+    },
+}
+
+# progress(done_bytes, total_bytes, label) - the job engine forwards it as protocol events.
+ProgressCallback = Callable[[int, Optional[int], str], None]
+
+
+class WeightsNotAvailable(RuntimeError):
+    """The weights are neither cached nor downloadable (offline, no network, or no access)."""
+
+
+def weights_file(name: str) -> tuple:
+    """(repo_id, filename) of the official checkpoint behind a registry name (any variant)."""
+    base = name
+    for suffix in ("_tim", "_generate", "_encdec"):
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+    try:
+        return OFFICIAL_FILES[base]
+    except KeyError:
+        raise KeyError(f"No official TerraMind 1.0 weights are known for {name!r}. "
+                       f"Known: {', '.join(sorted(OFFICIAL_FILES))}") from None
+
+
+def offline_mode() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def hub_cache_dir() -> Path:
+    from huggingface_hub import constants
+
+    return Path(os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE)
+
+
+def _progress_tqdm(progress: ProgressCallback, label: str):
+    """A tqdm subclass that reports byte progress to ``progress`` (huggingface_hub drives it)."""
+    from tqdm.auto import tqdm
+
+    class _Reporter(tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs["disable"] = True  # never print in the backend process: stdout carries the protocol
+            super().__init__(*args, **kwargs)
+
+        def update(self, n=1):
+            super().update(n)
+            progress(int(self.n), int(self.total) if self.total else None, label)
+
+    return _Reporter
+
+
+def resolve_weights(repo_id: str, filename: str, *, progress: Optional[ProgressCallback] = None,
+                    token: Optional[str] = None, offline: Optional[bool] = None) -> Path:
+    """Local path of ``repo_id/filename``, downloading it into the HF cache when allowed."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    offline = offline_mode() if offline is None else offline
+    kwargs = dict(repo_id=repo_id, filename=filename, token=token or os.environ.get("HF_TOKEN") or None,
+                  local_files_only=offline, cache_dir=os.environ.get("HF_HUB_CACHE") or None)
+    if progress is not None and "tqdm_class" in inspect.signature(hf_hub_download).parameters:
+        kwargs["tqdm_class"] = _progress_tqdm(progress, filename)
+    try:
+        return Path(hf_hub_download(**kwargs))
+    except LocalEntryNotFoundError as exc:
+        how = ("Offline mode is on (HF_HUB_OFFLINE=1 or the plugin's offline setting): turn it off once "
+               "to download, or copy the file into the cache" if offline else
+               "The Hub could not be reached: check the network/proxy, or fetch it on another machine")
+        raise WeightsNotAvailable(
+            f"TerraMind weights {repo_id}/{filename} are not in the Hugging Face cache ({hub_cache_dir()}). "
+            f"{how} with: huggingface-cli download {repo_id} {filename}") from exc
+    except Exception as exc:  # gated/401/404 and network errors from huggingface_hub
+        if type(exc).__name__ in ("GatedRepoError", "RepositoryNotFoundError", "EntryNotFoundError",
+                                  "HfHubHTTPError", "ConnectionError"):
+            raise WeightsNotAvailable(f"Could not fetch {repo_id}/{filename}: {exc}") from exc
+        raise
+
+
+def load_checkpoint(path) -> Dict[str, "torch.Tensor"]:
+    """Tensors of a checkpoint file; never unpickles arbitrary objects."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path), device="cpu")
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    return state
+
+
+def official_state_dict(name: str, *, progress: Optional[ProgressCallback] = None,
+                        token: Optional[str] = None) -> Dict[str, "torch.Tensor"]:
+    repo_id, filename = weights_file(name)
+    return load_checkpoint(resolve_weights(repo_id, filename, progress=progress, token=token))
+
+
+@dataclass
+class CachedFile:
+    name: str
+    repo_id: str
+    filename: str
+    path: Path
+    size_bytes: int
+
+
+def cached_official_weights() -> list:
+    """Which official TerraMind files are already in the HF cache (for `terramind doctor`)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = []
+    for name, (repo_id, filename) in sorted(OFFICIAL_FILES.items()):
+        hit = try_to_load_from_cache(repo_id, filename, cache_dir=os.environ.get("HF_HUB_CACHE") or None)
+        if isinstance(hit, str) and os.path.isfile(hit):
+            found.append(CachedFile(name, repo_id, filename, Path(hit), os.path.getsize(hit)))
+    return found

@@ -1,0 +1,67 @@
+"""Plugin entry: toolbar button, menu entries and the Processing provider; unload removes them all."""
+from __future__ import annotations
+
+from qgis.PyQt.QtGui import QIcon
+from qgis.PyQt.QtWidgets import QAction
+
+from .paths import icon_path
+
+MENU = "&TerraMind"
+
+
+class TerraMindPlugin:
+    def __init__(self, iface):
+        self.iface = iface
+        self.actions = []
+        self.toolbar = None
+        self.dialog = None
+
+    # -- QGIS plugin API -------------------------------------------------------------------
+    def initGui(self):  # noqa: N802
+        self.toolbar = self.iface.addToolBar("TerraMind")
+        self.toolbar.setObjectName("TerraMindToolbar")
+        run_action = self._add_action("TerraMind…", self.show_dialog, icon="terramind.svg", toolbar=True,
+                                      tip="Generate LULC/NDVI/DEM/SAR layers or embeddings with TerraMind 1.0")
+        run_action.setObjectName("TerraMindRunAction")
+        self._add_action("Settings and backend…", self.show_settings, icon="settings.svg")
+
+    def unload(self):
+        for action in self.actions:
+            self.iface.removePluginRasterMenu(MENU, action)
+            self.iface.removeToolBarIcon(action)
+            action.deleteLater()
+        self.actions = []
+        if self.toolbar is not None:
+            self.toolbar.deleteLater()
+            self.toolbar = None
+        if self.dialog is not None:
+            self.dialog.close()
+            self.dialog.deleteLater()
+            self.dialog = None
+
+    # -- actions ---------------------------------------------------------------------------
+    def _add_action(self, text, callback, icon, toolbar=False, tip=None):
+        action = QAction(QIcon(icon_path(icon)), text, self.iface.mainWindow())
+        action.triggered.connect(callback)
+        if tip:
+            action.setToolTip(tip)
+            action.setStatusTip(tip)
+        self.iface.addPluginToRasterMenu(MENU, action)
+        if toolbar:
+            self.toolbar.addAction(action)
+        self.actions.append(action)
+        return action
+
+    def show_dialog(self):
+        from .dialog import TerraMindDialog
+
+        if self.dialog is None:
+            self.dialog = TerraMindDialog(self.iface, parent=self.iface.mainWindow())
+        self.dialog.show()
+        self.dialog.raise_()
+        self.dialog.activateWindow()
+
+    def show_settings(self):
+        from .settings_dialog import SettingsDialog
+
+        SettingsDialog(parent=self.iface.mainWindow()).exec_()
