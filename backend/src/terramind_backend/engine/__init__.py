@@ -1,0 +1,26 @@
+"""Geospatial job engine: JobSpec → validate → align → tile → predict → blend → write.
+
+Public API (stable; the stdio protocol server and the CLI use only this):
+``validate_job(spec) -> JobSpec``, ``run_job(spec, emit=..., cancel=..., models=...) -> dict``,
+``ModelCache``, ``JobSpec``, ``parse_jobspec``, ``JobValidationError``, ``JobCancelled``.
+Importing this package does not import torch; `run_job` does, when called.
+"""
+from .errors import JobCancelled, JobValidationError
+from .jobspec import JobSpec, parse_jobspec
+from .validate import validate_job
+
+__all__ = ["JobCancelled", "JobSpec", "JobValidationError", "ModelCache", "parse_jobspec", "run_job", "validate_job"]
+
+
+def run_job(spec, *, emit=None, cancel=None, models=None, base_dir=None) -> dict:
+    from .runner import run_job as _run
+
+    return _run(spec, emit=emit, cancel=cancel, models=models, base_dir=base_dir)
+
+
+def __getattr__(name):
+    if name == "ModelCache":
+        from .runner import ModelCache
+
+        return ModelCache
+    raise AttributeError(name)

@@ -1,0 +1,318 @@
+"""JobSpec v1: one JSON object describes one job (docs/jobspec.md documents every field).
+
+`parse_jobspec(dict)` checks the structure only (types, names, ranges) and needs no files and no
+torch; `validate.validate_job` adds the checks that open rasters. Unknown keys are ignored so older
+backends accept newer clients, but each is reported in `JobSpec.warnings`.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+from .errors import JobValidationError
+from .modalities import GENERATION_OUTPUTS, INPUT_MODALITIES, MODALITIES, TOKENIZED, resolve
+
+VERSION = 1
+TASKS = ("generate", "embed", "tim-embed", "segment", "reconstruct")
+MODEL_SIZES = ("tiny", "small", "base", "large")
+PATCH = 16  # TerraMind patch size: windows and embedding strides are multiples of it
+EMBED_OUTPUT = "embeddings"
+SEGMENT_OUTPUTS = ("classes", "probabilities")
+MERGE_METHODS = ("mean", "max", "concat")
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_MODEL = re.compile(r"^terramind_v1_(tiny|small|base|large)(_tim|_generate)?$")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    path: str
+    bands: Optional[Tuple[int, ...]] = None   # 1-based band indexes in the model's band order
+    scale: Optional[float] = None             # physical = raw * scale + offset
+    offset: Optional[float] = None
+    nodata: Optional[float] = None            # overrides the file's nodata
+
+
+@dataclass(frozen=True)
+class Extent:
+    crs: str
+    bounds: Optional[Tuple[float, float, float, float]] = None
+    polygon_wkt: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Tiling:
+    window: int = 224
+    overlap: int = 32
+    batch_size: int = 8
+
+    @property
+    def stride(self) -> int:
+        return self.window - self.overlap
+
+
+@dataclass(frozen=True)
+class Options:
+    layer: int = -1
+    merge_method: str = "mean"
+    tim_modalities: Tuple[str, ...] = ("LULC",)
+    checkpoint: Optional[str] = None
+    probabilities: bool = False
+    standardize: bool = True
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    task: str
+    model: str
+    inputs: Dict[str, InputSpec]
+    outputs: Dict[str, str]
+    extent: Optional[Extent] = None
+    crs: Optional[str] = None
+    resolution: float = 10.0
+    tiling: Tiling = Tiling()
+    device: str = "auto"
+    timesteps: int = 10
+    seed: int = 0
+    options: Options = Options()
+    version: int = VERSION
+    warnings: Tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def size(self) -> str:
+        """Model size family: 'tiny', 'small', 'base' or 'large'."""
+        return _MODEL.match(self.model).group(1)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The canonical JSON form (what `parse_jobspec` reads back unchanged)."""
+        d = asdict(self)
+        d.pop("warnings")
+        d["inputs"] = {k: {**v, "bands": list(v["bands"]) if v["bands"] else None} for k, v in d["inputs"].items()}
+        if self.extent is not None:
+            d["extent"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in d["extent"].items() if v is not None}
+        d["options"]["tim_modalities"] = list(self.options.tim_modalities)
+        return d
+
+
+# ---------------------------------------------------------------------------------------------
+# parsing helpers: each raises JobValidationError naming the field
+
+def _fail(field_name: str, message: str):
+    raise JobValidationError(message, field=field_name)
+
+
+def _int(value, name: str, lo: Optional[int] = None, hi: Optional[int] = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        _fail(name, f"{name} must be an integer, got {value!r}.")
+    value = int(value)
+    if lo is not None and value < lo:
+        _fail(name, f"{name} must be at least {lo}, got {value}.")
+    if hi is not None and value > hi:
+        _fail(name, f"{name} must be at most {hi}, got {value}.")
+    return value
+
+
+def _float(value, name: str, allow_none: bool = True) -> Optional[float]:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        _fail(name, f"{name} must be a number, got {value!r}.")
+    return float(value)
+
+
+def _str(value, name: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        _fail(name, f"{name} must be a non-empty string, got {value!r}.")
+    return value.strip()
+
+
+def _path(value, name: str, base_dir: Optional[str]) -> str:
+    value = os.path.expanduser(_str(value, name))
+    if base_dir and not os.path.isabs(value):
+        value = os.path.join(base_dir, value)
+    return os.path.abspath(value)
+
+
+def _known_keys(d: dict, allowed, where: str, warnings: List[str]) -> None:
+    for key in d:
+        if key not in allowed:
+            warnings.append(f"Ignored unknown key {where}{key!r}.")
+
+
+def _input(mod: str, value, base_dir: Optional[str]) -> InputSpec:
+    where = f"inputs.{mod}"
+    if isinstance(value, str):
+        value = {"path": value}
+    if not isinstance(value, dict):
+        _fail(where, f"{where} must be an object with a 'path' (or a path string), got {value!r}.")
+    if "path" not in value:
+        _fail(f"{where}.path", f"{where}.path is missing: give the raster file to read.")
+    bands = value.get("bands")
+    if bands is not None:
+        if not isinstance(bands, (list, tuple)) or not bands:
+            _fail(f"{where}.bands", f"{where}.bands must be a list of 1-based band numbers or null, got {bands!r}.")
+        bands = tuple(_int(b, f"{where}.bands", lo=1) for b in bands)
+        channels = MODALITIES[mod].channels
+        if len(bands) != channels:
+            _fail(f"{where}.bands", f"{where}.bands lists {len(bands)} band(s) but {mod} needs {channels} "
+                                    f"({', '.join(MODALITIES[mod].band_names)}).")
+    return InputSpec(path=_path(value["path"], f"{where}.path", base_dir), bands=bands,
+                     scale=_float(value.get("scale"), f"{where}.scale"),
+                     offset=_float(value.get("offset"), f"{where}.offset"),
+                     nodata=_float(value.get("nodata"), f"{where}.nodata"))
+
+
+def _outputs(task: str, raw, inputs: Dict[str, InputSpec], base_dir: Optional[str]) -> Dict[str, str]:
+    if not isinstance(raw, dict) or not raw:
+        _fail("outputs", "outputs must name at least one output file, e.g. {\"LULC\": \"lulc.tif\"}.")
+    outputs: Dict[str, str] = {}
+    for key, path in raw.items():
+        name = f"outputs.{key}"
+        if task in ("generate", "reconstruct"):
+            mod = resolve(key)
+            allowed = GENERATION_OUTPUTS if task == "generate" else TOKENIZED
+            if mod not in allowed:
+                _fail(name, f"{task} cannot produce {key!r}; outputs are: {', '.join(allowed)}.")
+            if task == "reconstruct" and mod not in inputs:
+                _fail(name, f"reconstruct rebuilds an input through its tokenizer: add a {mod} input or remove this output.")
+            if task == "generate" and mod in inputs:
+                _fail(name, f"{mod} is already an input; generate outputs must be other modalities "
+                            f"(use task 'reconstruct' to round-trip an input).")
+            key = mod
+        elif task in ("embed", "tim-embed"):
+            if key != EMBED_OUTPUT:
+                _fail(name, f"{task} writes one output named {EMBED_OUTPUT!r}, got {key!r}.")
+        elif task == "segment":
+            if key not in SEGMENT_OUTPUTS:
+                _fail(name, f"segment outputs are 'classes' and optionally 'probabilities', got {key!r}.")
+        outputs[key] = _path(path, name, base_dir)
+        if not outputs[key].lower().endswith((".tif", ".tiff")):
+            _fail(name, f"{name} must be a GeoTIFF path ending in .tif or .tiff, got {path!r}.")
+    if task == "segment" and "classes" not in outputs:
+        _fail("outputs.classes", "segment needs outputs.classes (the class map path).")
+    return outputs
+
+
+def _extent(raw) -> Optional[Extent]:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        _fail("extent", f"extent must be null or an object with bounds or polygon_wkt and crs, got {raw!r}.")
+    crs = _str(raw.get("crs"), "extent.crs") if raw.get("crs") is not None else None
+    if crs is None:
+        _fail("extent.crs", "extent.crs is missing: say which CRS the extent is in, e.g. \"EPSG:32633\".")
+    if raw.get("bounds") is not None:
+        b = raw["bounds"]
+        if not isinstance(b, (list, tuple)) or len(b) != 4:
+            _fail("extent.bounds", f"extent.bounds must be [minx, miny, maxx, maxy], got {b!r}.")
+        b = tuple(_float(v, "extent.bounds", allow_none=False) for v in b)
+        if not (b[0] < b[2] and b[1] < b[3]):
+            _fail("extent.bounds", f"The extent is empty: bounds {list(b)} need minx < maxx and miny < maxy.")
+        return Extent(crs=crs, bounds=b)
+    if raw.get("polygon_wkt") is not None:
+        return Extent(crs=crs, polygon_wkt=_str(raw["polygon_wkt"], "extent.polygon_wkt"))
+    _fail("extent", "extent needs either bounds [minx, miny, maxx, maxy] or polygon_wkt.")
+
+
+def _tiling(raw, task: str, warnings: List[str]) -> Tiling:
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        _fail("tiling", f"tiling must be an object, got {raw!r}.")
+    _known_keys(raw, ("window", "overlap", "batch_size"), "tiling.", warnings)
+    window = _int(raw.get("window", 224), "tiling.window", lo=PATCH, hi=4096)
+    if window % PATCH:
+        _fail("tiling.window", f"tiling.window must be a multiple of the {PATCH} px patch size, got {window}.")
+    overlap = _int(raw.get("overlap", 32), "tiling.overlap", lo=0)
+    if overlap * 2 > window - PATCH:
+        _fail("tiling.overlap", f"tiling.overlap ({overlap}) is too large for window {window}: "
+                                f"use at most {(window - PATCH) // 2}.")
+    if task in ("embed", "tim-embed") and overlap % PATCH:
+        _fail("tiling.overlap", f"Embeddings are written per {PATCH} px patch, so tiling.overlap must be a multiple "
+                                f"of {PATCH}, got {overlap}.")
+    batch = _int(raw.get("batch_size", 8), "tiling.batch_size", lo=1, hi=1024)
+    return Tiling(window=window, overlap=overlap, batch_size=batch)
+
+
+def _options(raw, warnings: List[str]) -> Options:
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        _fail("options", f"options must be an object, got {raw!r}.")
+    _known_keys(raw, Options.__dataclass_fields__, "options.", warnings)
+    merge = raw.get("merge_method", "mean")
+    if merge not in MERGE_METHODS:
+        _fail("options.merge_method", f"options.merge_method must be one of {', '.join(MERGE_METHODS)}, got {merge!r}.")
+    tim = raw.get("tim_modalities", ["LULC"])
+    if not isinstance(tim, (list, tuple)) or not tim:
+        _fail("options.tim_modalities", f"options.tim_modalities must be a non-empty list, got {tim!r}.")
+    tim_res = []
+    for m in tim:
+        r = resolve(m)
+        if r not in GENERATION_OUTPUTS:
+            _fail("options.tim_modalities", f"Unknown TiM modality {m!r}; choose from {', '.join(GENERATION_OUTPUTS)}.")
+        tim_res.append(r)
+    ckpt = raw.get("checkpoint")
+    for flag in ("probabilities", "standardize"):
+        if flag in raw and not isinstance(raw[flag], bool):
+            _fail(f"options.{flag}", f"options.{flag} must be true or false, got {raw[flag]!r}.")
+    return Options(layer=_int(raw.get("layer", -1), "options.layer"), merge_method=merge,
+                   tim_modalities=tuple(tim_res),
+                   checkpoint=None if ckpt is None else _path(ckpt, "options.checkpoint", None),
+                   probabilities=raw.get("probabilities", False), standardize=raw.get("standardize", True))
+
+
+_TOP_KEYS = ("version", "task", "model", "inputs", "outputs", "extent", "crs", "resolution", "tiling",
+             "device", "timesteps", "seed", "options")
+
+
+def parse_jobspec(raw: Any, base_dir: Optional[str] = None) -> JobSpec:
+    """Structural checks of a JobSpec dict; relative paths resolve against ``base_dir`` (default: cwd)."""
+    if isinstance(raw, JobSpec):
+        return raw
+    if not isinstance(raw, dict):
+        _fail(None, f"A JobSpec must be a JSON object, got {type(raw).__name__}.")
+    warnings: List[str] = []
+    _known_keys(raw, _TOP_KEYS, "", warnings)
+    version = raw.get("version", VERSION)
+    if version != VERSION:
+        _fail("version", f"Unsupported JobSpec version {version!r}; this backend reads version {VERSION}.")
+    task = raw.get("task")
+    if task not in TASKS:
+        _fail("task", f"Unknown task {task!r}; choose one of {', '.join(TASKS)}.")
+    model = raw.get("model", "terramind_v1_tiny")
+    if not isinstance(model, str) or not _MODEL.match(model.strip()):
+        _fail("model", f"Unknown model {model!r}; use terramind_v1_tiny, terramind_v1_small, "
+                       f"terramind_v1_base or terramind_v1_large.")
+    model = re.sub(r"_(tim|generate)$", "", model.strip())  # the engine picks the variant from the task
+
+    raw_inputs = raw.get("inputs")
+    if not isinstance(raw_inputs, dict) or not raw_inputs:
+        _fail("inputs", "inputs must map at least one modality to a raster, e.g. {\"S2L2A\": {\"path\": \"a.tif\"}}.")
+    inputs: Dict[str, InputSpec] = {}
+    for key, value in raw_inputs.items():
+        mod = resolve(key)
+        if mod is None:
+            _fail(f"inputs.{key}", f"Unknown modality {key!r}; known modalities: {', '.join(INPUT_MODALITIES)}.")
+        if mod in inputs:
+            _fail(f"inputs.{key}", f"Modality {mod} is given twice.")
+        inputs[mod] = _input(mod, value, base_dir)
+
+    outputs = _outputs(task, raw.get("outputs"), inputs, base_dir)
+    crs = raw.get("crs")
+    if crs is not None:
+        crs = _str(crs, "crs")
+    resolution = raw.get("resolution", 10.0)
+    resolution = 10.0 if resolution is None else _float(resolution, "resolution", allow_none=False)
+    if resolution <= 0:
+        _fail("resolution", f"resolution must be a positive pixel size, got {resolution}.")
+    device = str(raw.get("device", "auto") or "auto").strip().lower()
+    if not _DEVICE.match(device):
+        _fail("device", f"Unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps.")
+    spec = JobSpec(task=task, model=model, inputs=inputs, outputs=outputs, extent=_extent(raw.get("extent")),
+                   crs=crs, resolution=resolution, tiling=_tiling(raw.get("tiling"), task, warnings),
+                   device=device, timesteps=_int(raw.get("timesteps", 10), "timesteps", lo=1, hi=1000),
+                   seed=_int(raw.get("seed", 0), "seed", lo=0, hi=2**63 - 1),
+                   options=_options(raw.get("options"), warnings), warnings=tuple(warnings))
+    if task == "tim-embed" and spec.options.merge_method == "concat":
+        _fail("options.merge_method", "tim-embed supports merge_method 'mean' or 'max'.")
+    return spec

@@ -1,0 +1,69 @@
+"""What the engine needs to know per modality: channels, how to resample, and how outputs are stored.
+
+Canonical names only (S2L2A, S2L1C, RGB, S1GRD, S1RTC, DEM, LULC, NDVI); the band orders are
+TerraMind's pretraining orders (facts §2.2). Kept separate from the model package on purpose: the
+engine and the validator run without torch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+_S2L2A_BANDS = ("B01 coastal aerosol", "B02 blue", "B03 green", "B04 red", "B05 red edge 1",
+                "B06 red edge 2", "B07 red edge 3", "B08 NIR", "B8A narrow NIR", "B09 water vapour",
+                "B11 SWIR 1", "B12 SWIR 2")
+_S2L1C_BANDS = _S2L2A_BANDS[:10] + ("B10 cirrus",) + _S2L2A_BANDS[10:]
+
+
+@dataclass(frozen=True)
+class Modality:
+    name: str
+    channels: int
+    band_names: Tuple[str, ...]
+    resampling: str                 # rasterio Resampling name used when aligning onto the target grid
+    optical: bool = False           # the default target grid follows the first optical input
+    output: Optional[str] = None    # storage kind when generated: "classes" or "continuous"
+    dtype: Optional[str] = None     # output dtype
+    unit: str = ""
+
+
+MODALITIES = {m.name: m for m in (
+    Modality("S2L2A", 12, _S2L2A_BANDS, "bilinear", optical=True, output="continuous", dtype="uint16",
+             unit="reflectance x 10000"),
+    Modality("S2L1C", 13, _S2L1C_BANDS, "bilinear", optical=True, unit="reflectance x 10000"),
+    Modality("RGB", 3, ("red", "green", "blue"), "bilinear", optical=True, unit="0-255"),
+    Modality("S1GRD", 2, ("VV", "VH"), "bilinear", output="continuous", dtype="float32", unit="dB"),
+    Modality("S1RTC", 2, ("VV", "VH"), "bilinear", output="continuous", dtype="float32", unit="dB"),
+    Modality("DEM", 1, ("elevation",), "bilinear", output="continuous", dtype="float32", unit="m"),
+    Modality("LULC", 1, ("land cover class",), "nearest", output="classes", dtype="uint8"),
+    Modality("NDVI", 1, ("NDVI",), "bilinear", output="continuous", dtype="float32", unit="NDVI -1..1"),
+)}
+
+INPUT_MODALITIES = tuple(MODALITIES)
+GENERATION_OUTPUTS = ("S2L2A", "S1GRD", "S1RTC", "DEM", "LULC", "NDVI")
+# Modalities with a tokenizer, i.e. what `reconstruct` can round-trip.
+TOKENIZED = ("S2L2A", "S1GRD", "S1RTC", "DEM", "LULC", "NDVI")
+
+# LULC: 10 classes (indices 0-9) of the v1 LULC tokenizer, trained on ESRI 10 m annual land cover.
+# The colours are IBM/terramind's plotting_utils.py colour map. The names are NOT published by IBM or
+# TerraTorch: they are our reading of ESRI's codes (1 water, 2 trees, 4 flooded vegetation, 5 crops,
+# 7 built area, 8 bare ground, 9 snow/ice, 10 clouds, 11 rangeland) compressed to 1-9 with 0 = no data
+# (facts §9: colours and the sample tiles fit this reading). docs/jobspec.md repeats this caveat.
+LULC_CLASSES = (
+    ("No data", "#000000"),
+    ("Water", "#3171AD"),
+    ("Trees", "#469C76"),
+    ("Flooded vegetation", "#83CA70"),
+    ("Crops", "#EAE159"),
+    ("Built area", "#C07CB8"),
+    ("Bare ground", "#C19368"),
+    ("Snow/Ice", "#6FB2E4"),
+    ("Clouds", "#F1F1F1"),
+    ("Rangeland", "#C66526"),
+)
+
+
+def resolve(name: str) -> Optional[str]:
+    """Canonical spelling of a modality name (case-insensitive), or None if unknown."""
+    key = str(name).strip().upper()
+    return key if key in MODALITIES else None
