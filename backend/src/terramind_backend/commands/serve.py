@@ -1,0 +1,46 @@
+"""`terramind serve --stdio`: the JSON-lines server the QGIS plugin talks to (docs/protocol.md)."""
+from __future__ import annotations
+
+import io
+import logging
+import os
+import sys
+import warnings
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("serve", help="serve jobs over newline-delimited JSON (used by the QGIS plugin)")
+    p.add_argument("--stdio", action="store_true", required=True,
+                   help="requests on stdin, events on stdout (the only transport so far)")
+    p.add_argument("--log-level", default=os.environ.get("TERRAMIND_LOG_LEVEL", "INFO"),
+                   help="level of the diagnostic log written to stderr (default INFO)")
+    p.set_defaults(func=run)
+
+
+def _protocol_streams():
+    """(requests in, events out); afterwards anything else written to stdout lands on stderr.
+
+    The events stream is a private duplicate of file descriptor 1; fd 1 itself is pointed at
+    stderr, so a stray print(), a C library or a progress bar cannot corrupt the protocol.
+    """
+    sys.stdout.flush()
+    events_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    events = io.open(events_fd, "w", encoding="utf-8", newline="\n", buffering=1)
+    requests = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", newline=None)
+    return requests, events
+
+
+def run(args) -> int:
+    from ..protocol.server import JobLogHandler, Server
+
+    requests, events = _protocol_streams()
+    logging.basicConfig(stream=sys.stderr, level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.captureWarnings(True)
+    warnings.simplefilter("default")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # huggingface_hub bars would only clutter stderr
+    server = Server(requests, events)
+    logging.getLogger().addHandler(JobLogHandler(server))
+    return server.serve()
