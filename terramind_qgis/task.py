@@ -1,0 +1,122 @@
+"""TerraMindTask: one job in QGIS's task manager.
+
+``run()`` (worker thread) hands the JobSpec to the warm backend through ``BackendClient.run_job``
+and turns its events into ``setProgress`` and log lines; it stores an outcome and never raises.
+``finished()`` (main thread) adds the styled output layers, reports in the message bar and the
+"TerraMind" log tab, and calls ``on_finished(outcome)``. Cancelling the task (its × in the task
+manager) sends ``cancel`` to the backend within 100 ms.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+from qgis.core import Qgis, QgsProject, QgsTask
+
+from .client import BackendCancelled, BackendClient, BackendError, get_client
+from .layers import add_output_layers
+from .log import log
+
+# Share of the progress bar per backend stage (start %, end %); the model weights download first.
+STAGES = {"download": (0.0, 15.0), "load": (15.0, 25.0), "tiles": (25.0, 100.0)}
+
+
+@dataclass
+class Done:
+    result: Dict[str, Any]
+    layers: List[Any] = field(default_factory=list)
+
+
+@dataclass
+class Failed:
+    kind: str
+    message: str
+    field: Optional[str] = None
+    detail: Optional[str] = None
+
+
+@dataclass
+class Cancelled:
+    message: str = "Job cancelled."
+
+
+class TerraMindTask(QgsTask):
+    """Run one JobSpec and add its outputs as a layer group named ``group_name`` (default: description)."""
+
+    def __init__(self, description: str, spec: Dict[str, Any],
+                 on_finished: Optional[Callable[[Any], None]] = None, *, iface=None,
+                 client: Optional[BackendClient] = None, group_name: Optional[str] = None,
+                 project: Optional[QgsProject] = None):
+        super().__init__(description, QgsTask.CanCancel)
+        self.spec = spec
+        self.on_finished = on_finished
+        self.iface = iface
+        self.client = client or get_client()  # here, on the main thread: settings and token are read now
+        self.group_name = group_name or description
+        self.project = project
+        self.outcome: Any = None
+        self._stage: Optional[str] = None
+
+    # -- worker thread --------------------------------------------------------------------
+    def run(self) -> bool:
+        try:
+            result = self.client.run_job(self.spec, on_event=self._on_event, is_cancelled=self.isCanceled)
+        except BackendCancelled as exc:
+            self.outcome = Cancelled(exc.message)
+            return False
+        except BackendError as exc:
+            self.outcome = Failed(exc.kind, exc.message, exc.field, exc.detail)
+            return False
+        except Exception as exc:  # never let an exception escape into the task manager
+            self.outcome = Failed("runtime", f"{type(exc).__name__}: {exc}")
+            return False
+        self.outcome = Done(result)
+        return True
+
+    def _on_event(self, event: Dict[str, Any]) -> None:
+        if event.get("event") == "log":
+            log(event.get("message", ""), event.get("level", "info"))
+            return
+        stage = event.get("stage") or "tiles"
+        start, end = STAGES.get(stage, STAGES["tiles"])
+        fraction = event.get("fraction")
+        if fraction is None and event.get("total"):
+            fraction = event.get("done", 0) / event["total"]
+        self.setProgress(start + (end - start) * max(0.0, min(1.0, float(fraction or 0.0))))
+        if stage != self._stage:
+            self._stage = stage
+            if event.get("message"):
+                log(f"{self.description()}: {event['message']}")
+
+    # -- main thread ----------------------------------------------------------------------
+    def finished(self, ok: bool) -> None:
+        outcome = self.outcome
+        if outcome is None:  # cancelled before run() started
+            outcome = self.outcome = Cancelled("Job cancelled before it started.")
+        if isinstance(outcome, Done):
+            try:
+                outcome.layers = add_output_layers(outcome.result, self.group_name, self.project)
+            except Exception as exc:
+                outcome = self.outcome = Failed("runtime", f"The job ran, but its outputs could not be added: {exc}")
+        self._report(outcome)
+        if self.on_finished is not None:
+            self.on_finished(outcome)
+
+    def _report(self, outcome) -> None:
+        name = self.description()
+        if isinstance(outcome, Done):
+            seconds = outcome.result.get("elapsed_s")
+            took = f" in {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""
+            text = f"{name}: {len(outcome.layers)} layer(s) added{took}."
+            level, bar_level = "success", Qgis.Success
+        elif isinstance(outcome, Cancelled):
+            text, level, bar_level = f"{name}: {outcome.message}", "info", Qgis.Info
+        else:
+            where = f" ({outcome.field})" if outcome.field else ""
+            text, level, bar_level = f"{name} failed{where}: {outcome.message}", "error", Qgis.Critical
+            if outcome.detail:
+                log(outcome.detail, "info")
+        log(text, level)
+        if self.iface is not None:
+            # The bar shows the first line; the full message (stderr tail) is in the log tab.
+            self.iface.messageBar().pushMessage("TerraMind", text.splitlines()[0], bar_level, 10)
