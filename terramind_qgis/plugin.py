@@ -15,9 +15,20 @@ class TerraMindPlugin:
         self.actions = []
         self.toolbar = None
         self.dialog = None
+        self.provider = None
 
     # -- QGIS plugin API -------------------------------------------------------------------
+    def initProcessing(self):  # noqa: N802 (QGIS calls it too: qgis_process, hasProcessingProvider=yes)
+        if self.provider is None:
+            from qgis.core import QgsApplication
+
+            from .processing import TerraMindProvider
+
+            self.provider = TerraMindProvider()
+            QgsApplication.processingRegistry().addProvider(self.provider)
+
     def initGui(self):  # noqa: N802
+        self.initProcessing()
         self.toolbar = self.iface.addToolBar("TerraMind")
         self.toolbar.setObjectName("TerraMindToolbar")
         run_action = self._add_action("TerraMind…", self.show_dialog, icon="terramind.svg", toolbar=True,
@@ -26,6 +37,11 @@ class TerraMindPlugin:
         self._add_action("Settings and backend…", self.show_settings, icon="settings.svg")
 
     def unload(self):
+        if self.provider is not None:
+            from qgis.core import QgsApplication
+
+            QgsApplication.processingRegistry().removeProvider(self.provider)
+            self.provider = None
         for action in self.actions:
             self.iface.removePluginRasterMenu(MENU, action)
             self.iface.removeToolBarIcon(action)

@@ -1,0 +1,37 @@
+"""The "TerraMind" Processing provider (id ``terramind``)."""
+from __future__ import annotations
+
+from qgis.core import QgsProcessingProvider
+from qgis.PyQt.QtGui import QIcon
+
+from ..paths import icon_path, plugin_version
+from .embed import EmbedAlgorithm
+from .generate import GenerateAlgorithm
+from .reconstruct import ReconstructAlgorithm
+from .segment import SegmentAlgorithm
+
+ALGORITHMS = (GenerateAlgorithm, EmbedAlgorithm, SegmentAlgorithm, ReconstructAlgorithm)
+
+
+class TerraMindProvider(QgsProcessingProvider):
+    def id(self):
+        return "terramind"
+
+    def name(self):
+        return "TerraMind"
+
+    def longName(self):  # noqa: N802
+        return "TerraMind 1.0 (IBM/ESA Earth-observation foundation model)"
+
+    def icon(self):
+        return QIcon(icon_path())
+
+    def svgIconPath(self):  # noqa: N802
+        return icon_path()
+
+    def versionInfo(self):  # noqa: N802
+        return plugin_version()
+
+    def loadAlgorithms(self):  # noqa: N802
+        for algorithm in ALGORITHMS:
+            self.addAlgorithm(algorithm())
