@@ -1,0 +1,70 @@
+"""`embed` and `tim-embed`: TerraMind encoder features per 16 px patch, one band per feature.
+
+The backbone gets standardized inputs (backbones never standardize themselves, facts §3.3); its
+layer ``options.layer`` output ``[B, N, D]`` is reshaped to ``[B, D, S/16, S/16]`` (tokens are
+row-major). TiM first generates its ``tim_modalities`` tokens and averages them in (merge mean/max).
+"""
+from __future__ import annotations
+
+from typing import Dict, List
+
+import numpy as np
+
+from ..jobspec import EMBED_OUTPUT, PATCH
+from ..writer import OutputSpec
+from .base import FLOAT_NODATA, Context, Predictor, Product, batch_seed, build_kwargs, call_seeded, standardize, torch_batch
+
+
+class EmbedPredictor(Predictor):
+    patch_aligned = True
+
+    def __init__(self, ctx: Context):
+        spec = ctx.spec
+        self.device = ctx.device
+        self.layer = spec.options.layer
+        self.tim = spec.task == "tim-embed"
+        self.seed = spec.seed
+        mods = list(spec.inputs)
+        kwargs = dict(modalities=mods, merge_method=spec.options.merge_method, **build_kwargs(spec))
+        name = f"terramind_v1_{spec.size}"
+        if self.tim:
+            name += "_tim"
+            kwargs["tim_modalities"] = list(spec.options.tim_modalities)
+        self.model = ctx.models.get(name, ctx.device, ctx.emit, **kwargs)
+        dim = self._feature_dim(spec)
+        out = OutputSpec(name=EMBED_OUTPUT, path=spec.outputs[EMBED_OUTPUT], kind="embeddings", dtype="float32",
+                         band_names=[f"feature {i}" for i in range(dim)], nodata=FLOAT_NODATA, product="embeddings",
+                         scale=PATCH, tags={"MODEL": name, "LAYER": str(self.layer),
+                                            "MERGE_METHOD": spec.options.merge_method})
+        self.products: List[Product] = [Product(EMBED_OUTPUT, dim, [out], lambda v: [v.astype(np.float32)],
+                                                scale=PATCH)]
+
+    def _feature_dim(self, spec) -> int:
+        dim = getattr(self.model, "out_channels", None)
+        if isinstance(dim, (list, tuple)):
+            dim = dim[self.layer]
+        if not dim:
+            raise RuntimeError(f"Cannot tell the embedding size of {type(self.model).__name__}")
+        return int(dim)
+
+    def predict(self, arrays: Dict[str, np.ndarray], valid: np.ndarray, batch_index: int) -> Dict[str, np.ndarray]:
+        import torch
+
+        x = {m: standardize(m, a, valid) for m, a in arrays.items()}
+        batch = torch_batch(x, self.device)
+        with torch.inference_mode():
+            if self.tim:
+                layers = call_seeded(self.model, batch_seed(self.seed, batch_index), batch)
+            else:
+                layers = self.model(batch)
+        tokens = layers[self.layer] if isinstance(layers, (list, tuple)) else layers
+        b, n, d = tokens.shape
+        s = arrays[next(iter(arrays))].shape[-1] // PATCH
+        if n != s * s:
+            raise RuntimeError(f"Backbone returned {n} tokens for a {s}x{s} patch window")
+        feats = tokens.float().transpose(1, 2).reshape(b, d, s, s)
+        return {EMBED_OUTPUT: feats.cpu().numpy()}
+
+
+def build(ctx: Context) -> EmbedPredictor:
+    return EmbedPredictor(ctx)

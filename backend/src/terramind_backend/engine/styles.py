@@ -1,0 +1,97 @@
+"""QGIS `.qml` styles written beside each output, so the plugin only calls `loadNamedStyle`.
+
+One function per renderer (paletted, pseudocolour ramp, grey, RGB), chosen by the output's
+product: LULC/classes paletted with class names, NDVI a fixed −1..1 ramp, DEM a terrain ramp over
+the data range, SAR grey in dB, S2L2A true colour (bands 4, 3, 2), embeddings the first three
+features as RGB stretched to mean ± 2σ (one band: grey).
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+from xml.sax.saxutils import quoteattr
+
+from .writer import OutputSpec
+
+_HEAD = "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n<qgis version=\"3.22.0\" styleCategories=\"AllStyleCategories\">\n  <pipe>\n"
+_TAIL = ("    <brightnesscontrast brightness=\"0\" contrast=\"0\" gamma=\"1\"/>\n"
+         "    <huesaturation saturation=\"0\" grayscaleMode=\"0\" colorizeOn=\"0\" colorizeStrength=\"100\" "
+         "colorizeRed=\"255\" colorizeGreen=\"128\" colorizeBlue=\"128\"/>\n"
+         "    <rasterresampler maxOversampling=\"2\"/>\n  </pipe>\n  <blendMode>0</blendMode>\n</qgis>\n")
+
+NDVI_RAMP = [(-1.0, "#0c0c0c"), (0.0, "#bfa980"), (0.2, "#f2e77d"), (0.4, "#8bc34a"), (0.6, "#33a02c"), (1.0, "#00441b")]
+TERRAIN = ["#2b83ba", "#abdda4", "#ffffbf", "#fdae61", "#a6611a", "#ffffff"]
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.6g}"
+
+
+def _enhance(tag: str, lo: float, hi: float) -> str:
+    return (f"      <{tag}>\n        <minValue>{_fmt(lo)}</minValue>\n        <maxValue>{_fmt(hi)}</maxValue>\n"
+            f"        <algorithm>StretchToMinimumMaximum</algorithm>\n      </{tag}>\n")
+
+
+def paletted(class_names: Sequence[str], colors: Sequence[str]) -> str:
+    entries = "".join(f"        <paletteEntry value=\"{i}\" color=\"{c.lower()}\" alpha=\"255\" label={quoteattr(n)}/>\n"
+                      for i, (n, c) in enumerate(zip(class_names, colors)))
+    return (_HEAD + "    <rasterrenderer type=\"paletted\" band=\"1\" opacity=\"1\" alphaBand=\"-1\" nodataColor=\"\">\n"
+            "      <rasterTransparency/>\n      <colorPalette>\n" + entries + "      </colorPalette>\n"
+            "    </rasterrenderer>\n" + _TAIL)
+
+
+def pseudocolor(stops: List[Tuple[float, str]], band: int = 1) -> str:
+    lo, hi = stops[0][0], stops[-1][0]
+    items = "".join(f"          <item value=\"{_fmt(v)}\" color=\"{c}\" alpha=\"255\" label=\"{_fmt(v)}\"/>\n"
+                    for v, c in stops)
+    return (_HEAD + f"    <rasterrenderer type=\"singlebandpseudocolor\" band=\"{band}\" opacity=\"1\" alphaBand=\"-1\" "
+            f"classificationMin=\"{_fmt(lo)}\" classificationMax=\"{_fmt(hi)}\" nodataColor=\"\">\n"
+            "      <rasterTransparency/>\n      <rastershader>\n"
+            f"        <colorrampshader colorRampType=\"INTERPOLATED\" classificationMode=\"1\" clip=\"0\" "
+            f"minimumValue=\"{_fmt(lo)}\" maximumValue=\"{_fmt(hi)}\">\n" + items +
+            "        </colorrampshader>\n      </rastershader>\n    </rasterrenderer>\n" + _TAIL)
+
+
+def gray(lo: float, hi: float, band: int = 1) -> str:
+    return (_HEAD + f"    <rasterrenderer type=\"singlebandgray\" grayBand=\"{band}\" gradient=\"BlackToWhite\" "
+            "opacity=\"1\" alphaBand=\"-1\" nodataColor=\"\">\n      <rasterTransparency/>\n"
+            + _enhance("contrastEnhancement", lo, hi) + "    </rasterrenderer>\n" + _TAIL)
+
+
+def rgb(bands: Tuple[int, int, int], ranges: Sequence[Tuple[float, float]]) -> str:
+    r, g, b = bands
+    return (_HEAD + f"    <rasterrenderer type=\"multibandcolor\" redBand=\"{r}\" greenBand=\"{g}\" blueBand=\"{b}\" "
+            "opacity=\"1\" alphaBand=\"-1\" nodataColor=\"\">\n      <rasterTransparency/>\n"
+            + _enhance("redContrastEnhancement", *ranges[0]) + _enhance("greenContrastEnhancement", *ranges[1])
+            + _enhance("blueContrastEnhancement", *ranges[2]) + "    </rasterrenderer>\n" + _TAIL)
+
+
+def _stretch(stat: Dict[str, Optional[float]], default: Tuple[float, float]) -> Tuple[float, float]:
+    """mean ± 2σ clipped to the data range; ``default`` when nothing valid was written."""
+    if stat.get("mean") is None:
+        return default
+    lo = max(stat["min"], stat["mean"] - 2 * stat["std"])
+    hi = min(stat["max"], stat["mean"] + 2 * stat["std"])
+    return (lo, hi) if hi > lo else (stat["min"], stat["max"] + 1e-6)
+
+
+def style_for(spec: OutputSpec, stats: Sequence[Dict[str, Optional[float]]]) -> str:
+    """The QML text for one output, given the per-band statistics of what was written."""
+    if spec.kind == "classes" and spec.class_names and spec.colors:
+        return paletted(spec.class_names, spec.colors)
+    if spec.kind == "probabilities":
+        return gray(0.0, 1.0)
+    product = spec.product
+    if product == "NDVI":
+        return pseudocolor(NDVI_RAMP)
+    if product == "DEM":
+        lo, hi = (stats[0]["min"], stats[0]["max"]) if stats[0]["min"] is not None else (0.0, 1000.0)
+        hi = hi if hi > lo else lo + 1.0
+        step = (hi - lo) / (len(TERRAIN) - 1)
+        return pseudocolor([(lo + i * step, c) for i, c in enumerate(TERRAIN)])
+    if product in ("S1GRD", "S1RTC"):
+        return gray(*_stretch(stats[0], (-25.0, 0.0)))
+    if product == "S2L2A":
+        return rgb((4, 3, 2), [(0.0, 3000.0)] * 3)
+    if spec.count >= 3:
+        return rgb((1, 2, 3), [_stretch(s, (-1.0, 1.0)) for s in stats[:3]])
+    return gray(*_stretch(stats[0], (0.0, 1.0)))

@@ -1,0 +1,166 @@
+"""Georeferenced outputs, written strip by strip into a hidden temp file beside the destination.
+
+`OutputWriter` writes a tiled GeoTIFF next to the final path, converts it to a Cloud Optimized
+GeoTIFF when done, and only then `os.replace`s it into place (with its `.aux.xml` category names
+and `.qml` style), so a failed or cancelled job leaves nothing at the destination. It also keeps
+running per-band statistics, which the style uses for its stretch.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+from xml.sax.saxutils import escape
+
+import numpy as np
+import rasterio
+from rasterio.shutil import copy as rio_copy
+from rasterio.windows import Window
+
+from .grid import Grid
+
+
+@dataclass
+class OutputSpec:
+    """What one output file holds. ``kind``: classes | continuous | embeddings | probabilities."""
+    name: str
+    path: str
+    kind: str
+    dtype: str
+    band_names: Sequence[str]
+    nodata: Optional[float]
+    product: str = ""                                  # style id: LULC, NDVI, DEM, S1GRD, S1RTC, S2L2A, ...
+    class_names: Optional[Sequence[str]] = None        # classes: index → name
+    colors: Optional[Sequence[str]] = None             # classes: index → "#RRGGBB"
+    scale: int = 1                                     # output pixel = scale × scale grid pixels
+    unit: str = ""
+    tags: Dict[str, str] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return len(self.band_names)
+
+
+def _hex_rgba(color: str) -> Tuple[int, int, int, int]:
+    c = color.lstrip("#")
+    return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16), 255
+
+
+def _temp_path(path: str, suffix: str) -> str:
+    folder, base = os.path.split(path)
+    return os.path.join(folder, f".{base}.{uuid.uuid4().hex[:8]}.{suffix}")
+
+
+def _aux_xml(spec: OutputSpec) -> str:
+    cats = "".join(f"<Category>{escape(n)}</Category>" for n in spec.class_names)
+    return ("<PAMDataset>\n  <PAMRasterBand band=\"1\">\n"
+            f"    <Description>{escape(spec.band_names[0])}</Description>\n"
+            f"    <CategoryNames>{cats}</CategoryNames>\n  </PAMRasterBand>\n</PAMDataset>\n")
+
+
+class OutputWriter:
+    """One output raster on ``grid``; `write(row_off, data[C, n, width])` then `commit()` or `abort()`."""
+
+    def __init__(self, spec: OutputSpec, grid: Grid):
+        self.spec, self.grid = spec, grid
+        self._tmp = _temp_path(spec.path, "part.tif")
+        self._extra: List[str] = []
+        profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=spec.count, dtype=spec.dtype,
+                       crs=grid.crs, transform=grid.transform, nodata=spec.nodata, tiled=True,
+                       blockxsize=256, blockysize=256, compress="deflate", BIGTIFF="IF_SAFER")
+        if spec.count > 1 and spec.dtype != "uint8":
+            profile["interleave"] = "band" if spec.kind == "embeddings" else "pixel"
+        self._ds = rasterio.open(self._tmp, "w", **profile)
+        for i, name in enumerate(spec.band_names, start=1):
+            self._ds.set_band_description(i, name)
+        if spec.colors:
+            self._ds.write_colormap(1, {i: _hex_rgba(c) for i, c in enumerate(spec.colors)})
+        tags = dict(spec.tags)
+        if spec.class_names:
+            tags["CLASS_NAMES"] = ",".join(spec.class_names)
+        if spec.unit:
+            tags["UNITS"] = spec.unit
+        tags["TERRAMIND_OUTPUT"] = spec.name
+        self._ds.update_tags(**tags)
+        if spec.unit:
+            for i in range(1, spec.count + 1):
+                self._ds.update_tags(i, UNITS=spec.unit)
+        n = spec.count
+        self.count = np.zeros(n, dtype=np.int64)
+        self.sum = np.zeros(n, dtype=np.float64)
+        self.sumsq = np.zeros(n, dtype=np.float64)
+        self.min = np.full(n, np.inf)
+        self.max = np.full(n, -np.inf)
+
+    def write(self, row_off: int, data: np.ndarray, valid: np.ndarray) -> None:
+        """Write rows ``row_off``…; ``data`` already in the output dtype, ``valid`` [n, width] bool."""
+        n = data.shape[1]
+        self._ds.write(data, window=Window(0, row_off, self.grid.width, n))
+        if valid.any():
+            vals = data[:, valid].astype(np.float64)
+            self.count += vals.shape[1]
+            self.sum += vals.sum(axis=1)
+            self.sumsq += (vals * vals).sum(axis=1)
+            self.min = np.minimum(self.min, vals.min(axis=1))
+            self.max = np.maximum(self.max, vals.max(axis=1))
+
+    def stats(self) -> List[Dict[str, float]]:
+        """Per band: min, max, mean, std of the valid pixels written (None values if nothing valid)."""
+        out = []
+        for i in range(self.spec.count):
+            if self.count[i] == 0:
+                out.append({"min": None, "max": None, "mean": None, "std": None})
+                continue
+            mean = self.sum[i] / self.count[i]
+            var = max(self.sumsq[i] / self.count[i] - mean * mean, 0.0)
+            out.append({"min": float(self.min[i]), "max": float(self.max[i]), "mean": float(mean),
+                        "std": float(var ** 0.5)})
+        return out
+
+    def finish(self, style_xml: Optional[str]) -> None:
+        """Close and convert to COG, still under temp names (call `commit` to publish)."""
+        self._ds.close()
+        cog = _temp_path(self.spec.path, "cog.tif")
+        resampling = "NEAREST" if self.spec.kind == "classes" else "AVERAGE"
+        rio_copy(self._tmp, cog, driver="COG", compress="DEFLATE", resampling=resampling,
+                 overview_resampling=resampling, BIGTIFF="IF_SAFER")
+        os.remove(self._tmp)
+        self._tmp = cog
+        if self.spec.class_names:
+            aux = _temp_path(self.spec.path, "aux.xml")
+            with open(aux, "w", encoding="utf-8") as f:
+                f.write(_aux_xml(self.spec))
+            self._extra.append((aux, self.spec.path + ".aux.xml"))
+        if style_xml is not None:
+            qml = _temp_path(self.spec.path, "qml")
+            with open(qml, "w", encoding="utf-8") as f:
+                f.write(style_xml)
+            self._extra.append((qml, style_path(self.spec.path)))
+
+    def commit(self) -> None:
+        """Move every temp file into place; a stale .aux.xml of an older file at the path is removed."""
+        stale = self.spec.path + ".aux.xml"
+        if os.path.exists(stale) and all(dst != stale for _, dst in self._extra):
+            os.remove(stale)
+        os.replace(self._tmp, self.spec.path)
+        self._tmp = None
+        for tmp, dst in self._extra:
+            os.replace(tmp, dst)
+        self._extra = []
+
+    def abort(self) -> None:
+        """Remove every temp file; the destination is left as it was."""
+        try:
+            if not self._ds.closed:
+                self._ds.close()
+        except Exception:  # noqa: BLE001 - cleanup must go on
+            pass
+        for path in [self._tmp] + [t for t, _ in self._extra]:
+            if path and os.path.exists(path):
+                os.remove(path)
+        self._tmp, self._extra = None, []
+
+
+def style_path(path: str) -> str:
+    return os.path.splitext(path)[0] + ".qml"
