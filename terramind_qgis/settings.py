@@ -156,7 +156,8 @@ class Settings:
             return None
         manager = QgsApplication.authManager()
         config = QgsAuthMethodConfig()
-        if not manager.loadAuthenticationConfig(config_id, config, True):
+        ok, config = _ok_and_config(manager.loadAuthenticationConfig(config_id, config, True), config)
+        if not ok:
             return None
         return config.config("password") or None
 
@@ -181,7 +182,7 @@ class Settings:
             config.setId(config_id)
             ok = manager.updateAuthenticationConfig(config)
         else:
-            ok = manager.storeAuthenticationConfig(config)
+            ok, config = _ok_and_config(manager.storeAuthenticationConfig(config), config)
         if not ok or not config.id():
             raise RuntimeError("QGIS's authentication manager did not store the Hugging Face token.")
         self._set("auth/hf_token_config", config.id())
@@ -200,6 +201,13 @@ class Settings:
         if token:
             env["HF_TOKEN"] = token
         return env
+
+
+def _ok_and_config(answer, config=None):
+    """PyQGIS returns (ok, config) for the auth manager's in/out config arguments."""
+    if isinstance(answer, tuple):
+        return bool(answer[0]), answer[1]
+    return bool(answer), config
 
 
 def clean_environment(base: Mapping[str, str]) -> Dict[str, str]:

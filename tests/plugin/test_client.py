@@ -1,0 +1,120 @@
+"""BackendClient against the real backend process (.venv-backend), on real QGIS's Python."""
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from qgis.core import QgsSettings
+
+from tests.conftest import fake_hub  # noqa: F401 (fixture; the plugin ini does not load tests/conftest.py)
+from terramind_qgis import client as client_mod
+from terramind_qgis.client import BackendClient, BackendError, get_client, shutdown_client
+from terramind_qgis.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+BACKEND_PY = REPO / ".venv-backend" / "bin" / "python"
+
+
+def child_environ(pid):
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
+
+
+@pytest.fixture
+def backend_env(fake_hub, monkeypatch):
+    # What QGIS's own process typically carries; none of it may reach the backend.
+    monkeypatch.setenv("PYTHONPATH", "/usr/share/qgis/python")
+    monkeypatch.setenv("PROJ_LIB", "/usr/share/proj")
+    monkeypatch.setenv("GDAL_DRIVER_PATH", "/nonexistent/gdalplugins")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    qs = QgsSettings()
+    qs.remove("terramind")
+    qs.setValue("terramind/backend/python", str(BACKEND_PY))
+    yield Settings(qs)
+    qs.remove("terramind")
+
+
+@pytest.fixture
+def client(backend_env):
+    c = BackendClient.from_settings(backend_env)
+    yield c
+    c.shutdown()
+
+
+def test_hello_starts_a_clean_backend(client, fake_hub):
+    hello = client.hello()
+    assert hello["protocol"] == 1 and hello["device"] == "cpu"
+    assert hello["pid"] == client.pid
+    assert hello["hf_cache"] == str(fake_hub) and hello["hf_offline"] is True
+    assert any(w["name"] == "terramind_v1_tiny" for w in hello["cached_weights"])
+    env = child_environ(client.pid)
+    for gone in ("PYTHONPATH", "PROJ_LIB", "GDAL_DRIVER_PATH"):
+        assert gone not in env
+    assert env["HF_HUB_CACHE"] == str(fake_hub) and env["HF_HUB_OFFLINE"] == "1"
+
+
+def test_requests_reuse_the_warm_process(client):
+    first = client.hello()["pid"]
+    t0 = time.monotonic()
+    listing = client.models()
+    assert time.monotonic() - t0 < 5
+    assert "terramind_v1_tiny_generate" in listing["models"]
+    assert client.pid == first
+
+
+def test_killed_backend_is_replaced_by_the_next_request(client):
+    first = client.hello()["pid"]
+    os.kill(first, 9)
+    time.sleep(0.3)
+    assert client.pid is None
+    second = client.hello()["pid"]
+    assert second != first and client.pid == second
+
+
+def test_missing_interpreter_is_a_setup_error(tmp_path):
+    c = BackendClient(str(tmp_path / "nope" / "python"))
+    with pytest.raises(BackendError) as info:
+        c.hello()
+    assert info.value.kind == "setup" and "does not exist" in str(info.value)
+    with pytest.raises(BackendError, match="Settings and backend"):
+        BackendClient(None).hello()
+
+
+def test_interpreter_without_backend_fails_with_its_stderr(backend_env):
+    # QGIS's own Python has no terramind_backend: the process dies at once and says why.
+    c = BackendClient(sys.executable, backend_env.backend_environment())
+    with pytest.raises(BackendError) as info:
+        c.hello(timeout=30)
+    assert info.value.kind == "crashed"
+    assert "No module named terramind_backend" in str(info.value)
+    assert "next job starts a new backend process" in str(info.value)
+    c.shutdown()
+
+
+def test_get_client_is_shared_until_settings_change(backend_env, tmp_path):
+    try:
+        a = get_client(backend_env)
+        assert get_client(backend_env) is a
+        a.hello()
+        pid = a.pid
+        other = tmp_path / "python"
+        other.write_text("")
+        backend_env.backend_python = str(other)
+        b = get_client(backend_env)
+        assert b is not a and b.interpreter == str(other)
+        # the old, idle client was retired: its process is gone
+        deadline = time.monotonic() + 5
+        while a.pid is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert a.pid is None and _gone(pid)
+    finally:
+        shutdown_client()
+    assert client_mod._client is None
+
+
+def _gone(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"  # exited, not yet reaped
+    except OSError:
+        return True
