@@ -22,7 +22,7 @@ JOBSPEC_VERSION = 1
 MODEL_SIZES = ("tiny", "small", "base", "large")
 TASKS = ("generate", "embed", "tim-embed")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-MERGE_METHODS = ("mean", "max", "concat", "dict")
+MERGE_METHODS = ("mean", "max", "concat")
 PATCH_SIZE = 16
 
 
@@ -218,11 +218,15 @@ def _check_grid(choices: JobChoices) -> list[Problem]:
     if not choices.resolution > 0:
         problems.append(Problem("resolution", "The pixel size must be greater than 0"))
     window, overlap = choices.window, choices.overlap
-    if window < 2 * PATCH_SIZE or window % PATCH_SIZE:
-        problems.append(Problem("tiling.window", f"The window must be a multiple of {PATCH_SIZE} px and at "
-                                f"least {2 * PATCH_SIZE} px"))
-    if overlap < 0 or overlap * 2 >= window:
-        problems.append(Problem("tiling.overlap", "The overlap must be at least 0 and under half the window"))
+    if window < 2 * PATCH_SIZE or window > 4096 or window % PATCH_SIZE:
+        problems.append(Problem("tiling.window", f"The window must be a multiple of {PATCH_SIZE} px, "
+                                f"{2 * PATCH_SIZE} … 4096"))
+    elif overlap < 0 or overlap * 2 > window - PATCH_SIZE:
+        problems.append(Problem("tiling.overlap", f"The overlap must be 0 … {max(0, (window - PATCH_SIZE) // 2)}"
+                                f" px for a {window} px window"))
+    elif choices.task in ("embed", "tim-embed") and overlap % PATCH_SIZE:
+        problems.append(Problem("tiling.overlap", f"Embeddings are written per {PATCH_SIZE} px patch: use an "
+                                f"overlap that is a multiple of {PATCH_SIZE}"))
     if choices.batch_size < 1:
         problems.append(Problem("tiling.batch_size", "The batch size must be at least 1"))
     if choices.task in ("generate", "tim-embed") and not 1 <= choices.timesteps <= 1000:
@@ -233,6 +237,8 @@ def _check_grid(choices: JobChoices) -> list[Problem]:
         problems.append(Problem("device", f"Unknown device {choices.device!r}"))
     if choices.merge_method not in MERGE_METHODS:
         problems.append(Problem("options.merge_method", f"Unknown merge method {choices.merge_method!r}"))
+    elif choices.task == "tim-embed" and choices.merge_method == "concat":
+        problems.append(Problem("options.merge_method", "TiM merges modalities with mean or max"))
     return problems
 
 

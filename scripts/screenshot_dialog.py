@@ -1,0 +1,74 @@
+"""Render the TerraMind dialog with real TerraMesh layers and save docs/images/dialog.png.
+
+Run on a real X screen (the offscreen platform draws no native look):
+    xvfb-run -a -s "-screen 0 1400x1000x24" .venv-qgis/bin/python scripts/screenshot_dialog.py [out.png]
+Reads ../shared/data/terramesh-samples (a development checkout only; the plugin never does).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO.parent / "shared" / "data" / "terramesh-samples"
+PLACE = "282D_485L_3_3"
+sys.path.insert(0, str(REPO))
+
+
+def main(out: Path) -> None:
+    from osgeo import gdal
+    gdal.SetConfigOption("GDAL_PAM_ENABLED", "NO")   # never write .aux.xml files beside the samples
+
+    from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsSettings
+    from qgis.gui import QgsMapCanvas
+    from qgis.PyQt.QtCore import QCoreApplication
+
+    QCoreApplication.setOrganizationName("TerraMindScreenshot")
+    QCoreApplication.setApplicationName("TerraMindScreenshot")
+    app = QgsApplication([], True, tempfile.mkdtemp(prefix="terramind-shot-"))
+    app.initQgis()
+    QgsSettings().remove("terramind")
+    app.setStyle("Fusion")
+
+    layers = {}
+    for folder, name in (("S2L2A", "Sentinel-2 L2A 2021-07-23"), ("S1RTC", "Sentinel-1 RTC 2021-07-21"),
+                         ("DEM", "Copernicus DEM")):
+        layer = QgsRasterLayer(str(SAMPLES / folder / f"{PLACE}.tif"), name)
+        assert layer.isValid(), folder
+        QgsProject.instance().addMapLayer(layer)
+        layers[folder] = layer
+
+    class Iface:  # the two things the dialog asks of QGIS's interface
+        def __init__(self):
+            self.canvas = QgsMapCanvas()
+            self.canvas.setDestinationCrs(layers["S2L2A"].crs())
+            self.canvas.setExtent(layers["S2L2A"].extent())
+
+        def mapCanvas(self):
+            return self.canvas
+
+        def messageBar(self):
+            return None
+
+    from terramind_qgis.dialog import TerraMindDialog
+
+    dialog = TerraMindDialog(Iface())
+    rows = dialog.input_list.rows
+    rows[0].set_layer(layers["S2L2A"])
+    dialog.input_list.add_row().set_layer(layers["S1RTC"])
+    rows[0].bands_button.setChecked(True)
+    dialog.show()
+    for _ in range(20):
+        app.processEvents()
+    dialog.refresh()
+    app.processEvents()
+    dialog.grab().save(str(out))
+    print(f"saved {out} ({dialog.width()}×{dialog.height()}), problems: {dialog.problems}")
+    sys.stdout.flush()
+    os._exit(0)   # skip QGIS's teardown: nothing is left to save, and it can crash under Xvfb
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "docs" / "images" / "dialog.png")

@@ -1,0 +1,787 @@
+"""The TerraMind dialog: raster layers become modalities, choices become a JobSpec, Run queues a QgsTask.
+
+This module only moves values between widgets and `jobspec_builder.JobChoices`. Guessing lives in
+`modalities.py`, checks in `jobspec_builder.check_job` (plus the few that need QGIS geometry, here), and the
+job itself runs in `task.TerraMindTask` on QGIS's task manager, so the UI thread never waits for the backend.
+Every problem is shown under the widget that causes it; Run is enabled only when there are none.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+from qgis.core import (QgsApplication, QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsGeometry,
+                       QgsMapLayerProxyModel, QgsProject, QgsRectangle, QgsSettings, QgsUnitTypes, QgsWkbTypes)
+from qgis.gui import (QgsCollapsibleGroupBox, QgsDoubleSpinBox, QgsExtentGroupBox, QgsFileWidget,
+                      QgsMapLayerComboBox, QgsProjectionSelectionWidget, QgsSpinBox)
+from qgis.PyQt.QtCore import QSize, Qt
+from qgis.PyQt.QtGui import QColor, QFont, QIcon, QLinearGradient, QPainter, QPixmap
+from qgis.PyQt.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QFrame,
+                                 QGridLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton,
+                                 QRadioButton, QScrollArea, QStackedWidget, QVBoxLayout, QWidget)
+
+from .jobspec_builder import InputChoice, JobChoices, Problem, build_jobspec, check_job, output_paths
+from .modalities import MODALITIES, OUTPUT_MODALITIES
+from .paths import RESOURCES_DIR, icon_path
+from .widgets.input_row import InputList, caption
+from .widgets.messages import MessageLabel
+
+SETTINGS_PREFIX = "terramind/dialog/"
+
+# (size, parameters of the full encoder-decoder, speed hint) — facts §1.4.
+MODEL_SIZES = (
+    ("tiny", "52 M", "fastest; fine on a CPU"),
+    ("small", "124 M", "fast; a CPU works for small areas"),
+    ("base", "376 M", "better quality; a GPU is recommended"),
+    ("large", "942 M", "best quality; needs a GPU with ≥ 12 GB"),
+)
+DEVICES = (("auto", "Automatic (GPU if available)"), ("cpu", "CPU"), ("cuda", "NVIDIA GPU (CUDA)"),
+           ("mps", "Apple GPU (MPS)"))
+
+# A swatch gradient per output, so the checkboxes look like the layers they will produce.
+_OUTPUT_SWATCHES = {
+    "LULC": ("#3171AD", "#469C76", "#EAE159", "#C07CB8", "#C66526"),
+    "NDVI": ("#a50026", "#f4f1a0", "#1a7a3a"),
+    "DEM": ("#2b6d3a", "#d9c27a", "#8b5a2b", "#ffffff"),
+    "S1GRD": ("#111111", "#888888", "#f2f2f2"),
+    "S1RTC": ("#1b1b1b", "#9a9a9a", "#ffffff"),
+    "S2L2A": ("#3b5a2e", "#8c8a5a", "#c9b79c", "#5b7fa8"),
+}
+_OUTPUT_TEXT = {
+    "LULC": "Land cover (10 classes)", "NDVI": "NDVI", "DEM": "Elevation (DEM)",
+    "S1GRD": "Sentinel-1 GRD (dB)", "S1RTC": "Sentinel-1 RTC (dB)", "S2L2A": "Sentinel-2 L2A",
+}
+_EMBED_MODES = (("embed", "TerraMind encoder"), ("tim-embed", "Thinking-in-Modalities (TiM)"))
+_MERGE = (("mean", "Mean over modalities"), ("max", "Maximum over modalities"), ("concat", "Concatenate"))
+
+
+def _swatch(colours, size=QSize(28, 14)) -> QIcon:
+    pixmap = QPixmap(size)
+    pixmap.fill(Qt.transparent)
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.Antialiasing)
+    gradient = QLinearGradient(0, 0, size.width(), 0)
+    for i, colour in enumerate(colours):
+        gradient.setColorAt(i / max(1, len(colours) - 1), QColor(colour))
+    painter.setPen(QColor("#8a94a0"))
+    painter.setBrush(gradient)
+    painter.drawRoundedRect(0, 0, size.width() - 1, size.height() - 1, 3, 3)
+    painter.end()
+    return QIcon(pixmap)
+
+
+def _section(title: str) -> tuple[QGroupBox, QVBoxLayout]:
+    box = QGroupBox(title)
+    layout = QVBoxLayout(box)
+    layout.setContentsMargins(10, 12, 10, 10)
+    layout.setSpacing(6)
+    return box, layout
+
+
+class TerraMindDialog(QDialog):
+    """Pick layers and outputs, check them, and queue a TerraMind job without blocking QGIS."""
+
+    def __init__(self, iface=None, parent=None):
+        super().__init__(parent)
+        self.iface = iface
+        self.setObjectName("TerraMindDialog")
+        self.setWindowTitle("TerraMind")
+        self.setWindowIcon(QIcon(icon_path()))
+        self.task_factory = None          # tests replace it; None → task.TerraMindTask
+        self.tasks = []                   # queued tasks stay referenced until they finish
+        self.problems: list[Problem] = []
+        self._resolution_touched = False
+        self._refreshing = False
+        self._job_name = self._new_job_name()
+
+        self._build()
+        self._restore_settings()
+        self._connect()
+        self.refresh()
+
+    # -- construction -----------------------------------------------------------------------------
+    def _build(self) -> None:
+        root = QVBoxLayout(self)
+        root.setContentsMargins(14, 12, 14, 12)
+        root.setSpacing(10)
+        root.addLayout(self._header())
+        root.addWidget(self._rule())
+
+        columns = QHBoxLayout()
+        columns.setSpacing(12)
+        left, right = QVBoxLayout(), QVBoxLayout()
+        left.setSpacing(10)
+        right.setSpacing(10)
+        left.addWidget(self._inputs_section())
+        left.addWidget(self._model_section())
+        left.addStretch(1)
+        right.addWidget(self._outputs_section())
+        right.addWidget(self._area_section())
+        right.addWidget(self._advanced_section())
+        right.addWidget(self._output_section())
+        right.addStretch(1)
+        left_widget, right_widget = QWidget(), QWidget()
+        left_widget.setLayout(left)
+        right_widget.setLayout(right)
+        left.setContentsMargins(0, 0, 0, 0)
+        right.setContentsMargins(0, 0, 0, 0)
+        columns.addWidget(left_widget, 11)
+        columns.addWidget(right_widget, 10)
+
+        body = QWidget()
+        body.setLayout(columns)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.NoFrame)
+        scroll.setWidget(body)
+        root.addWidget(scroll, 1)
+
+        footer = QHBoxLayout()
+        self.summary_label = QLabel()
+        self.summary_label.setWordWrap(True)
+        self.summary_label.setObjectName("summary")
+        footer.addWidget(self.summary_label, 1)
+        self.buttons = QDialogButtonBox()
+        self.run_button = QPushButton(QIcon(icon_path()), "Run")
+        self.run_button.setObjectName("run")
+        self.run_button.setDefault(True)
+        self.run_button.setMinimumWidth(110)
+        self.run_button.setStyleSheet(
+            "QPushButton#run { background: #1d6f8f; color: white; font-weight: 600; border: 1px solid #155a75;"
+            " border-radius: 4px; padding: 5px 18px; }"
+            "QPushButton#run:hover { background: #237fa3; }"
+            "QPushButton#run:disabled { background: #c3ccd5; color: #f4f6f8; border-color: #b3bdc7; }")
+        self.run_button.setToolTip("Queue the job in QGIS's task manager; QGIS stays usable while it runs")
+        self.buttons.addButton(self.run_button, QDialogButtonBox.AcceptRole)
+        self.buttons.addButton(QDialogButtonBox.Close)
+        footer.addWidget(self.buttons)
+        root.addLayout(footer)
+        self.resize(1200, 900)
+
+    def _header(self) -> QHBoxLayout:
+        header = QHBoxLayout()
+        header.setSpacing(12)
+        logo = QLabel()
+        logo.setPixmap(QIcon(icon_path()).pixmap(48, 48))
+        logo.setFixedSize(52, 52)
+        header.addWidget(logo, 0, Qt.AlignTop)
+        titles = QVBoxLayout()
+        titles.setSpacing(0)
+        title = QLabel("TerraMind")
+        font = QFont(title.font())
+        font.setPointSizeF(font.pointSizeF() * 1.6)
+        font.setBold(True)
+        title.setFont(font)
+        subtitle = caption("Turn the rasters you have into the ones you need — land cover, NDVI, elevation, "
+                           "radar or optical — or into embeddings, with IBM & ESA's TerraMind 1.0 foundation "
+                           "model. Jobs run in the background; QGIS stays usable.")
+        titles.addWidget(title)
+        titles.addWidget(subtitle)
+        header.addLayout(titles, 1)
+        return header
+
+    @staticmethod
+    def _rule() -> QFrame:
+        line = QFrame()
+        line.setFrameShape(QFrame.HLine)
+        line.setStyleSheet("color: #d5dae1;")
+        return line
+
+    def _inputs_section(self) -> QGroupBox:
+        box, layout = _section("1 · Inputs")
+        layout.addWidget(caption("One raster layer per modality. The modality and band order are guessed "
+                                 "from the bands; check them, then add more inputs for better results."))
+        self.input_list = InputList()
+        layout.addWidget(self.input_list)
+        self.inputs_error = MessageLabel("error")
+        layout.addWidget(self.inputs_error)
+        self.add_input_button = QPushButton(QgsApplication.getThemeIcon("/symbologyAdd.svg"), "Add input")
+        self.add_input_button.setToolTip("Use another raster as an additional modality (e.g. Sentinel-1 beside Sentinel-2)")
+        row = QHBoxLayout()
+        row.addWidget(self.add_input_button)
+        row.addStretch(1)
+        layout.addLayout(row)
+        return box
+
+    def _outputs_section(self) -> QGroupBox:
+        box, layout = _section("2 · What to make")
+        modes = QHBoxLayout()
+        self.generate_radio = QRadioButton("Generate layers")
+        self.generate_radio.setToolTip("Generate new modalities from the inputs (any-to-any generation)")
+        self.embed_radio = QRadioButton("Embeddings")
+        self.embed_radio.setToolTip("Write the encoder's features, one vector per 16×16 px patch, for "
+                                    "clustering, similarity search or your own classifier")
+        self.mode_group = QButtonGroup(self)
+        self.mode_group.addButton(self.generate_radio)
+        self.mode_group.addButton(self.embed_radio)
+        self.generate_radio.setChecked(True)
+        modes.addWidget(self.generate_radio)
+        modes.addWidget(self.embed_radio)
+        modes.addStretch(1)
+        layout.addLayout(modes)
+
+        self.output_stack = QStackedWidget()
+        generate_page = QWidget()
+        grid = QGridLayout(generate_page)
+        grid.setContentsMargins(0, 4, 0, 0)
+        grid.setHorizontalSpacing(18)
+        self.output_checks: dict[str, QCheckBox] = {}
+        legend = (RESOURCES_DIR / "legends" / "lulc.svg").as_posix()
+        for i, name in enumerate(OUTPUT_MODALITIES):
+            check = QCheckBox(_OUTPUT_TEXT[name])
+            check.setObjectName(f"output_{name}")
+            check.setIcon(_swatch(_OUTPUT_SWATCHES[name]))
+            check.setIconSize(QSize(28, 14))
+            tip = MODALITIES[name].description
+            if name == "LULC":
+                tip = f"<p>{tip}</p><img src='{legend}'>"
+            check.setToolTip(tip)
+            grid.addWidget(check, i // 2, i % 2)
+            self.output_checks[name] = check
+        self.output_stack.addWidget(generate_page)
+
+        embed_page = QWidget()
+        form = QFormLayout(embed_page)
+        form.setContentsMargins(0, 4, 0, 0)
+        self.embed_mode_combo = QComboBox()
+        for key, text in _EMBED_MODES:
+            self.embed_mode_combo.addItem(text, key)
+        self.embed_mode_combo.setToolTip("TiM first generates the chosen modalities, then encodes inputs and "
+                                         "generated tokens together")
+        self.layer_spin = QgsSpinBox()
+        self.layer_spin.setRange(-24, 23)
+        self.layer_spin.setValue(-1)
+        self.layer_spin.setClearValue(-1)
+        self.layer_spin.setSpecialValueText("")
+        self.layer_spin.setToolTip("Which encoder block's output to write: -1 is the last block, 0 the first")
+        self.merge_combo = QComboBox()
+        for key, text in _MERGE:
+            self.merge_combo.addItem(text, key)
+        self.merge_combo.setToolTip("How the tokens of several modalities at one patch become one vector")
+        tim_row = QHBoxLayout()
+        self.tim_checks: dict[str, QCheckBox] = {}
+        for name in OUTPUT_MODALITIES:
+            check = QCheckBox(name)
+            check.setObjectName(f"tim_{name}")
+            check.setToolTip(f"Let TiM think in {MODALITIES[name].title}")
+            tim_row.addWidget(check)
+            self.tim_checks[name] = check
+        tim_row.addStretch(1)
+        self.tim_widget = QWidget()
+        self.tim_widget.setLayout(tim_row)
+        tim_row.setContentsMargins(0, 0, 0, 0)
+        form.addRow("Encoder", self.embed_mode_combo)
+        form.addRow("Layer", self.layer_spin)
+        form.addRow("Merge", self.merge_combo)
+        form.addRow("Think in", self.tim_widget)
+        self.embed_error = MessageLabel("error")
+        form.addRow(self.embed_error)
+        self.output_stack.addWidget(embed_page)
+        layout.addWidget(self.output_stack)
+        self.outputs_error = MessageLabel("error")
+        layout.addWidget(self.outputs_error)
+        return box
+
+    def _model_section(self) -> QGroupBox:
+        box, layout = _section("3 · Model")
+        form = QFormLayout()
+        form.setLabelAlignment(Qt.AlignRight | Qt.AlignVCenter)
+        self.size_combo = QComboBox()
+        self.size_combo.setObjectName("model_size")
+        for size, params, hint in MODEL_SIZES:
+            self.size_combo.addItem(f"{size.title()}  ·  {params} parameters", size)
+            self.size_combo.setItemData(self.size_combo.count() - 1, hint, Qt.ToolTipRole)
+        self.size_hint = caption("")
+        self.device_combo = QComboBox()
+        self.device_combo.setObjectName("device")
+        for key, text in DEVICES:
+            self.device_combo.addItem(text, key)
+        form.addRow("Size", self.size_combo)
+        form.addRow("", self.size_hint)
+        form.addRow("Device", self.device_combo)
+        layout.addLayout(form)
+        self.model_error = MessageLabel("error")
+        layout.addWidget(self.model_error)
+        return box
+
+    def _area_section(self) -> QGroupBox:
+        box, layout = _section("4 · Area and pixel grid")
+        self.extent_box = QgsExtentGroupBox()
+        self.extent_box.setObjectName("extent")
+        self.extent_box.setTitleBase("Limit to an extent")
+        self.extent_box.setCheckable(True)
+        self.extent_box.setChecked(False)
+        self.extent_box.setCollapsed(True)
+        self.extent_box.setToolTip("Unchecked: the whole first input. Checked: the canvas, a layer's extent "
+                                   "or a rectangle you draw")
+        if self.iface is not None and self.iface.mapCanvas() is not None:
+            self.extent_box.setMapCanvas(self.iface.mapCanvas())
+        layout.addWidget(self.extent_box)
+        self.extent_error = MessageLabel("error")
+        layout.addWidget(self.extent_error)
+
+        form = QFormLayout()
+        form.setLabelAlignment(Qt.AlignRight | Qt.AlignVCenter)
+        self.polygon_combo = QgsMapLayerComboBox()
+        self.polygon_combo.setObjectName("polygon")
+        self.polygon_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
+        self.polygon_combo.setAllowEmptyLayer(True)
+        self.polygon_combo.setLayer(None)
+        self.polygon_combo.setToolTip("Optional: only process inside these polygons (selected features if any "
+                                      "are selected, else all)")
+        self.crs_widget = QgsProjectionSelectionWidget()
+        self.crs_widget.setObjectName("crs")
+        self.crs_widget.setOptionVisible(QgsProjectionSelectionWidget.CrsNotSet, True)
+        self.crs_widget.setNotSetText("Same as the first input")
+        self.crs_widget.setCrs(QgsCoordinateReferenceSystem())
+        self.crs_widget.setToolTip("The CRS of the outputs; inputs are reprojected onto it")
+        self.resolution_spin = QgsDoubleSpinBox()
+        self.resolution_spin.setObjectName("resolution")
+        self.resolution_spin.setRange(0.0, 1e7)
+        self.resolution_spin.setDecimals(2)
+        self.resolution_spin.setValue(10.0)
+        self.resolution_spin.setClearValue(10.0)
+        self.resolution_spin.setToolTip("Output pixel size in the target CRS's units. TerraMind was trained on "
+                                        "10 m Sentinel pixels")
+        form.addRow("Clip to polygons", self.polygon_combo)
+        form.addRow("Target CRS", self.crs_widget)
+        form.addRow("Pixel size", self.resolution_spin)
+        layout.addLayout(form)
+        self.grid_error = MessageLabel("error")
+        self.grid_hint = MessageLabel("warning")
+        layout.addWidget(self.grid_error)
+        layout.addWidget(self.grid_hint)
+        return box
+
+    def _advanced_section(self) -> QgsCollapsibleGroupBox:
+        box = QgsCollapsibleGroupBox("Advanced")
+        box.setObjectName("advanced")
+        box.setCollapsed(True)
+        box.setSaveCollapsedState(False)
+        form = QFormLayout(box)
+        form.setLabelAlignment(Qt.AlignRight | Qt.AlignVCenter)
+
+        def spin(name, lo, hi, value, step, suffix, tip):
+            widget = QgsSpinBox()
+            widget.setObjectName(name)
+            widget.setRange(lo, hi)
+            widget.setSingleStep(step)
+            widget.setValue(value)
+            widget.setClearValue(value)
+            widget.setSuffix(suffix)
+            widget.setToolTip(tip)
+            return widget
+
+        self.window_spin = spin("window", 16, 4096, 224, 16, " px", "Tile size fed to the model; TerraMind was "
+                                "trained on 224 px")
+        self.overlap_spin = spin("overlap", 0, 2048, 32, 16, " px", "Overlap between tiles; blended smoothly "
+                                 "to hide seams")
+        self.batch_spin = spin("batch", 1, 1024, 8, 1, "", "Tiles per model call; lower it if memory runs out")
+        self.steps_spin = spin("timesteps", 1, 1000, 10, 1, "", "Diffusion steps for image outputs "
+                               "(S2, S1, DEM, NDVI): more is slower and a little sharper")
+        self.seed_spin = spin("seed", 0, 2**31 - 1, 0, 1, "", "Same seed and inputs give the same result")
+        self.standardize_check = QCheckBox("Standardize inputs with the pre-training statistics")
+        self.standardize_check.setChecked(True)
+        form.addRow("Window", self.window_spin)
+        form.addRow("Overlap", self.overlap_spin)
+        form.addRow("Batch size", self.batch_spin)
+        form.addRow("Diffusion steps", self.steps_spin)
+        form.addRow("Seed", self.seed_spin)
+        form.addRow(self.standardize_check)
+        self.advanced_error = MessageLabel("error")
+        form.addRow(self.advanced_error)
+        self.advanced_box = box
+        return box
+
+    def _output_section(self) -> QGroupBox:
+        box, layout = _section("5 · Output")
+        row = QHBoxLayout()
+        self.temporary_radio = QRadioButton("Temporary files")
+        self.temporary_radio.setToolTip("Written to the system's temp folder; save the layers if you keep them")
+        self.folder_radio = QRadioButton("Save to folder")
+        self.output_group = QButtonGroup(self)
+        self.output_group.addButton(self.temporary_radio)
+        self.output_group.addButton(self.folder_radio)
+        self.temporary_radio.setChecked(True)
+        row.addWidget(self.temporary_radio)
+        row.addWidget(self.folder_radio)
+        row.addStretch(1)
+        layout.addLayout(row)
+        form = QFormLayout()
+        form.setLabelAlignment(Qt.AlignRight | Qt.AlignVCenter)
+        self.folder_widget = QgsFileWidget()
+        self.folder_widget.setObjectName("output_dir")
+        self.folder_widget.setStorageMode(QgsFileWidget.GetDirectory)
+        self.folder_widget.setDialogTitle("Folder for the TerraMind outputs")
+        self.name_edit = QLineEdit(self._job_name)
+        self.name_edit.setObjectName("job_name")
+        self.name_edit.setToolTip("File names start with this: <name>_lulc.tif, <name>_ndvi.tif, …")
+        form.addRow("Folder", self.folder_widget)
+        form.addRow("Name", self.name_edit)
+        layout.addLayout(form)
+        self.output_error = MessageLabel("error")
+        self.output_hint = MessageLabel("hint")
+        layout.addWidget(self.output_error)
+        layout.addWidget(self.output_hint)
+        return box
+
+    def _connect(self) -> None:
+        refresh = lambda *_: self.refresh()  # noqa: E731 (signals pass arguments refresh ignores)
+        self.input_list.changed.connect(self._inputs_changed)
+        self.add_input_button.clicked.connect(self.input_list.add_row)
+        self.generate_radio.toggled.connect(self._mode_changed)
+        for check in list(self.output_checks.values()) + list(self.tim_checks.values()):
+            check.toggled.connect(refresh)
+        for combo in (self.embed_mode_combo, self.merge_combo, self.size_combo, self.device_combo):
+            combo.currentIndexChanged.connect(refresh)
+        self.embed_mode_combo.currentIndexChanged.connect(self._mode_changed)
+        self.layer_spin.valueChanged.connect(refresh)
+        self.extent_box.extentChanged.connect(refresh)
+        self.extent_box.toggled.connect(refresh)
+        self.polygon_combo.layerChanged.connect(refresh)
+        self.crs_widget.crsChanged.connect(self._crs_changed)
+        self.resolution_spin.valueChanged.connect(self._resolution_edited)
+        for widget in (self.window_spin, self.overlap_spin, self.batch_spin, self.steps_spin, self.seed_spin):
+            widget.valueChanged.connect(refresh)
+        self.standardize_check.toggled.connect(refresh)
+        self.temporary_radio.toggled.connect(self._output_mode_changed)
+        self.folder_widget.fileChanged.connect(refresh)
+        self.name_edit.textChanged.connect(refresh)
+        self.run_button.clicked.connect(self.run)
+        self.buttons.rejected.connect(self.reject)
+        self._mode_changed()
+        self._output_mode_changed()
+
+    # -- reactions --------------------------------------------------------------------------------
+    def _mode_changed(self, *_):
+        generate = self.generate_radio.isChecked()
+        self.output_stack.setCurrentIndex(0 if generate else 1)
+        self.tim_widget.setEnabled(self.embed_mode_combo.currentData() == "tim-embed")
+        self.steps_spin.setEnabled(self.task() != "embed")
+        self.refresh()
+
+    def _output_mode_changed(self, *_):
+        self.folder_widget.setEnabled(self.folder_radio.isChecked())
+        self.refresh()
+
+    def _resolution_edited(self, *_):
+        if not self._refreshing:
+            self._resolution_touched = True
+        self.refresh()
+
+    def _crs_changed(self, *_):
+        self._resolution_touched = False
+        self.refresh()
+
+    def _inputs_changed(self):
+        first = self._first_layer()
+        if first is not None:
+            self.extent_box.setOriginalExtent(first.extent(), first.crs())
+            canvas = self.iface.mapCanvas() if self.iface is not None else None
+            if canvas is not None:
+                self.extent_box.setCurrentExtent(canvas.extent(), canvas.mapSettings().destinationCrs())
+            else:
+                self.extent_box.setCurrentExtent(first.extent(), first.crs())
+            if not self._resolution_touched and not self.crs_widget.crs().isValid():
+                self._refreshing = True
+                self.resolution_spin.setValue(first.rasterUnitsPerPixelX())
+                self._refreshing = False
+        self.refresh()
+
+    # -- values -----------------------------------------------------------------------------------
+    def task(self) -> str:
+        return "generate" if self.generate_radio.isChecked() else self.embed_mode_combo.currentData()
+
+    def _first_layer(self):
+        return next((row.layer() for row in self.input_list.rows if row.layer() is not None), None)
+
+    def target_crs(self) -> QgsCoordinateReferenceSystem:
+        crs = self.crs_widget.crs()
+        if crs.isValid():
+            return crs
+        first = self._first_layer()
+        return first.crs() if first is not None else QgsProject.instance().crs()
+
+    def _polygon_wkt(self):
+        layer = self.polygon_combo.currentLayer()
+        if layer is None:
+            return None, None
+        features = layer.selectedFeatures() if layer.selectedFeatureCount() else layer.getFeatures()
+        geometries = [f.geometry() for f in features if f.hasGeometry()]
+        geometry = QgsGeometry.unaryUnion(geometries) if geometries else QgsGeometry()
+        if geometry.isNull() or geometry.isEmpty() or geometry.type() != QgsWkbTypes.PolygonGeometry:
+            return "", layer.crs().authid()
+        return geometry.asWkt(), layer.crs().authid()
+
+    def choices(self) -> JobChoices:
+        """Everything the widgets say, as plain values."""
+        inputs = []
+        for row in self.input_list.rows:
+            layer = row.layer()
+            if layer is None:
+                continue
+            inputs.append(InputChoice(modality=row.modality(), path=layer.source(), band_count=layer.bandCount(),
+                                      bands=row.mapping(), row=row.row_id))
+        choices = JobChoices(
+            task=self.task(), model_size=self.size_combo.currentData(), inputs=inputs,
+            outputs=[name for name, check in self.output_checks.items() if check.isChecked()],
+            job_name=self.name_edit.text().strip() or self._job_name,
+            output_dir=self.folder_widget.filePath().strip() or None,
+            temporary=self.temporary_radio.isChecked(),
+            crs=self.crs_widget.crs().authid() if self.crs_widget.crs().isValid() else None,
+            resolution=self.resolution_spin.value(), window=self.window_spin.value(),
+            overlap=self.overlap_spin.value(), batch_size=self.batch_spin.value(),
+            device=self.device_combo.currentData(), timesteps=self.steps_spin.value(), seed=self.seed_spin.value(),
+            layer=self.layer_spin.value(), merge_method=self.merge_combo.currentData(),
+            tim_modalities=[name for name, check in self.tim_checks.items() if check.isChecked()],
+            standardize=self.standardize_check.isChecked(),
+        )
+        wkt, crs = self._polygon_wkt()
+        if wkt is not None:
+            choices.extent_wkt, choices.extent_crs = wkt, crs
+        elif self.extent_box.isChecked():
+            rect = self.extent_box.outputExtent()
+            choices.extent_bounds = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
+            choices.extent_crs = self.extent_box.outputCrs().authid()
+        return choices
+
+    def jobspec(self) -> dict:
+        """The JobSpec for the current widgets; raises jobspec_builder.JobSpecError when something is wrong."""
+        return build_jobspec(self.choices())
+
+    # -- checks -----------------------------------------------------------------------------------
+    def _area_in_target(self, choices: JobChoices) -> QgsRectangle | None:
+        """The processed area in the target CRS: the chosen extent or polygon, else the first input."""
+        target = self.target_crs()
+        if choices.extent_wkt:
+            rect = QgsGeometry.fromWkt(choices.extent_wkt).boundingBox()
+            source = QgsCoordinateReferenceSystem(choices.extent_crs)
+        elif choices.extent_bounds is not None:
+            rect = QgsRectangle(*choices.extent_bounds)
+            source = QgsCoordinateReferenceSystem(choices.extent_crs)
+        else:
+            first = self._first_layer()
+            if first is None:
+                return None
+            rect, source = first.extent(), first.crs()
+        if source.isValid() and target.isValid() and source != target:
+            try:
+                rect = QgsCoordinateTransform(source, target, QgsProject.instance()).transformBoundingBox(rect)
+            except Exception:  # noqa: BLE001 (QgsCsException: area outside the target CRS)
+                return None
+        return rect
+
+    def _qgis_problems(self, choices: JobChoices) -> list[Problem]:
+        """Checks that need QGIS geometry: the area must overlap the inputs."""
+        if not choices.inputs or (choices.extent_bounds is None and not choices.extent_wkt):
+            return []
+        area = self._area_in_target(choices)
+        if area is None or area.isEmpty():
+            return []
+        target = self.target_crs()
+        for row in self.input_list.rows:
+            layer = row.layer()
+            if layer is None:
+                continue
+            extent = layer.extent()
+            if layer.crs() != target:
+                try:
+                    extent = QgsCoordinateTransform(layer.crs(), target, QgsProject.instance()) \
+                        .transformBoundingBox(extent)
+                except Exception:  # noqa: BLE001
+                    continue
+            if not extent.intersects(area):
+                return [Problem("extent", f"The area does not overlap the input layer '{layer.name()}'")]
+        return []
+
+    def refresh(self) -> list[Problem]:
+        """Check the job, show each problem next to its widget, and enable Run when there are none."""
+        choices = self.choices()
+        problems = check_job(choices)
+        problems += self._qgis_problems(choices)
+        self.problems = problems
+        self._show_problems(problems)
+        self._show_hints(choices)
+        self.run_button.setEnabled(not problems)
+        self._show_summary(choices, problems)
+        return problems
+
+    def _label_for(self, field: str):
+        if field.startswith("inputs."):
+            row = self.input_list.row(field.split(".")[1])
+            if row is not None:
+                return row
+        head = field.split(".")[0]
+        return {
+            "inputs": self.inputs_error, "outputs": self.outputs_error, "options": self.embed_error,
+            "extent": self.extent_error, "crs": self.grid_error, "resolution": self.grid_error,
+            "output_dir": self.output_error, "tiling": self.advanced_error, "timesteps": self.advanced_error,
+            "model": self.model_error, "device": self.model_error, "task": self.outputs_error,
+        }.get(head, self.outputs_error)
+
+    def _show_problems(self, problems: list[Problem]) -> None:
+        messages: dict[int, tuple[object, list[str]]] = {}
+        for problem in problems:
+            target = self._label_for(problem.field)
+            messages.setdefault(id(target), (target, []))[1].append(problem.message)
+        targets = [self.inputs_error, self.outputs_error, self.embed_error, self.extent_error, self.grid_error,
+                   self.output_error, self.advanced_error, self.model_error] + list(self.input_list.rows)
+        for target in targets:
+            found = messages.get(id(target))
+            text = "\n".join(dict.fromkeys(found[1])) if found else None
+            if hasattr(target, "show_problem"):
+                target.show_problem(text)
+            else:
+                target.show_message(text)
+        if messages.get(id(self.advanced_error)):
+            self.advanced_box.setCollapsed(False)
+        if messages.get(id(self.extent_error)) and self.extent_box.isChecked():
+            self.extent_box.setCollapsed(False)
+
+    def _show_hints(self, choices: JobChoices) -> None:
+        size = self.size_combo.currentData()
+        hint = next(h for s, _, h in MODEL_SIZES if s == size)
+        if choices.task == "generate" and choices.outputs:
+            hint += "; each generated output adds a ~0.3 B-parameter tokenizer"
+        self.size_hint.setText(hint[:1].upper() + hint[1:])
+        units = self.target_crs().mapUnits()
+        grid_hint = None
+        if units == QgsUnitTypes.DistanceMeters and choices.resolution > 0 and not 5 <= choices.resolution <= 30:
+            grid_hint = f"TerraMind was trained on 10 m pixels; {choices.resolution:g} m may give poor results"
+        elif units == QgsUnitTypes.DistanceDegrees:
+            grid_hint = "The target CRS is in degrees: choose a projected CRS (e.g. UTM) for 10 m pixels"
+        self.grid_hint.show_message(grid_hint)
+        self.resolution_spin.setSuffix(f" {QgsUnitTypes.toAbbreviatedString(units)}")
+        self.resolution_spin.setDecimals(8 if units == QgsUnitTypes.DistanceDegrees else 2)
+        paths = output_paths(choices)
+        if paths:
+            names = ", ".join(p.replace("\\", "/").rsplit("/", 1)[-1] for p in paths.values())
+            self.output_hint.show_message(f"Writes {names}")
+        else:
+            self.output_hint.show_message(None)
+
+    def _show_summary(self, choices: JobChoices, problems: list[Problem]) -> None:
+        if problems:
+            count = len(problems)
+            self.summary_label.setText(f"<span style='color:#c62828'>Fix {count} problem{'s' * (count > 1)} "
+                                       f"marked above to run.</span>")
+            return
+        area = self._area_in_target(choices)
+        what = ", ".join(choices.outputs) if choices.task == "generate" else "embeddings"
+        ins = " + ".join(i.modality for i in choices.inputs)
+        text = f"<b>Ready:</b> {ins} → {what}"
+        if area is not None and choices.resolution > 0:
+            width, height = area.width() / choices.resolution, area.height() / choices.resolution
+            stride = max(1, choices.window - choices.overlap)
+            tiles = (max(1, math.ceil((width - choices.overlap) / stride))
+                     * max(1, math.ceil((height - choices.overlap) / stride)))
+            text += (f" · {int(round(width)):,} × {int(round(height)):,} px · {tiles:,} tile{'s' * (tiles > 1)}"
+                     f" · {choices.model_size} model")
+        self.summary_label.setText(text)
+
+    # -- run --------------------------------------------------------------------------------------
+    def _make_task(self, description: str, spec: dict):
+        if self.task_factory is not None:
+            return self.task_factory(description, spec, on_finished=self._job_finished)
+        from .task import TerraMindTask
+
+        return TerraMindTask(description, spec, on_finished=self._job_finished)
+
+    def run(self) -> None:
+        if self.refresh():
+            return
+        spec = self.jobspec()
+        choices = self.choices()
+        what = ", ".join(choices.outputs) if choices.task == "generate" else "embeddings"
+        task = self._make_task(f"TerraMind: {what} ({choices.job_name})", spec)
+        self.tasks.append(task)
+        QgsApplication.taskManager().addTask(task)
+        self._save_settings()
+        if self.iface is not None and self.iface.messageBar() is not None:
+            self.iface.messageBar().pushInfo("TerraMind", f"Job '{choices.job_name}' started; the layers appear "
+                                                          "when it is done.")
+        self._job_name = self._new_job_name()
+        self.name_edit.setText(self._job_name)
+        self.hide()
+
+    def _job_finished(self, *args) -> None:
+        self.tasks = [t for t in self.tasks if not _task_done(t)]
+
+    # -- remembered choices -----------------------------------------------------------------------
+    @staticmethod
+    def _new_job_name() -> str:
+        return time.strftime("terramind_%Y%m%d_%H%M%S")
+
+    def _save_settings(self) -> None:
+        s = QgsSettings()
+        s.setValue(SETTINGS_PREFIX + "task", self.task())
+        s.setValue(SETTINGS_PREFIX + "outputs", ",".join(n for n, c in self.output_checks.items() if c.isChecked()))
+        s.setValue(SETTINGS_PREFIX + "tim_modalities",
+                   ",".join(n for n, c in self.tim_checks.items() if c.isChecked()))
+        s.setValue(SETTINGS_PREFIX + "model_size", self.size_combo.currentData())
+        s.setValue(SETTINGS_PREFIX + "device", self.device_combo.currentData())
+        s.setValue(SETTINGS_PREFIX + "merge_method", self.merge_combo.currentData())
+        s.setValue(SETTINGS_PREFIX + "layer", self.layer_spin.value())
+        for key, spin in (("window", self.window_spin), ("overlap", self.overlap_spin),
+                          ("batch_size", self.batch_spin), ("timesteps", self.steps_spin), ("seed", self.seed_spin)):
+            s.setValue(SETTINGS_PREFIX + key, spin.value())
+        s.setValue(SETTINGS_PREFIX + "standardize", self.standardize_check.isChecked())
+        s.setValue(SETTINGS_PREFIX + "temporary", self.temporary_radio.isChecked())
+        s.setValue(SETTINGS_PREFIX + "output_dir", self.folder_widget.filePath())
+
+    def _restore_settings(self) -> None:
+        s = QgsSettings()
+
+        def get(key, default, kind=str):
+            value = s.value(SETTINGS_PREFIX + key, None)
+            if value is None or value == "":
+                return default
+            if kind is bool:
+                return value if isinstance(value, bool) else str(value).lower() in ("1", "true")
+            try:
+                return kind(value)
+            except (TypeError, ValueError):
+                return default
+
+        device, tiling = "auto", None
+        try:
+            from .settings import Settings
+            plugin_settings = Settings()
+            device, tiling = plugin_settings.device, plugin_settings.tiling
+        except ImportError:  # the settings module is optional for the dialog
+            pass
+        task = get("task", "generate")
+        self.generate_radio.setChecked(task == "generate")
+        self.embed_radio.setChecked(task != "generate")
+        self.embed_mode_combo.setCurrentIndex(max(0, self.embed_mode_combo.findData(task)))
+        outputs = get("outputs", "LULC,NDVI").split(",")
+        for name, check in self.output_checks.items():
+            check.setChecked(name in outputs)
+        tim = get("tim_modalities", "LULC").split(",")
+        for name, check in self.tim_checks.items():
+            check.setChecked(name in tim)
+        self.size_combo.setCurrentIndex(max(0, self.size_combo.findData(get("model_size", "tiny"))))
+        self.device_combo.setCurrentIndex(max(0, self.device_combo.findData(get("device", device))))
+        self.merge_combo.setCurrentIndex(max(0, self.merge_combo.findData(get("merge_method", "mean"))))
+        self.layer_spin.setValue(get("layer", -1, int))
+        self.window_spin.setValue(get("window", tiling.window if tiling else 224, int))
+        self.overlap_spin.setValue(get("overlap", tiling.overlap if tiling else 32, int))
+        self.batch_spin.setValue(get("batch_size", tiling.batch_size if tiling else 8, int))
+        self.steps_spin.setValue(get("timesteps", 10, int))
+        self.seed_spin.setValue(get("seed", 0, int))
+        self.standardize_check.setChecked(get("standardize", True, bool))
+        temporary = get("temporary", True, bool)
+        self.temporary_radio.setChecked(temporary)
+        self.folder_radio.setChecked(not temporary)
+        self.folder_widget.setFilePath(get("output_dir", ""))
+
+    def done(self, result: int) -> None:  # noqa: D401 (Qt override): remember choices on close too
+        self._save_settings()
+        super().done(result)
+
+
+def _task_done(task) -> bool:
+    try:
+        return task.status() in (task.Complete, task.Terminated)
+    except RuntimeError:  # the C++ task is already deleted
+        return True
