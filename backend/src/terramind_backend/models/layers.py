@@ -1,0 +1,177 @@
+"""Transformer layers of TerraMind 1.0 with the checkpoint's parameter names.
+
+Attention runs through ``F.scaled_dot_product_attention`` (one fused kernel instead of matmul,
+softmax, matmul); masks keep TerraTorch's meaning (bool, True = blocked) and its numerics (blocked
+scores become -finfo.max rather than -inf, so a fully blocked row averages instead of giving NaN).
+"""
+from __future__ import annotations
+
+from typing import Optional, Type
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["LayerNorm", "Attention", "CrossAttention", "Mlp", "GatedMlp", "Block", "DecoderBlock", "init_weights_mae"]
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm whose bias can be a constant zero *buffer* (kept in the state dict as ``bias``)."""
+
+    def __init__(self, dim: int, eps: float = 1e-6, bias: bool = False):
+        super().__init__()
+        self.eps = eps
+        self.normalized_shape = (dim,)
+        self.weight = nn.Parameter(torch.ones(dim))
+        if bias:
+            self.bias = nn.Parameter(torch.zeros(dim))
+        else:
+            self.register_buffer("bias", torch.zeros(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+
+def _additive_mask(mask: Optional[torch.Tensor], dtype: torch.dtype) -> Optional[torch.Tensor]:
+    """Bool mask [B, Nq|1, Nk] (True = blocked) -> float mask [B, 1, Nq|1, Nk] for SDPA."""
+    if mask is None:
+        return None
+    blocked = torch.zeros(mask.shape, dtype=dtype, device=mask.device)
+    blocked.masked_fill_(mask, -torch.finfo(dtype).max)
+    return blocked.unsqueeze(1)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention; ``qkv`` is one Linear producing [q | k | v], each split by heads."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, proj_bias: bool = True):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim, bias=proj_bias)
+
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        B, N, C = x.shape
+        q, k, v = self.qkv(x).view(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=_additive_mask(mask, q.dtype))
+        return self.proj(x.transpose(1, 2).reshape(B, N, C))
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention from queries ``x`` to ``context``; parameters ``q``, ``kv``, ``proj``."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, proj_bias: bool = True):
+        super().__init__()
+        self.num_heads = num_heads
+        self.q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.kv = nn.Linear(dim, dim * 2, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim, bias=proj_bias)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        B, N, C = x.shape
+        M = context.shape[1]
+        h = self.num_heads
+        q = self.q(x).view(B, N, h, C // h).transpose(1, 2)
+        k, v = self.kv(context).view(B, M, 2, h, C // h).permute(2, 0, 3, 1, 4)
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=_additive_mask(mask, q.dtype))
+        return self.proj(x.transpose(1, 2).reshape(B, N, C))
+
+
+class Mlp(nn.Module):
+    """fc1 -> activation -> fc2 (tiny, small)."""
+
+    def __init__(self, dim: int, hidden: int, act_layer: Type[nn.Module] = nn.GELU, bias: bool = True):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden, bias=bias)
+        self.act = act_layer()
+        self.fc2 = nn.Linear(hidden, dim, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class GatedMlp(nn.Module):
+    """SwiGLU: fc2(act(fc1 x) * fc3 x), hidden = int(2 * hidden / 3) (base: 2048, large: 2730)."""
+
+    def __init__(self, dim: int, hidden: int, act_layer: Type[nn.Module] = nn.SiLU, bias: bool = True):
+        super().__init__()
+        hidden = int(2 * hidden / 3)
+        self.fc1 = nn.Linear(dim, hidden, bias=bias)
+        self.act = act_layer()
+        self.fc2 = nn.Linear(hidden, dim, bias=bias)
+        self.fc3 = nn.Linear(dim, hidden, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)) * self.fc3(x))
+
+
+def _mlp(dim, mlp_ratio, gated, act_layer, bias):
+    hidden = int(dim * mlp_ratio)
+    return GatedMlp(dim, hidden, act_layer, bias) if gated else Mlp(dim, hidden, act_layer, bias)
+
+
+class Block(nn.Module):
+    """Pre-norm encoder block: x += attn(norm1 x); x += mlp(norm2 x)."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 proj_bias: bool = True, mlp_bias: bool = True, act_layer: Type[nn.Module] = nn.GELU,
+                 gated_mlp: bool = False, norm_eps: float = 1e-6):
+        super().__init__()
+        self.norm1 = LayerNorm(dim, eps=norm_eps)
+        self.attn = Attention(dim, num_heads, qkv_bias, proj_bias)
+        self.norm2 = LayerNorm(dim, eps=norm_eps)
+        self.mlp = _mlp(dim, mlp_ratio, gated_mlp, act_layer, mlp_bias)
+
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), mask)
+        return x + self.mlp(self.norm2(x))
+
+
+class DecoderBlock(nn.Module):
+    """Decoder block: self-attention, cross-attention to the encoder context, MLP (all pre-norm)."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 proj_bias: bool = True, mlp_bias: bool = True, act_layer: Type[nn.Module] = nn.GELU,
+                 gated_mlp: bool = False, norm_eps: float = 1e-6):
+        super().__init__()
+        self.norm1 = LayerNorm(dim, eps=norm_eps)
+        self.self_attn = Attention(dim, num_heads, qkv_bias, proj_bias)
+        self.cross_attn = CrossAttention(dim, num_heads, qkv_bias, proj_bias)
+        self.query_norm = LayerNorm(dim, eps=norm_eps)
+        self.context_norm = LayerNorm(dim, eps=norm_eps)
+        self.norm2 = LayerNorm(dim, eps=norm_eps)
+        self.mlp = _mlp(dim, mlp_ratio, gated_mlp, act_layer, mlp_bias)
+
+    def forward(self, y: torch.Tensor, context: torch.Tensor, sa_mask: Optional[torch.Tensor] = None,
+                xa_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        y = y + self.self_attn(self.norm1(y), sa_mask)
+        y = y + self.cross_attn(self.query_norm(y), self.context_norm(context), xa_mask)
+        return y + self.mlp(self.norm2(y))
+
+
+def init_weights_mae(model: nn.Module, skip_prefix: str = "tokenizer") -> None:
+    """MAE-style init used by TerraMind for weights a checkpoint does not provide.
+
+    q, k, v (and k, v) are treated as separate matrices for the Xavier bound; biases 0, norms 1,
+    embeddings N(0, 0.02). Tokenizers are skipped (they always come from their own files).
+    """
+    import math
+
+    for name, m in model.named_modules():
+        if name.startswith(skip_prefix) or f".{skip_prefix}" in name:
+            continue
+        if isinstance(m, nn.Linear):
+            if "qkv" in name:
+                bound = math.sqrt(6.0 / (m.weight.shape[0] // 3 + m.weight.shape[1]))
+                nn.init.uniform_(m.weight, -bound, bound)
+            elif "kv" in name:
+                bound = math.sqrt(6.0 / (m.weight.shape[0] // 2 + m.weight.shape[1]))
+                nn.init.uniform_(m.weight, -bound, bound)
+            else:
+                nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, LayerNorm):
+            nn.init.ones_(m.weight)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
