@@ -1,0 +1,208 @@
+"""`terramind run | generate | embed | tim-embed | reconstruct`: the job engine from a shell.
+
+Every product command only builds a JobSpec and calls the same `run_job` as the stdio server.
+Progress: a bar on stderr when it is a terminal; ``--json-progress`` prints every event and the
+result as JSON lines on stdout. Exit codes: 0 done, 1 job failed, 2 invalid job, 130 cancelled.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+EXIT_FAILED, EXIT_INVALID, EXIT_CANCELLED = 1, 2, 130
+
+
+def _pair(text: str, what: str):
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"{what} must look like NAME=VALUE, got {text!r}")
+    name, value = text.split("=", 1)
+    return name.strip(), value.strip()
+
+
+def _in_arg(text: str):
+    return _pair(text, "--in")
+
+
+def _bands_arg(text: str):
+    name, value = _pair(text, "--bands")
+    try:
+        return name, [int(b) for b in value.split(",") if b.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--bands {text!r}: give 1-based band numbers, e.g. S2L2A=1,2,3")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("job")
+    g.add_argument("--model", default="terramind_v1_tiny", help="model size family (default terramind_v1_tiny)")
+    g.add_argument("--in", dest="inputs", action="append", type=_in_arg, required=True, metavar="MODALITY=PATH",
+                   help="input raster per modality, e.g. S2L2A=scene.tif (repeat for more modalities)")
+    g.add_argument("--bands", action="append", type=_bands_arg, default=[], metavar="MODALITY=1,2,...",
+                   help="1-based bands of that input in the model's band order")
+    g.add_argument("--crs", help="target CRS (default: first optical input's CRS)")
+    g.add_argument("--resolution", type=float, default=10.0, help="target pixel size in CRS units (default 10)")
+    g.add_argument("--bounds", type=float, nargs=4, metavar=("MINX", "MINY", "MAXX", "MAXY"),
+                   help="extent to process (default: the first input's extent)")
+    g.add_argument("--bounds-crs", help="CRS of --bounds (default: the target CRS)")
+    g.add_argument("--window", type=int, default=224, help="window size in px (default 224)")
+    g.add_argument("--overlap", type=int, default=32, help="overlap between windows in px (default 32)")
+    g.add_argument("--batch", type=int, default=8, help="windows per model call (default 8)")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    g.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    g.add_argument("--checkpoint", help="local TerraMind checkpoint instead of the official weights")
+    _progress_args(p)
+
+
+def _progress_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json-progress", action="store_true", help="print events and the result as JSON lines on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("run", help="run a JobSpec JSON file (docs/jobspec.md)")
+    p.add_argument("job", metavar="JOB.json", help="JobSpec file; relative paths in it are relative to its folder")
+    _progress_args(p)
+    p.set_defaults(func=run_file)
+
+    p = subparsers.add_parser("generate", help="generate modalities (LULC, NDVI, DEM, S1GRD, S1RTC, S2L2A)")
+    _common(p)
+    p.add_argument("--out", dest="outputs", action="append", type=lambda t: _pair(t, "--out"), required=True,
+                   metavar="MODALITY=PATH", help="output per generated modality, e.g. LULC=lulc.tif")
+    p.add_argument("--timesteps", type=int, default=10, help="diffusion steps for image outputs (default 10)")
+    p.add_argument("--probabilities", action="store_true", help="also write LULC class probabilities")
+    p.set_defaults(func=run_product, task="generate")
+
+    for task, text in (("embed", "TerraMind encoder embeddings per 16 px patch"),
+                       ("tim-embed", "Thinking-in-Modalities embeddings per 16 px patch")):
+        p = subparsers.add_parser(task, help=text)
+        _common(p)
+        p.add_argument("--out", required=True, metavar="PATH", help="embeddings GeoTIFF (one band per feature)")
+        p.add_argument("--layer", type=int, default=-1, help="encoder layer (default -1, the last)")
+        p.add_argument("--merge", default="mean", help="merge of several modalities: mean, max or concat")
+        if task == "tim-embed":
+            p.add_argument("--tim", nargs="+", default=["LULC"], help="TiM modalities (default LULC)")
+        p.set_defaults(func=run_product, task=task)
+
+    p = subparsers.add_parser("reconstruct", help="round-trip inputs through their tokenizers")
+    _common(p)
+    p.add_argument("--out", dest="outputs", action="append", type=lambda t: _pair(t, "--out"), required=True,
+                   metavar="MODALITY=PATH", help="reconstructed input, e.g. S2L2A=s2_rec.tif")
+    p.add_argument("--timesteps", type=int, default=10, help="diffusion steps (default 10)")
+    p.set_defaults(func=run_product, task="reconstruct")
+
+
+def build_spec(args) -> dict:
+    """The JobSpec dict a product command stands for."""
+    bands = dict(args.bands)
+    inputs = {}
+    for mod, path in args.inputs:
+        inputs[mod] = {"path": path, "bands": bands.pop(mod, None)}
+    if bands:
+        raise SystemExit(f"terramind: error: --bands given for {', '.join(bands)} without a matching --in")
+    spec = {"version": 1, "task": args.task, "model": args.model, "inputs": inputs, "crs": args.crs,
+            "resolution": args.resolution, "device": args.device, "seed": args.seed,
+            "tiling": {"window": args.window, "overlap": args.overlap, "batch_size": args.batch},
+            "options": {"checkpoint": args.checkpoint}}
+    if args.bounds:
+        spec["extent"] = {"bounds": list(args.bounds), "crs": args.bounds_crs or args.crs or _first_crs(inputs)}
+    if args.task in ("embed", "tim-embed"):
+        spec["outputs"] = {"embeddings": args.out}
+        spec["options"].update(layer=args.layer, merge_method=args.merge)
+        if args.task == "tim-embed":
+            spec["options"]["tim_modalities"] = args.tim
+    else:
+        spec["outputs"] = dict(args.outputs)
+        spec["timesteps"] = args.timesteps
+        spec["options"]["probabilities"] = bool(getattr(args, "probabilities", False))
+    return spec
+
+
+def _first_crs(inputs: dict) -> str:
+    import rasterio
+
+    first = next(iter(inputs.values()))["path"]
+    try:
+        with rasterio.open(first) as ds:
+            return ds.crs.to_string() if ds.crs else "EPSG:4326"
+    except Exception:  # noqa: BLE001 - validation reports the unreadable file properly
+        return "EPSG:4326"
+
+
+class _Bar:
+    """A one-line progress bar on stderr (only drawn when stderr is a terminal)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and sys.stderr.isatty()
+        self._last = 0.0
+
+    def __call__(self, event: dict) -> None:
+        if not self.enabled:
+            return
+        if event.get("event") == "log" and event.get("level") in ("warning", "info"):
+            sys.stderr.write("\r\033[K" + event["message"] + "\n")
+            return
+        if event.get("event") != "progress":
+            return
+        now = time.monotonic()
+        if now - self._last < 0.1 and event["done"] < event["total"]:
+            return
+        self._last = now
+        width = 30
+        filled = int(width * event["fraction"])
+        eta = event.get("eta_s")
+        eta_text = f" ETA {eta:.0f}s" if eta is not None else ""
+        sys.stderr.write(f"\r\033[K{event['stage']:<8} [{'#' * filled}{'.' * (width - filled)}] "
+                         f"{event['done']}/{event['total']}{eta_text}")
+        if event["stage"] == "tiles" and event["done"] >= event["total"]:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _execute(spec, args, base_dir=None) -> int:
+    from ..engine import JobCancelled, JobValidationError, run_job
+
+    if args.json_progress:
+        def emit(event):
+            print(json.dumps(event), flush=True)
+    else:
+        emit = _Bar(not args.quiet)
+    try:
+        result = run_job(spec, emit=emit, base_dir=base_dir)
+    except JobValidationError as exc:
+        where = f" [{exc.field}]" if exc.field else ""
+        if args.json_progress:
+            print(json.dumps({"event": "error", "kind": "validation", "message": exc.message, "field": exc.field}),
+                  flush=True)
+        print(f"terramind: invalid job{where}: {exc.message}", file=sys.stderr)
+        return EXIT_INVALID
+    except (JobCancelled, KeyboardInterrupt):
+        if args.json_progress:
+            print(json.dumps({"event": "error", "kind": "cancelled", "message": "cancelled", "field": None}), flush=True)
+        print("terramind: cancelled; no output was written", file=sys.stderr)
+        return EXIT_CANCELLED
+    if args.json_progress:
+        print(json.dumps({"event": "result", **result}), flush=True)
+    else:
+        for out in result["outputs"]:
+            print(f"{out['name']}: {out['path']}")
+        print(f"{result['tiles']} windows on {result['device']} in {result['elapsed_s']:.1f} s", file=sys.stderr)
+    return 0
+
+
+def run_file(args) -> int:
+    try:
+        with open(args.job, encoding="utf-8") as f:
+            spec = json.load(f)
+    except OSError as exc:
+        print(f"terramind: cannot read {args.job}: {exc.strerror}", file=sys.stderr)
+        return EXIT_INVALID
+    except json.JSONDecodeError as exc:
+        print(f"terramind: {args.job} is not valid JSON: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    return _execute(spec, args, base_dir=os.path.dirname(os.path.abspath(args.job)))
+
+
+def run_product(args) -> int:
+    return _execute(build_spec(args), args)
