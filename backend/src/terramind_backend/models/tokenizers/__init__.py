@@ -1,0 +1,110 @@
+"""The six TerraMind 1.0 tokenizers, state-dict compatible with TerraTorch 1.1.1.
+
+``build_tokenizer("dem", pretrained=True)`` (or the registry name ``terramind_v1_tokenizer_dem``) returns an
+eval-mode ``DiVAE``/``VQVAE``; see ``tokenizer.py`` for ``encode``/``tokenize``/``decode_tokens``/``forward``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+import torch
+
+from .ddim import DDIMSampler
+from .fsq import FiniteScalarQuantizer
+from .tokenizer import DiVAE, ImageTokenizer, VQVAE
+from .unet import PatchedUNet
+from .vit import ViTDecoder, ViTEncoder
+
+__all__ = ["TOKENIZERS", "TokenizerSpec", "build_tokenizer", "DiVAE", "VQVAE", "ImageTokenizer",
+           "FiniteScalarQuantizer", "DDIMSampler", "PatchedUNet", "ViTEncoder", "ViTDecoder"]
+
+
+@dataclass(frozen=True)
+class TokenizerSpec:
+    key: str            # TerraTorch's short key: s2l2a, s1rtc, s1grd, dem, lulc, ndvi
+    modality: str       # canonical modality name
+    kind: type          # DiVAE or VQVAE
+    channels: int       # input channels (LULC: number of classes)
+    levels: str         # FSQ levels
+
+    @property
+    def registry_name(self) -> str:
+        return f"terramind_v1_tokenizer_{self.key}"
+
+
+TOKENIZERS: Dict[str, TokenizerSpec] = {spec.key: spec for spec in (
+    TokenizerSpec("s2l2a", "S2L2A", DiVAE, 12, "8-8-8-6-5"),
+    TokenizerSpec("s1rtc", "S1RTC", DiVAE, 2, "8-8-8-6-5"),
+    TokenizerSpec("s1grd", "S1GRD", DiVAE, 2, "8-8-8-6-5"),
+    TokenizerSpec("dem", "DEM", DiVAE, 1, "8-8-8-6-5"),
+    TokenizerSpec("lulc", "LULC", VQVAE, 10, "7-5-5-5-5"),
+    TokenizerSpec("ndvi", "NDVI", DiVAE, 1, "8-8-8-6-5"),
+)}
+
+
+def tokenizer_spec(name: str) -> TokenizerSpec:
+    """Spec by short key, registry name or modality name (case-insensitive)."""
+    key = str(name).strip().lower()
+    key = key.removeprefix("terramind_v1_tokenizer_")
+    if key not in TOKENIZERS:
+        raise ValueError(f"Unknown TerraMind 1.0 tokenizer {name!r}. Known: {', '.join(TOKENIZERS)}")
+    return TOKENIZERS[key]
+
+
+def _float_state(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    return {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+
+
+def build_tokenizer(name: str, pretrained: bool = False, ckpt_path: Optional[str] = None,
+                    download_progress=None, **kwargs) -> ImageTokenizer:
+    """Build a TerraMind 1.0 tokenizer (eval mode, CPU, float32).
+
+    Args:
+        name: ``s2l2a``/``s1rtc``/``s1grd``/``dem``/``lulc``/``ndvi`` or ``terramind_v1_tokenizer_<key>``.
+        pretrained: load the official weights through the Hugging Face cache (``hub.official_state_dict``).
+        ckpt_path: load this local checkpoint instead (same key layout); takes precedence over ``pretrained``.
+        download_progress: ``callable(done_bytes, total_bytes | None, label)`` for the download.
+        kwargs: TerraTorch registry arguments. ``image_size`` (default 256) sizes the stored position grid;
+            the architecture arguments TerraTorch's registry passes are accepted when they match.
+    Weights load strictly: a missing or unexpected key raises.
+    """
+    spec = tokenizer_spec(name)
+    image_size = int(kwargs.pop("image_size", 256))
+    _check_fixed_kwargs(spec, kwargs)
+
+    if ckpt_path is None and not pretrained:
+        model = spec.kind(spec.registry_name, spec.channels, spec.levels, image_size=image_size)
+        return model.eval()
+
+    from ... import hub
+
+    if ckpt_path is not None:
+        state = hub.load_checkpoint(ckpt_path)
+    else:
+        state = hub.official_state_dict(spec.registry_name, progress=download_progress)
+    # Build without allocating or initialising weights, then adopt the checkpoint's tensors (saves ~1 GB and
+    # the random init). FSQ buffers are not in the state dict, so the quantizer is built for real.
+    with torch.device("meta"):
+        model = spec.kind(spec.registry_name, spec.channels, spec.levels, image_size=image_size)
+    model.quantize = FiniteScalarQuantizer(spec.levels)
+    try:
+        model.load_state_dict(_float_state(state), strict=True, assign=True)
+    except RuntimeError as exc:
+        raise RuntimeError(f"The checkpoint does not match the {spec.registry_name} architecture: {exc}") from None
+    return model.eval()
+
+
+# Architecture arguments TerraTorch's registry functions pass; anything else is a typo or unsupported.
+_FIXED = {"n_channels": "channels", "codebook_size": "levels"}
+_IGNORED = {"encoder_type", "decoder_type", "enc_type", "dec_type", "prediction_type", "post_mlp", "patch_size",
+            "patch_size_dec", "quant_type", "latent_dim", "clip_sample", "variant", "model_type"}
+
+
+def _check_fixed_kwargs(spec: TokenizerSpec, kwargs: dict) -> None:
+    for key, value in kwargs.items():
+        if key in _FIXED:
+            if value != getattr(spec, _FIXED[key]):
+                raise ValueError(f"{spec.registry_name}: {key}={value!r} is fixed to {getattr(spec, _FIXED[key])!r}")
+        elif key not in _IGNORED:
+            raise TypeError(f"build_tokenizer({spec.key!r}) got an unexpected keyword argument {key!r}")
