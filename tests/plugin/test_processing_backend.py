@@ -1,0 +1,244 @@
+"""The TerraMind algorithms end to end in headless QGIS 3.22 against the real backend process
+(.venv-backend, tiny random-weight checkpoints from the fake hub, TerraMesh samples): processing.run,
+batch mode as the batch dialog runs it, a graphical model, cancel through the feedback, backend errors,
+and qgis_process (list and run)."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from tests.conftest import FAKE_HUB, PLACES, REPO, fake_hub, sample  # noqa: F401 (fake_hub is a fixture)
+
+pytestmark = pytest.mark.slow
+
+BACKEND_PYTHON = REPO / ".venv-backend" / "bin" / "python"
+QGIS_PROCESS = Path("/usr/bin/qgis_process.bin")
+LULC_CLASSES = 10
+# tiny model, 2 decoding steps, CPU: the cheapest generation that still runs the whole pipeline
+FAST = {"MODEL": 0, "TIMESTEPS": 2, "DEVICE": 2, "OUTPUTS": [4]}
+
+
+@pytest.fixture
+def backend(fake_hub, monkeypatch):
+    if not BACKEND_PYTHON.exists():
+        pytest.fail(f"{BACKEND_PYTHON} missing: run scripts/setup.sh --test")
+    monkeypatch.setenv("TERRAMIND_BACKEND_PYTHON", str(BACKEND_PYTHON))
+    return BACKEND_PYTHON
+
+
+@pytest.fixture
+def provider(qgis_processing):
+    from qgis.core import QgsApplication
+
+    from terramind_qgis.processing import TerraMindProvider
+
+    provider = TerraMindProvider()
+    QgsApplication.processingRegistry().addProvider(provider)
+    yield provider
+    QgsApplication.processingRegistry().removeProvider(provider)
+
+
+class RecordingFeedback:
+    """A QgsProcessingFeedback that remembers progress and can cancel itself at a chosen point."""
+
+    @staticmethod
+    def create(cancel_when=None):
+        from qgis.core import QgsProcessingFeedback
+
+        feedback = QgsProcessingFeedback()
+        feedback.progress_seen = []
+
+        def on_progress(value):
+            feedback.progress_seen.append(value)
+            if cancel_when is not None and cancel_when(value) and not feedback.isCanceled():
+                feedback.cancel()
+
+        feedback.progressChanged.connect(on_progress)
+        return feedback
+
+
+def read_raster(path):
+    from qgis.core import QgsRasterLayer
+
+    layer = QgsRasterLayer(str(path), "check", "gdal")
+    assert layer.isValid(), path
+    return layer
+
+
+def class_values(layer):
+    """Distinct values of band 1 (a 224×224 class raster, read through QGIS's block API)."""
+    block = layer.dataProvider().block(1, layer.extent(), layer.width(), layer.height())
+    return {int(block.value(r, c)) for r in range(0, layer.height(), 7) for c in range(0, layer.width(), 7)}
+
+
+def test_generate_with_processing_run(backend, provider, tmp_path):
+    import processing
+
+    out = tmp_path / "lulc.tif"
+    feedback = RecordingFeedback.create()
+    results = processing.run("terramind:generate", {"S2L2A": str(sample("S2L2A")), **FAST,
+                                                    "OUTPUT_LULC": str(out)}, feedback=feedback)
+    assert Path(results["OUTPUT_LULC"]) == out and out.exists()
+    layer = read_raster(out)
+    source = read_raster(sample("S2L2A"))
+    assert (layer.width(), layer.height()) == (source.width(), source.height())
+    assert layer.crs().authid() == source.crs().authid() == "EPSG:32722"
+    assert layer.extent().toString(0) == source.extent().toString(0)
+    assert class_values(layer) <= set(range(LULC_CLASSES))
+    assert out.with_suffix(".qml").exists(), "the engine writes a sidecar style"
+    assert feedback.progress_seen and max(feedback.progress_seen) == pytest.approx(100.0)
+    assert "TerraMind:" in feedback.textLog()  # the summary line (tiles, device, time)
+
+
+def test_batch_of_two_inputs_loads_styled_layers(backend, provider, tmp_path):
+    """Two rows run exactly as QGIS's batch dialog runs them: one algorithm instance, a fresh context
+    per row, destinations bound to the project, then handleAlgorithmResults loads each row's layers."""
+    from processing.gui.Postprocessing import handleAlgorithmResults
+    from processing.tools import dataobjects
+    from qgis.core import (QgsApplication, QgsPalettedRasterRenderer, QgsProcessingOutputLayerDefinition,
+                           QgsProject)
+
+    project = QgsProject.instance()
+    project.removeAllMapLayers()
+    alg = QgsApplication.processingRegistry().createAlgorithmById("terramind:generate")
+    feedback = RecordingFeedback.create()
+    outputs = []
+    for place in PLACES[:2]:
+        out = tmp_path / f"lulc_{place}.tif"
+        outputs.append(out)
+        parameters = {"S2L2A": str(sample("S2L2A", place)), **FAST,
+                      "OUTPUT_LULC": QgsProcessingOutputLayerDefinition(str(out), project)}
+        parameters = alg.preprocessParameters(parameters)
+        context = dataobjects.createContext(feedback)
+        results, ok = alg.run(parameters, context, feedback)
+        assert ok, feedback.textLog()
+        assert Path(results["OUTPUT_LULC"]) == out
+        assert handleAlgorithmResults(alg, context, feedback, False, parameters)
+    layers = {Path(l.source()): l for l in project.mapLayers().values()}
+    assert set(layers) == set(outputs)
+    for out in outputs:
+        renderer = layers[out].renderer()
+        assert isinstance(renderer, QgsPalettedRasterRenderer), type(renderer)  # the sidecar .qml
+        assert len(renderer.classes()) == LULC_CLASSES
+    assert read_raster(outputs[0]).crs().authid() != read_raster(outputs[1]).crs().authid()  # two places
+    project.removeAllMapLayers()
+
+
+def test_toolbox_run_loads_a_temporary_output_with_its_style(backend, provider):
+    """No destination given (the toolbox default): LULC goes to a temporary file that is loaded styled."""
+    import processing
+    from qgis.core import QgsPalettedRasterRenderer, QgsProject
+
+    project = QgsProject.instance()
+    project.removeAllMapLayers()
+    results = processing.runAndLoadResults("terramind:generate", {"S2L2A": str(sample("S2L2A", PLACES[2])), **FAST})
+    path = results["OUTPUT_LULC"]
+    assert os.path.exists(path)
+    loaded = [l for l in project.mapLayers().values() if l.source() == path]
+    assert len(loaded) == 1 and loaded[0].name() == "TerraMind Land use / land cover (LULC)"
+    assert isinstance(loaded[0].renderer(), QgsPalettedRasterRenderer)
+    project.removeAllMapLayers()
+
+
+def test_graphical_model_runs_generate_and_feeds_its_output_on(backend, provider, tmp_path):
+    import processing
+    from qgis.core import (QgsProcessingModelAlgorithm, QgsProcessingModelChildAlgorithm,
+                           QgsProcessingModelChildParameterSource as Source, QgsProcessingModelOutput,
+                           QgsProcessingModelParameter, QgsProcessingParameterRasterLayer)
+
+    model = QgsProcessingModelAlgorithm("TerraMind LULC and statistics", "tests")
+    model.addModelParameter(QgsProcessingParameterRasterLayer("s2", "Sentinel-2 L2A"), QgsProcessingModelParameter("s2"))
+
+    generate = QgsProcessingModelChildAlgorithm("terramind:generate")
+    generate.setChildId("generate")
+    generate.addParameterSources("S2L2A", [Source.fromModelParameter("s2")])
+    for name, value in FAST.items():
+        generate.addParameterSources(name, [Source.fromStaticValue(value)])
+    lulc = QgsProcessingModelOutput("lulc", "LULC")
+    lulc.setChildId("generate")
+    lulc.setChildOutputName("OUTPUT_LULC")
+    generate.setModelOutputs({"lulc": lulc})
+    model.addChildAlgorithm(generate)
+
+    stats = QgsProcessingModelChildAlgorithm("native:rasterlayerstatistics")
+    stats.setChildId("stats")
+    stats.addParameterSources("INPUT", [Source.fromChildOutput("generate", "OUTPUT_LULC")])
+    stats.addParameterSources("BAND", [Source.fromStaticValue(1)])
+    report = QgsProcessingModelOutput("report", "Statistics")
+    report.setChildId("stats")
+    report.setChildOutputName("OUTPUT_HTML_FILE")
+    stats.setModelOutputs({"report": report})
+    model.addChildAlgorithm(stats)
+    assert model.validate()[0], model.validate()[1]
+
+    out, html = tmp_path / "model_lulc.tif", tmp_path / "stats.html"
+    results = processing.run(model, {"s2": str(sample("S2L2A", PLACES[3])), "generate:lulc": str(out),
+                                     "stats:report": str(html)})
+    assert Path(results["generate:lulc"]) == out and out.exists()
+    assert str(out) in html.read_text() or out.name in html.read_text()  # statistics ran on our output
+
+
+def test_cancel_through_feedback_stops_the_job_and_writes_nothing(backend, provider, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingException
+
+    out = tmp_path / "cancelled.tif"
+    # 64 px tiles, no overlap, one per batch: 16 batches, so the cancel lands while tiles are running
+    feedback = RecordingFeedback.create(cancel_when=lambda value: 0 < value < 100)
+    with pytest.raises(QgsProcessingException, match="cancelled"):
+        processing.run("terramind:generate", {"S2L2A": str(sample("S2L2A")), **FAST, "TILE_SIZE": 64,
+                                              "OVERLAP": 0, "BATCH_SIZE": 1, "OUTPUT_LULC": str(out)},
+                       feedback=feedback)
+    assert feedback.isCanceled()
+    assert not out.exists(), "a cancelled job leaves no output behind"
+
+
+def test_backend_errors_become_processing_exceptions(backend, provider, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingException
+
+    # an extent far away from the input: only the backend knows the rasters do not cover it
+    with pytest.raises(QgsProcessingException) as error:
+        processing.run("terramind:generate", {"S2L2A": str(sample("S2L2A")), **FAST,
+                                              "EXTENT": "0,1000,0,1000 [EPSG:32722]",
+                                              "OUTPUT_LULC": str(tmp_path / "never.tif")})
+    message = str(error.value)
+    assert "extent" in message.lower() and "JobSpec field" in message, message
+    assert not (tmp_path / "never.tif").exists()
+
+
+@pytest.fixture
+def qgis_process_env(tmp_path, backend):
+    """qgis_process with the staged plugin (as the zip installs it) in QGIS_PLUGINPATH and a throw-away profile."""
+    if not QGIS_PROCESS.exists():
+        pytest.skip("qgis_process.bin not installed")
+    plugins = tmp_path / "plugins"
+    subprocess.run(["bash", str(REPO / "scripts" / "package.sh"), "--stage-only", str(plugins)], check=True,
+                   capture_output=True)
+    runtime = tmp_path / "xdg"
+    runtime.mkdir(mode=0o700)
+    env = dict(os.environ, QGIS_PLUGINPATH=str(plugins), QT_QPA_PLATFORM="offscreen", XDG_RUNTIME_DIR=str(runtime),
+               QGIS_CUSTOM_CONFIG_PATH=str(tmp_path / "profile"), HF_HUB_CACHE=str(FAKE_HUB), HF_HUB_OFFLINE="1",
+               TERRAMIND_BACKEND_PYTHON=str(BACKEND_PYTHON))
+    enabled = subprocess.run([str(QGIS_PROCESS), "plugins", "enable", "terramind_qgis"], env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert enabled.returncode == 0, enabled.stdout + enabled.stderr
+    return env
+
+
+def test_qgis_process_lists_and_runs_generate(qgis_process_env, tmp_path):
+    listed = subprocess.run([str(QGIS_PROCESS), "list"], env=qgis_process_env, capture_output=True, text=True,
+                            timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    for alg_id in ("terramind:generate", "terramind:embed", "terramind:segment", "terramind:reconstruct"):
+        assert alg_id in listed.stdout, listed.stdout[-2000:]
+
+    out = tmp_path / "qp_lulc.tif"
+    run = subprocess.run([str(QGIS_PROCESS), "run", "terramind:generate", "--",
+                          f"S2L2A={sample('S2L2A', PLACES[4])}", "MODEL=0", "TIMESTEPS=2", "DEVICE=2", "OUTPUTS=4",
+                          f"OUTPUT_LULC={out}"], env=qgis_process_env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert out.exists() and f"OUTPUT_LULC:\t{out}" in run.stdout
+    assert read_raster(out).crs().authid() == "EPSG:32632"
