@@ -1,0 +1,209 @@
+"""Fine-tuned segmentation parity: TerraTorch 1.1.1 models and checkpoints vs our rebuild.
+
+1. Necks, decoders and heads alone: TerraTorch modules with random weights (and perturbed BatchNorm
+   statistics), their state dict loaded strictly into ours, outputs compared on the same features.
+2. Real fine-tuning checkpoints: ``SemanticSegmentationTask`` (EncoderDecoderFactory, tiny backbone,
+   ``backbone_pretrained=False``) trained for 2 steps by Lightning on TerraMesh S2L2A tiles with LULC
+   labels, saved with ``trainer.save_checkpoint``; then loaded by our backend (weights_only) and run
+   on a TerraMesh tile: logits within 1e-4 (relative to their scale) and identical argmax classes.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+# tests/ (shared helpers) and backend/src, whatever the ini's pythonpath resolves to
+for _path in (Path(__file__).resolve().parents[1], Path(__file__).resolve().parents[2] / "backend" / "src"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from conftest import PLACES, sample  # noqa: E402
+
+rasterio = pytest.importorskip("rasterio")
+
+D_TINY = 192
+FOUR = [2, 5, 8, 11]
+RESHAPE = {"name": "ReshapeTokensToImage", "remove_cls_token": False}
+
+PART_CASES = {
+    "unet-learned": ([{"name": "SelectIndices", "indices": FOUR}, RESHAPE, {"name": "LearnedInterpolateToPyramidal"}],
+                     "UNetDecoder", {"channels": [64, 32, 16, 8]}),
+    "upernet-learned-default-cls": ([{"name": "SelectIndices", "indices": FOUR}, {"name": "ReshapeTokensToImage"},
+                                     {"name": "LearnedInterpolateToPyramidal"}], "UperNetDecoder", {"channels": 32}),
+    "upernet-scale-modules": ([{"name": "SelectIndices", "indices": FOUR}, RESHAPE], "UperNetDecoder",
+                              {"channels": 32, "scale_modules": True, "pool_scales": [1, 2]}),
+    "fcn": ([{"name": "SelectIndices", "indices": [-1]}, RESHAPE], "FCNDecoder", {"channels": 32, "num_convs": 3}),
+    "unet-interp-scse": ([{"name": "SelectIndices", "indices": FOUR}, RESHAPE, {"name": "InterpolateToPyramidal"}],
+                         "UNetDecoder", {"channels": [64, 32, 32, 16], "attention_type": "scse"}),
+    "unet-maxpool-bottleneck": ([{"name": "SelectIndices", "indices": [8, 11]}, RESHAPE,
+                                 {"name": "MaxpoolToPyramidal"}, {"name": "AddBottleneckLayer"}],
+                                "UNetDecoder", {"channels": [32, 16, 8], "use_batchnorm": False}),
+    "identity": ([RESHAPE], "IdentityDecoder", {}),
+}
+
+
+def _randomize_batchnorm(module: torch.nn.Module) -> None:
+    """Fresh BatchNorm layers are identities; give them statistics so the test sees them."""
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.normal_()
+            m.bias.data.normal_()
+
+
+@pytest.mark.parametrize("case", sorted(PART_CASES))
+def test_necks_decoders_heads_match_terratorch(case):
+    from terratorch.models.heads import SegmentationHead as TTHead
+    from terratorch.models.necks import NeckSequential, build_neck_list
+    from terratorch.registry import DECODER_REGISTRY
+
+    from terramind_backend.models.segmentation.decoders import DECODERS
+    from terramind_backend.models.segmentation.factory import resolve_neck_name
+    from terramind_backend.models.segmentation.heads import SegmentationHead
+    from terramind_backend.models.segmentation.necks import build_necks
+
+    necks, decoder, kwargs = PART_CASES[case]
+    torch.manual_seed(0)
+    head_channels = None if decoder == "IdentityDecoder" else [16]
+    tt_necks, channels = build_neck_list([dict(n) for n in necks], [D_TINY] * 12)
+    tt_decoder = DECODER_REGISTRY.build(decoder, channels, **kwargs)
+    reference = torch.nn.ModuleDict({
+        "neck": NeckSequential(*tt_necks), "decoder": tt_decoder,
+        "head": TTHead(tt_decoder.out_channels, 7, channel_list=head_channels, dropout=0.1)})
+    _randomize_batchnorm(reference)
+
+    ours_necks, ours_channels = build_necks(necks, [D_TINY] * 12, resolve_name=resolve_neck_name)
+    assert ours_channels == channels
+    ours_decoder = DECODERS[decoder](ours_channels, **kwargs)
+    ours = torch.nn.ModuleDict({"neck": ours_necks, "decoder": ours_decoder,
+                                "head": SegmentationHead(ours_decoder.out_channels, 7, channel_list=head_channels,
+                                                         dropout=0.1)})
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    reference.eval(), ours.eval()
+
+    feats = [torch.randn(2, 196, D_TINY) for _ in range(12)]
+    with torch.no_grad():
+        want = reference["head"](reference["decoder"](
+            [f.clone() for f in reference["neck"]([f.clone() for f in feats], image_size=(224, 224))]))
+        got = ours["head"](ours["decoder"](ours["neck"](list(feats), image_size=(224, 224))))
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
+# --- real Lightning checkpoints ------------------------------------------------------------------------
+
+CROP = 64  # training crop: two Lightning steps stay fast on CPU
+CKPT_CASES = {
+    "unet": dict(necks=[{"name": "SelectIndices", "indices": FOUR}, RESHAPE, {"name": "LearnedInterpolateToPyramidal"}],
+                 decoder="UNetDecoder", decoder_channels=[64, 32, 16, 8]),
+    "upernet": dict(necks=[{"name": "SelectIndices", "indices": FOUR}, RESHAPE,
+                           {"name": "LearnedInterpolateToPyramidal"}],
+                    decoder="UperNetDecoder", decoder_channels=32, head_dropout=0.1),
+    "fcn": dict(necks=[{"name": "SelectIndices", "indices": [-1]}, RESHAPE], decoder="FCNDecoder",
+                decoder_channels=32, head_channel_list=[16]),
+}
+LULC_NAMES = ["No data", "Water", "Trees", "Flooded vegetation", "Crops", "Built area", "Bare ground", "Snow/Ice",
+              "Clouds", "Rangeland"]
+
+
+def _v1_stats():
+    from terratorch.models.backbones.terramind.model.terramind_register import (v1_pretraining_mean,
+                                                                                 v1_pretraining_std)
+    return v1_pretraining_mean["untok_sen2l2a@224"], v1_pretraining_std["untok_sen2l2a@224"]
+
+
+def _tile(place):
+    mean, std = _v1_stats()
+    with rasterio.open(sample("S2L2A", place)) as ds:
+        x = torch.from_numpy(ds.read().astype("float32"))
+    with rasterio.open(sample("LULC", place)) as ds:
+        y = torch.from_numpy(ds.read(1).astype("int64"))
+    return (x - torch.tensor(mean).view(-1, 1, 1)) / torch.tensor(std).view(-1, 1, 1), y
+
+
+class _TileData:
+    """A LightningDataModule whose hparams carry means/stds like TerraTorch's generic datamodules."""
+
+    @staticmethod
+    def make():
+        import lightning.pytorch as pl
+
+        class TerraMeshTiles(pl.LightningDataModule):
+            def __init__(self, means, stds, places):
+                super().__init__()
+                self.save_hyperparameters()
+
+            def train_dataloader(self):
+                tiles = [_tile(p) for p in self.hparams.places]
+                items = [{"image": x[:, :CROP, :CROP], "mask": y[:CROP, :CROP]} for x, y in tiles]
+                return torch.utils.data.DataLoader(items, batch_size=2)
+
+        mean, std = _v1_stats()
+        return TerraMeshTiles({"S2L2A": list(mean)}, {"S2L2A": list(std)}, PLACES[:2])
+
+
+def _fit_and_save(tmp_path, name, extra_args, backbone="terramind_v1_tiny", **backbone_args):
+    import lightning.pytorch as pl
+    from terratorch.tasks import SemanticSegmentationTask
+
+    torch.manual_seed(1)
+    model_args = dict(backbone=backbone, backbone_pretrained=False, backbone_modalities=["S2L2A"],
+                      num_classes=10, **backbone_args, **extra_args)
+    task = SemanticSegmentationTask(model_args=model_args, model_factory="EncoderDecoderFactory", loss="ce",
+                                    ignore_index=-1, lr=1e-3, class_names=LULC_NAMES, plot_on_val=False)
+    trainer = pl.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(task, datamodule=_TileData.make())
+    path = tmp_path / f"{name}.ckpt"
+    trainer.save_checkpoint(str(path))
+    return task.eval(), path
+
+
+def _compare(task, path, place, crop=None):
+    from terramind_backend.models.segmentation import load_segmentation_checkpoint
+
+    raw = torch.load(str(path), map_location="cpu", weights_only=True)  # what "safe" means here
+    assert "datamodule_hyper_parameters" in raw and raw["hyper_parameters"]["model_args"]["num_classes"] == 10
+
+    loaded = load_segmentation_checkpoint(path)
+    x, _ = _tile(place)
+    x = x[None]
+    if crop:
+        x = x[..., :crop, :crop]
+    with torch.no_grad():
+        want = task.model(x).output
+        want_classes = task.predict_step({"image": x}, 0)[0]
+        got = loaded.model(x)
+    assert got.shape == want.shape == (1, 10) + tuple(x.shape[-2:])
+    scale = want.abs().max().item()
+    delta = (got - want).abs().max().item()
+    assert delta <= 1e-4 * max(scale, 1.0), f"max |dlogits| {delta:.3g} (scale {scale:.3g})"
+    assert torch.equal(got.argmax(dim=1), want_classes)
+    return loaded
+
+
+@pytest.mark.parametrize("case", sorted(CKPT_CASES))
+def test_lightning_checkpoint_matches_terratorch(case, tmp_path):
+    task, path = _fit_and_save(tmp_path, case, CKPT_CASES[case])
+    loaded = _compare(task, path, PLACES[2])
+    info = loaded.info
+    assert [c.name for c in info.classes] == LULC_NAMES and info.class_source == "checkpoint"
+    (inp,) = info.inputs
+    assert (inp.name, inp.modality, inp.num_bands, inp.stats_source) == ("S2L2A", "S2L2A", 12, "checkpoint")
+    assert inp.mean == pytest.approx(_v1_stats()[0])
+    if case == "unet":  # tensor inputs are reflect-padded to 32 px and cropped back, as in PixelWiseModel
+        _compare(task, path, PLACES[3], crop=200)
+
+
+def test_described_checkpoint_is_json(tmp_path):
+    from terramind_backend.models.segmentation import describe_checkpoint
+
+    _, path = _fit_and_save(tmp_path, "fcn", CKPT_CASES["fcn"])
+    described = json.loads(json.dumps(describe_checkpoint(path)))
+    assert described["decoder"] == "FCNDecoder" and described["num_classes"] == 10
+    assert described["inputs"][0]["modality"] == "S2L2A"
