@@ -20,6 +20,7 @@ def _report(lines):
 
 
 def _check():
+    qgis.utils.iface.mainWindow().showMaximized()
     lines = []
     plugin = qgis.utils.plugins.get("terramind_qgis")
     lines.append(f"plugin loaded: {plugin is not None}")
@@ -31,8 +32,11 @@ def _check():
             lines.append(f"backend: terramind {hello.get('version')} on {hello.get('device')} (torch {hello.get('torch')})")
         except Exception as exc:  # shown to the user, never fatal for QGIS
             lines.append(f"backend: not ready ({exc}); open TerraMind > Settings and backend… to install it")
-        if not os.environ.get("DISPLAY", "").startswith(":") or os.environ.get("XVFB_SHOT", "1") == "1":
+        try:
             plugin.show_dialog()
+            lines.append("dialog: shown")
+        except Exception as exc:
+            lines.append(f"dialog: failed ({exc!r})")
     _report(lines)
     QTimer.singleShot(2500, _shoot)
 
