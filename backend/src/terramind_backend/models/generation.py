@@ -1,0 +1,442 @@
+"""Any-to-any generation with TerraMind 1.0 (``terramind_v1_{size}_generate``).
+
+Given any raw (S2L2A, S2L1C, RGB, S1GRD, S1RTC, DEM) or tokenized (LULC, NDVI) inputs, the
+encoder-decoder predicts the tokens of each requested output (S2L2A, S1GRD, S1RTC, DEM, LULC, NDVI) and
+that output's tokenizer turns them back into an image: a ViT decoder for LULC (class logits), DDIM
+diffusion for the others. TerraTorch 1.1.1 semantics (facts §5): inputs standardized with the v1
+statistics when ``standardize`` is on, outputs de-standardized to physical units, each output decoded in
+one parallel ROAR pass (``decoding_steps=1``) with nucleus sampling (``top_p=0.8``, ``temps=1``), outputs
+not chained as conditions, diffusion noise drawn on the CPU. Sampling and seeding: ``models.sampling``.
+
+Where we differ from TerraTorch on purpose (docs/models.md, "Generation: where we differ"):
+- non-square inputs decode on the right (rows x cols) token grid and give [B, C, H, W] outputs;
+- ``decoding_steps > 1`` works: each step decodes its share of tokens and later steps see the tokens
+  decoded so far through the encoder (TerraTorch crashes);
+- S2L1C (and RGB) outputs are refused instead of silently becoming S2L2A; an output that is also a
+  tokenized input, unknown modalities and mismatched input sizes are errors, not warnings;
+- the encoder runs once for all outputs (TerraTorch re-encodes per output; results are the same);
+- nothing reseeds torch's global RNG and the caller's input dict is never modified.
+
+State-dict keys match TerraTorch's ``TerraMindGeneration``: ``sampler.model.*`` (the encoder-decoder)
+and ``tokenizer.<key>.*``. Only the tokenizers that are needed are built: those of tokenized inputs
+and of the outputs.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+
+from . import sampling
+from .encdec import Context, EncoderInput, TerraMind, transformer_config
+from .modalities import (MODALITY_INFO, PRETRAINING_MEAN, PRETRAINING_STD, UnknownModalityError, modality_id,
+                         resolve_input_modality, resolve_output_modality)
+
+__all__ = ["TerraMindGeneration", "build_generation", "GENERATION_OUTPUTS", "resolve_generation_output"]
+
+GENERATION_OUTPUTS = ("S2L2A", "S1GRD", "S1RTC", "DEM", "LULC", "NDVI")
+DEFAULT_IMAGE_SIZE = (224, 224)  # TerraTorch's grid when no image input gives one
+
+
+def resolve_generation_output(name: str) -> str:
+    """Internal token key of a generation output; S2L1C/RGB/coordinates are refused with a reason."""
+    if not isinstance(name, str):
+        raise UnknownModalityError(f"Output modality names must be strings, got {name!r}")
+    lowered = name.lower().replace("s2", "sen2")
+    if "l1c" in lowered:
+        raise UnknownModalityError(
+            f"Output {name!r}: TerraMind 1.0 cannot generate S2L1C (there is no S2L1C tokenizer; TerraTorch "
+            f"silently returns S2L2A for it). Request 'S2L2A' to get a generated Sentinel-2 L2A image.")
+    if "rgb" in lowered:
+        raise UnknownModalityError(f"Output {name!r}: RGB is not a generation output; request 'S2L2A' "
+                                   f"and take its RED, GREEN, BLUE bands (indices 3, 2, 1).")
+    key = resolve_output_modality(name)
+    if MODALITY_INFO[key].kind != "image_tokens":
+        raise UnknownModalityError(f"Output {name!r}: generating {key} is not supported by this backend; "
+                                   f"outputs are {', '.join(GENERATION_OUTPUTS)}.")
+    return key
+
+
+def _per_output(value, outputs: Sequence[str], what: str) -> list:
+    """One value for all outputs, or a list with one value per output (in output order)."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != len(outputs):
+            raise ValueError(f"{what} has {len(value)} values for {len(outputs)} outputs {list(outputs)}; "
+                             f"give one value or one per output")
+        return list(value)
+    return [value] * len(outputs)
+
+
+def embed_token_grid(embedding: nn.Module, ids: torch.Tensor, rows: int, cols: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(x, emb) of image-tokenizer ids [B, rows*cols] on a rows x cols grid (any aspect ratio)."""
+    ids = ids.reshape(ids.shape[0], rows * cols).long()
+    return embedding.token_emb(ids), embedding.grid_pos_emb(rows, cols) + embedding.mod_emb
+
+
+class _Sampler(nn.Module):
+    """Holds the encoder-decoder under ``sampler.model`` (TerraTorch's state-dict layout)."""
+
+    def __init__(self, model: TerraMind):
+        super().__init__()
+        self.model = model
+
+
+class TerraMindGeneration(nn.Module):
+    """Generate output modalities from input modalities (see module docstring).
+
+    Args:
+        modalities: input modality names (``"S2L2A"``, ``"S1GRD"``, ``"LULC"`` ...; TerraTorch's name rules).
+        output_modalities: outputs, generated in this order (S2L2A, S1GRD, S1RTC, DEM, LULC, NDVI).
+        tokenizers: ``{token key: tokenizer}`` for every tokenized input and every output.
+        size: tiny, small, base or large.
+        decoding_steps: ROAR steps per output (int, or one per output). 1 = TerraTorch's single pass.
+        temps: sampling temperature (one, or one per output); 0 = greedy argmax.
+        top_p, top_k: nucleus / top-k filtering (0 disables).
+        timesteps: DDIM steps of the diffusion decoders (``forward(timesteps=)`` overrides).
+        standardize: standardize inputs / de-standardize outputs with the v1 statistics.
+        offset: ``{modality name: value}`` added to that modality's mean (inputs and outputs).
+        pretraining_mean, pretraining_std: override the statistics (``{internal key: [per channel]}``).
+        seed: default sampling seed; None draws one from Python's ``random`` per call (as TerraTorch).
+        img_size: size of the stored position grids (224).
+    """
+
+    def __init__(self, modalities: Sequence[str], output_modalities: Sequence[str],
+                 tokenizers: Mapping[str, nn.Module], *, size: str = "tiny",
+                 decoding_steps: Union[int, Sequence[int]] = 1, temps: Union[float, Sequence[float]] = 1.0,
+                 top_p: float = 0.8, top_k=0, timesteps: int = 50, standardize: bool = False,
+                 offset: Optional[Mapping[str, float]] = None, pretraining_mean: Optional[Mapping] = None,
+                 pretraining_std: Optional[Mapping] = None, seed: Optional[int] = None, img_size: int = 224):
+        super().__init__()
+        self.input_keys = _resolve_inputs(modalities)              # user name -> internal key
+        self.output_keys = _resolve_outputs(output_modalities)     # user name -> token key
+        clash = [n for n, k in self.output_keys.items() if k in self.input_keys.values()]
+        if clash:
+            raise ValueError(f"{clash} are both tokenized inputs and outputs; TerraMind would only copy them "
+                             f"(TerraTorch raises NotImplementedError). Drop them from output_modalities.")
+        outputs = list(self.output_keys)
+        self.decoding_steps = [int(s) for s in _per_output(decoding_steps, outputs, "decoding_steps")]
+        if any(s < 1 for s in self.decoding_steps):
+            raise ValueError(f"decoding_steps must be >= 1, got {decoding_steps}")
+        self.temps = [float(t) for t in _per_output(temps, outputs, "temps")]
+        if any(not math.isfinite(t) or t < 0 for t in self.temps):
+            raise ValueError(f"temps must be finite and >= 0 (0 = greedy), got {temps}")
+        if not 0.0 <= float(top_p) <= 1.0:
+            raise ValueError(f"top_p must lie in [0, 1] (0 disables nucleus filtering), got {top_p}")
+        if isinstance(top_k, bool) or not isinstance(top_k, (int, float)) or top_k < 0:
+            raise ValueError(f"top_k must be a count (int >= 0) or a vocabulary fraction (float), got {top_k!r}")
+        self.top_p, self.top_k = float(top_p), top_k
+        self.timesteps = _check_timesteps(timesteps)
+        self.standardize = bool(standardize)
+        self.seed = seed
+        self.size = size
+        self.mean, self.std = _statistics(pretraining_mean, pretraining_std, offset,
+                                          list(self.input_keys.items()) + list(self.output_keys.items()))
+
+        # Multi-step decoding feeds decoded tokens back through the encoder: it needs the outputs'
+        # token encoder embeddings (present in the official checkpoints). Single-pass keeps TerraTorch's keys.
+        encoder_keys = list(dict.fromkeys(self.input_keys.values()))
+        if max(self.decoding_steps) > 1:
+            encoder_keys += [k for n, k in self.output_keys.items()
+                             if self.decoding_steps[outputs.index(n)] > 1 and k not in encoder_keys]
+        self.sampler = _Sampler(TerraMind(encoder_keys, list(dict.fromkeys(self.output_keys.values())),
+                                          image_size=img_size, **transformer_config(size)))
+        needed = _needed_tokenizers(self.input_keys, self.output_keys)
+        missing = [k for k in needed if k not in tokenizers]
+        if missing:
+            raise ValueError(f"Tokenizers missing for {missing}")
+        self.tokenizer = nn.ModuleDict({k: tokenizers[k] for k in needed})
+
+    @property
+    def output_modalities(self) -> List[str]:
+        return list(self.output_keys)
+
+    @property
+    def modalities(self) -> List[str]:
+        return list(self.input_keys)
+
+    # ------------------------------------------------------------------ inputs
+    def _collect_inputs(self, d, kwargs) -> Dict[str, torch.Tensor]:
+        if d is None:
+            d = {}
+        elif not isinstance(d, Mapping):
+            d = {self.modalities[0]: d}  # a bare tensor is the first configured modality
+        d = {**d, **kwargs}
+        unknown = [k for k in d if k not in self.input_keys]
+        if unknown:
+            raise ValueError(f"Unknown input modalities {unknown}; this model was built for inputs "
+                             f"{self.modalities} (modalities=...)")
+        if not d:
+            raise ValueError(f"No inputs given; expected some of {self.modalities}")
+        for name, value in d.items():
+            if not torch.is_tensor(value):
+                raise TypeError(f"Input {name!r} must be a torch.Tensor, got {type(value).__name__}")
+        sizes = {len(v) for v in d.values()}
+        if len(sizes) != 1:
+            raise ValueError(f"All inputs need the same batch size, got {{{', '.join(f'{k}: {len(v)}' for k, v in d.items())}}}")
+        return d
+
+    def _image_size(self, d: Mapping[str, torch.Tensor]) -> Tuple[int, int]:
+        shapes = {name: tuple(v.shape[-2:]) for name, v in d.items() if MODALITY_INFO[self.input_keys[name]].is_image}
+        if not shapes:
+            return DEFAULT_IMAGE_SIZE
+        if len(set(shapes.values())) != 1:
+            raise ValueError(f"All image inputs must have the same height and width, got {shapes}")
+        (h, w), = set(shapes.values())
+        if h % 16 or w % 16 or h <= 0 or w <= 0:
+            raise ValueError(f"Input height and width must be positive multiples of 16 (the patch size), got {h}x{w}")
+        diffusion = [n for n, k in self.output_keys.items() if hasattr(self.tokenizer[k], "sampler")]
+        if diffusion and (h % 32 or w % 32):
+            raise ValueError(f"Outputs {diffusion} are decoded by diffusion, which needs height and width that "
+                             f"are multiples of 32, got {h}x{w}; pad or crop the input.")
+        return h, w
+
+    def _standardize_input(self, name: str, value: torch.Tensor) -> torch.Tensor:
+        key = self.input_keys[name]
+        if key == "tok_lulc@224" or (name, key) not in self.mean:
+            return value  # LULC statistics are the identity (and class maps must stay integers)
+        mean = torch.as_tensor(self.mean[(name, key)], dtype=torch.float32, device=value.device)
+        std = torch.as_tensor(self.std[(name, key)], dtype=torch.float32, device=value.device)
+        if value.ndim != 4 or value.shape[1] != mean.numel():
+            raise ValueError(f"Input {name!r} must be shaped [B, {mean.numel()}, H, W], got {tuple(value.shape)}")
+        return (value - mean[None, :, None, None]) / std[None, :, None, None]
+
+    def _encoder_parts(self, d, grid, standardize: bool) -> List[Tuple[str, torch.Tensor, torch.Tensor]]:
+        """(key, x, emb) for every input, in input order."""
+        model = self.sampler.model
+        device = model.mask_token.device
+        parts = []
+        for name, value in d.items():
+            key = self.input_keys[name]
+            value = value.to(device)
+            if standardize:
+                value = self._standardize_input(name, value)
+            if key in self.tokenizer:
+                ids = self.tokenizer[key].encode(value)[-1]
+                x, emb = embed_token_grid(model.encoder_embeddings[key], ids, *ids.shape[-2:])
+            else:
+                x, emb = model.encoder_embeddings[key](value.to(torch.float32))
+            parts.append((key, x, emb.expand(x.shape[0], -1, -1)))
+        return parts
+
+    @staticmethod
+    def _encoder_input(parts) -> EncoderInput:
+        tokens = torch.cat([x for _, x, _ in parts], dim=1)
+        emb = torch.cat([e for _, _, e in parts], dim=1)
+        ids = torch.cat([torch.full(x.shape[:2], modality_id(k), dtype=torch.int32, device=x.device)
+                         for k, x, _ in parts], dim=1)
+        return EncoderInput(tokens, emb, None, ids)
+
+    # ------------------------------------------------------------------ generation
+    def _generate_tokens(self, key: str, steps: int, temperature: float, parts, ctx: Context,
+                         grid: Tuple[int, int], seed: int, first_step: int) -> sampling.RoarResult:
+        model = self.sampler.model
+        rows, cols = grid
+        num_tokens = rows * cols
+        batch = ctx.context.shape[0]
+        dec = model.decoder_embeddings[key]
+        queries = model.mask_token + (dec.grid_pos_emb(rows, cols) + dec.mod_emb)  # [1, N, D]
+
+        def logits_fn(tokens: torch.Tensor, decoded: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+            context = ctx
+            if bool(decoded.any()):  # later steps see the tokens decoded so far
+                done = decoded.nonzero()[:, 0]
+                x, emb = embed_token_grid(model.encoder_embeddings[key], tokens, rows, cols)
+                extra = (key, x[:, done], emb.expand(batch, -1, -1)[:, done])
+                context = model.encode(self._encoder_input(list(parts) + [extra]))
+            y = queries[:, positions].expand(batch, -1, -1)
+            y = model.forward_decoder(y, context.context, xa_mask=context.mask)
+            return dec.forward_logits(y)
+
+        budget = sampling.linear_token_budget(steps, num_tokens)
+        return sampling.roar_decode(logits_fn, batch, num_tokens, seed=seed, first_step=first_step, budget=budget,
+                                    temperature=temperature, top_k=self.top_k, top_p=self.top_p,
+                                    device=ctx.context.device)
+
+    def _decode(self, key: str, tokens: torch.Tensor, grid, image_size, timesteps: int,
+                generator: torch.Generator) -> torch.Tensor:
+        tokenizer = self.tokenizer[key]
+        tokens = tokens.view(tokens.shape[0], *grid)
+        if hasattr(tokenizer, "sampler"):  # diffusion decoder
+            return tokenizer.decode_tokens(tokens, image_size=image_size, timesteps=timesteps, generator=generator)
+        return tokenizer.decode_tokens(tokens, image_size=image_size)
+
+    def _destandardize(self, name: str, value: torch.Tensor) -> torch.Tensor:
+        key = self.output_keys[name]
+        stats = (name, key)
+        if stats not in self.mean:
+            return value
+        mean = torch.as_tensor(self.mean[stats], dtype=value.dtype, device=value.device)[None, :, None, None]
+        std = torch.as_tensor(self.std[stats], dtype=value.dtype, device=value.device)[None, :, None, None]
+        return value * std + mean
+
+    @torch.inference_mode()
+    def generate_tokens(self, d=None, *, standardize: Optional[bool] = None, seed: Optional[int] = None,
+                        **kwargs) -> Tuple[Dict[str, torch.Tensor], dict]:
+        """Token ids ``{output name: [B, rows, cols]}`` plus decoding info (grid, image size, noise generator)."""
+        d = self._collect_inputs(d, kwargs)
+        standardize = self.standardize if standardize is None else bool(standardize)
+        height, width = self._image_size(d)
+        grid = (height // 16, width // 16)
+        seed = seed if seed is not None else (self.seed if self.seed is not None else sampling.draw_seed())
+        parts = self._encoder_parts(d, grid, standardize)
+        ctx = self.sampler.model.encode(self._encoder_input(parts))
+        tokens, step, result = {}, 0, None
+        for i, (name, key) in enumerate(self.output_keys.items()):
+            result = self._generate_tokens(key, self.decoding_steps[i], self.temps[i], parts, ctx, grid,
+                                           int(seed), step)
+            step += result.steps
+            tokens[name] = result.tokens.view(-1, *grid)
+        info = {"grid": grid, "image_size": (height, width), "standardize": standardize,
+                "noise_generator": result.noise_generator}
+        return tokens, info
+
+    @torch.inference_mode()
+    def forward(self, d: Union[Mapping[str, torch.Tensor], torch.Tensor, None] = None,
+                standardize: Optional[bool] = None, timesteps: Optional[int] = None, verbose: bool = False,
+                seed: Optional[int] = None, **kwargs) -> Dict[str, torch.Tensor]:
+        """Generate every output. ``d``: ``{input name: tensor}`` (or one tensor for the first input, or
+        keyword arguments). Returns ``{output name: [B, C, H, W]}`` (LULC: class logits [B, 10, H, W]) in
+        physical units when standardizing."""
+        tokens, info = self.generate_tokens(d, standardize=standardize, seed=seed, **kwargs)
+        timesteps = self.timesteps if timesteps is None else _check_timesteps(timesteps)
+        out = {}
+        for name, key in self.output_keys.items():
+            value = self._decode(key, tokens[name], info["grid"], info["image_size"], timesteps,
+                                 info["noise_generator"])
+            out[name] = self._destandardize(name, value) if info["standardize"] else value
+        return out
+
+
+# ---------------------------------------------------------------------- construction helpers
+def _check_timesteps(timesteps) -> int:
+    if isinstance(timesteps, bool) or not isinstance(timesteps, int) or not 1 <= timesteps <= 1000:
+        raise ValueError(f"timesteps (diffusion steps) must be an integer between 1 and 1000, got {timesteps!r}")
+    return timesteps
+
+
+def _resolve_inputs(modalities) -> Dict[str, str]:
+    if isinstance(modalities, str):
+        modalities = [modalities]
+    if not modalities:
+        raise ValueError("Input modalities not provided (modalities=[...], e.g. ['S2L2A']).")
+    keys = {}
+    for name in modalities:
+        if isinstance(name, Mapping):
+            raise ValueError(f"Generation needs pretrained input modalities; new modalities like {name} have no "
+                             f"trained embedding. Known inputs: S2L2A, S2L1C, RGB, S1GRD, S1RTC, DEM, LULC, NDVI.")
+        key = resolve_input_modality(name)
+        if MODALITY_INFO[key].kind == "sequence":
+            raise UnknownModalityError(f"Input {name!r}: coordinate inputs are not supported by this backend's "
+                                       f"generation (no coordinate tokenizer).")
+        if key in keys.values():
+            raise ValueError(f"Inputs {[n for n, k in keys.items() if k == key] + [name]} both map to {key}")
+        keys[name] = key
+    return keys
+
+
+def _resolve_outputs(output_modalities) -> Dict[str, str]:
+    if isinstance(output_modalities, str):
+        output_modalities = [output_modalities]
+    if not output_modalities:
+        raise ValueError(f"Output modalities not provided (output_modalities=[...] from {', '.join(GENERATION_OUTPUTS)}).")
+    keys = {}
+    for name in output_modalities:
+        key = resolve_generation_output(name)
+        if key in keys.values():
+            raise ValueError(f"Outputs {[n for n, k in keys.items() if k == key] + [name]} both map to {key}")
+        keys[name] = key
+    return keys
+
+
+def _needed_tokenizers(input_keys: Mapping[str, str], output_keys: Mapping[str, str]) -> List[str]:
+    keys = [k for k in input_keys.values() if MODALITY_INFO[k].tokenizer] + list(output_keys.values())
+    return list(dict.fromkeys(keys))
+
+
+def _statistics(mean_override, std_override, offset, pairs: Sequence[Tuple[str, str]]):
+    """Mean/std lists per (user name, key), with offsets added to the named modality's mean (TerraTorch
+    adds them to its module-level table, so they pile up across models; we keep them per model)."""
+    means = {**PRETRAINING_MEAN, **(mean_override or {})}
+    stds = {**PRETRAINING_STD, **(std_override or {})}
+    offset = dict(offset or {})
+    names = [name for name, _ in pairs]
+    unknown = [m for m in offset if m not in names]
+    if unknown:
+        raise ValueError(f"offset names {unknown} are neither inputs nor outputs ({names})")
+    mean, std = {}, {}
+    for name, key in pairs:
+        if key in means and key in stds:
+            mean[(name, key)] = [float(v) + float(offset.get(name, 0.0)) for v in means[key]]
+            std[(name, key)] = [float(v) for v in stds[key]]
+    return mean, std
+
+
+# TerraTorch keyword arguments that are fixed in TerraMind 1.0 (accepted only with their fixed value)
+_FIXED_KWARGS = {"patch_size": 16, "qk_norm": False, "num_register_tokens": 0}
+
+
+def build_generation(size: str, *, modalities=None, output_modalities=None, pretrained: bool = False,
+                     ckpt_path: Optional[str] = None, download_progress=None, img_size: int = 224,
+                     **kwargs) -> TerraMindGeneration:
+    """``terramind_v1_{size}_generate``: TerraTorch's keyword arguments, our modules.
+
+    ``pretrained`` loads ``sampler.model`` from the same official file as the backbone (the generate
+    filter: checkpoint key ``k`` -> ``sampler.model.k``) and each needed tokenizer from its own file.
+    ``ckpt_path`` loads a file in this model's own key layout (``sampler.model.*``, ``tokenizer.*``).
+    """
+    for key, fixed in _FIXED_KWARGS.items():
+        if key in kwargs and kwargs.pop(key) != fixed:
+            raise ValueError(f"{key} is fixed to {fixed!r} in TerraMind 1.0")
+    allowed = {"decoding_steps", "temps", "top_p", "top_k", "timesteps", "standardize", "offset",
+               "pretraining_mean", "pretraining_std", "seed"}
+    extra = sorted(set(kwargs) - allowed)
+    if extra:
+        raise TypeError(f"terramind_v1_{size}_generate got unexpected keyword arguments {extra}; "
+                        f"accepted: modalities, output_modalities, {', '.join(sorted(allowed))}, pretrained, "
+                        f"ckpt_path, img_size")
+    transformer_config(size)  # validates the size early
+    input_keys = _resolve_inputs(modalities)
+    output_keys = _resolve_outputs(output_modalities)
+
+    from .tokenizers import build_tokenizer
+
+    tokenizers = {}
+    for key in _needed_tokenizers(input_keys, output_keys):
+        tokenizers[key] = build_tokenizer(MODALITY_INFO[key].tokenizer, pretrained=pretrained,
+                                          download_progress=download_progress)
+    model = TerraMindGeneration(list(input_keys), list(output_keys), tokenizers, size=size, img_size=img_size,
+                                **kwargs)
+    if ckpt_path is not None:
+        _load_own_checkpoint(model, ckpt_path, tokenizers_loaded=pretrained)
+    elif pretrained:
+        from .loading import filter_generate_state, load_official
+
+        report = load_official(model, f"terramind_v1_{size}", filter_generate_state, progress=download_progress)
+        _check_feedback_embeddings(model, report.missing + report.skipped)
+    return model.eval()
+
+
+def _check_feedback_embeddings(model: TerraMindGeneration, not_loaded: Sequence[str]) -> None:
+    """Multi-step decoding reads decoded tokens through the outputs' token encoder embeddings; random ones
+    would silently corrupt the result, so they must come from the checkpoint."""
+    outputs = set(model.output_keys.values()) - set(model.input_keys.values())
+    lacking = sorted({k.split(".")[3] for k in not_loaded
+                      if k.startswith("sampler.model.encoder_embeddings.") and k.split(".")[3] in outputs})
+    if lacking:
+        raise ValueError(f"decoding_steps > 1 feeds decoded tokens back through the encoder, but the checkpoint "
+                         f"has no encoder embedding for {lacking}; use decoding_steps=1 for those outputs.")
+
+
+def _load_own_checkpoint(model: TerraMindGeneration, path, tokenizers_loaded: bool) -> None:
+    """A file saved from this model or TerraTorch's TerraMindGeneration (same keys). Tokenizer weights may be
+    absent when they were loaded with ``pretrained=True``; any other missing weight is an error."""
+    from .. import hub
+
+    result = model.load_state_dict(hub.load_checkpoint(path), strict=False)
+    _check_feedback_embeddings(model, result.missing_keys)
+    missing = [k for k in result.missing_keys if not (tokenizers_loaded and k.startswith("tokenizer."))]
+    if missing:
+        raise RuntimeError(f"{path} lacks {len(missing)} weights of this generation model, e.g. {missing[:5]}; "
+                           f"it must hold sampler.model.* (and tokenizer.* unless pretrained=True) keys")

@@ -1,0 +1,186 @@
+"""Token sampling for TerraMind generation: filtering, temperature, ROAR and autoregressive decoding.
+
+TerraMind predicts every missing token of an image modality from the encoder context. TerraTorch 1.1.1
+runs one "ROAR" (random-order autoregression) pass per output: the not-yet-decoded positions are put in
+a random order, the decoder predicts logits for a budget of them, one token is drawn per position
+(top-k, then nucleus top-p on the raw logits, then ``softmax(logits / T)``), and the draws are written
+back. With ``decoding_steps=1`` the whole image is one pass (facts §5.2).
+
+Seeding follows TerraTorch bit for bit but without global state: step ``i`` of a generation uses a
+private ``torch.Generator`` seeded with ``seed + i`` (TerraTorch calls ``torch.manual_seed(seed + i)``),
+which draws the random order (``rand(N)``) and then the samples (``multinomial``). The generator left by
+the last step is what TerraTorch's diffusion decoders would draw their initial noise from, so it is
+handed on (``RoarResult.noise_generator``). When ``seed`` is None, it is drawn from Python's ``random``
+exactly as TerraTorch does, so ``random.seed(s)`` reproduces a TerraTorch run.
+
+Everything here is model-agnostic: the decoder is a callback returning logits.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "draw_seed", "is_greedy", "filter_top_k", "filter_top_p", "sample_tokens", "linear_token_budget",
+    "roar_order", "RoarResult", "roar_decode", "autoregressive_decode",
+]
+
+_GREEDY_ATOL = 1e-10  # TerraTorch: np.isclose(temperature, 0, atol=1e-10) means argmax
+
+
+def draw_seed() -> int:
+    """A generation seed drawn like TerraTorch does (Python's global ``random``, int32 range)."""
+    return random.randint(-(2 ** 31), 2 ** 31 - 1)
+
+
+def _generator(seed: int, device) -> torch.Generator:
+    # CPU and CUDA generators seeded alike give the same streams as torch.manual_seed(seed) on that device.
+    # manual_seed takes the seed modulo 2**64 (negative seeds are allowed in TerraTorch).
+    return torch.Generator(device=torch.device(device)).manual_seed(int(seed) % (2 ** 64))
+
+
+def is_greedy(temperature: float) -> bool:
+    """Temperature 0 (within 1e-10) means argmax over the raw logits, no filtering, no randomness."""
+    return abs(float(temperature)) <= _GREEDY_ATOL
+
+
+def filter_top_k(logits: torch.Tensor, top_k) -> torch.Tensor:
+    """Set logits below the k-th largest to -inf, in place. ``top_k`` int = count, float in (0, 1) = fraction
+    of the vocabulary; 0 disables it."""
+    if not top_k or top_k <= 0:
+        return logits
+    if isinstance(top_k, float):
+        k = min(int(top_k * logits.shape[-1]), logits.shape[-1])
+    elif isinstance(top_k, int):
+        k = min(top_k, logits.shape[-1])
+    else:
+        raise ValueError(f"top_k must be an int (count) or a float (fraction of the vocabulary), got {top_k!r}")
+    if k <= 0:
+        return logits
+    kth = torch.topk(logits, k, dim=-1).values[..., -1:]
+    return logits.masked_fill_(logits < kth, float("-inf"))
+
+
+def filter_top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Nucleus filtering of ``[M, V]`` logits in place: keep the most likely tokens up to cumulative
+    probability ``top_p``, including the first token that crosses it (the removal mask is shifted right
+    by one, so the top token always survives). 0 disables it.
+
+    Same arithmetic as TerraTorch (softmax of the descending-sorted logits, then cumsum), so the kept
+    sets are identical; the mask is scattered back instead of argsort+gather, which saves a second sort.
+    """
+    if not top_p or top_p <= 0.0:
+        return logits
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    cumulative = torch.cumsum(F.softmax(sorted_logits, dim=-1), dim=-1)
+    remove_sorted = torch.zeros_like(cumulative, dtype=torch.bool)
+    remove_sorted[..., 1:] = cumulative[..., :-1] > top_p
+    remove = torch.empty_like(remove_sorted).scatter_(-1, order, remove_sorted)
+    return logits.masked_fill_(remove, float("-inf"))
+
+
+def sample_tokens(logits: torch.Tensor, *, temperature: float = 1.0, top_k=0, top_p: float = 0.0,
+                  generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """One token per row of ``[M, V]`` logits (int64 ``[M]``). May overwrite ``logits``."""
+    if is_greedy(temperature):
+        return torch.argmax(logits, dim=-1)
+    logits = filter_top_p(filter_top_k(logits, top_k), top_p)
+    probs = F.softmax(logits / temperature, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator)[:, 0]
+
+
+def linear_token_budget(steps: int, num_tokens: int) -> List[int]:
+    """Tokens decoded per step: ``num_tokens`` split as evenly as possible, larger shares first
+    (TerraTorch's ``linear_schedule``; e.g. 4 steps of 196 -> [49, 49, 49, 49], 3 of 10 -> [4, 3, 3]).
+    More steps than tokens gives one token per step."""
+    steps = int(steps)
+    if steps < 1:
+        raise ValueError(f"decoding_steps must be at least 1, got {steps}")
+    edges = [(num_tokens * i) // steps for i in range(steps + 1)]
+    shares = sorted((b - a for a, b in zip(edges, edges[1:])), reverse=True)
+    return [s for s in shares if s > 0]
+
+
+def roar_order(decoded: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Positions ``[N]`` with the not-yet-decoded ones first, in random order (one order for the whole
+    batch, drawn as TerraTorch does: argsort(decoded + U(0,1)*1e-6))."""
+    noise = torch.rand(decoded.shape[-1], generator=generator, device=decoded.device) * 1e-6
+    return torch.argsort(decoded.to(noise.dtype) + noise)
+
+
+@dataclass
+class RoarResult:
+    tokens: torch.Tensor                 # [B, N] int64
+    noise_generator: torch.Generator     # CPU generator in the state TerraTorch's decoders would see
+    steps: int                           # schedule steps consumed (for seed offsets of later outputs)
+
+
+# logits_fn(tokens [B, N], decoded [N] bool, positions [n]) -> logits [B, n, V] for those positions
+LogitsFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def roar_decode(logits_fn: LogitsFn, batch_size: int, num_tokens: int, *, seed: int, first_step: int = 0,
+                budget: Sequence[int] = None, temperature: float = 1.0, top_k=0, top_p: float = 0.8,
+                device="cpu") -> RoarResult:
+    """Decode ``num_tokens`` image tokens by random-order autoregression.
+
+    ``budget`` (default: all at once) lists how many positions each step decodes; step ``i`` (global
+    index ``first_step + i``) is seeded with ``seed + first_step + i``. ``logits_fn`` sees the tokens
+    decoded so far, so multi-step decoding can condition on them.
+    """
+    device = torch.device(device)
+    budget = list(budget) if budget is not None else [num_tokens]
+    if sum(budget) != num_tokens or any(n <= 0 for n in budget):
+        raise ValueError(f"token budget {budget} does not decode exactly {num_tokens} tokens")
+    tokens = torch.zeros(batch_size, num_tokens, dtype=torch.long, device=device)
+    decoded = torch.zeros(num_tokens, dtype=torch.bool, device=device)
+    generator = None
+    for i, n_select in enumerate(budget):
+        generator = _generator(seed + first_step + i, device)
+        positions = roar_order(decoded, generator)[:n_select]
+        logits = logits_fn(tokens, decoded, positions)
+        vocab = logits.shape[-1]
+        samples = sample_tokens(logits.reshape(-1, vocab), temperature=temperature, top_k=top_k, top_p=top_p,
+                                generator=generator).view(batch_size, n_select)
+        tokens[:, positions] = samples
+        decoded[positions] = True
+    last_seed = seed + first_step + len(budget) - 1
+    # TerraTorch draws diffusion noise on the CPU from the global generator: on CPU that is the very
+    # generator used for sampling; on an accelerator the CPU stream was only reseeded, not consumed.
+    noise = generator if device.type == "cpu" else _generator(last_seed, "cpu")
+    return RoarResult(tokens=tokens, noise_generator=noise, steps=len(budget))
+
+
+def autoregressive_decode(step_logits_fn: Callable[[torch.Tensor], torch.Tensor], start: torch.Tensor, *,
+                          max_new_tokens: int, eos_id: Optional[int] = None, seed: int,
+                          temperature: float = 1.0, top_k=0, top_p: float = 0.0) -> torch.Tensor:
+    """Left-to-right decoding of a sequence (coordinates): ``step_logits_fn(ids [B, t]) -> [B, V]`` gives the
+    logits of the next token; stops after ``max_new_tokens`` or once every row contains ``eos_id``.
+    Returns ``[B, t_final]`` ids including ``start``."""
+    generator = _generator(seed, start.device)
+    out = start
+    for _ in range(max_new_tokens):
+        if eos_id is not None and bool((out == eos_id).any(dim=-1).all()):
+            break
+        nxt = sample_tokens(step_logits_fn(out).clone(), temperature=temperature, top_k=top_k, top_p=top_p,
+                            generator=generator)
+        out = torch.cat([out, nxt[:, None].to(out.dtype)], dim=-1)
+    return out
+
+
+def schedule_temperature(temps, index: int, count: int) -> float:
+    """Temperature of output ``index``: ``temps`` is one number for all outputs or one per output."""
+    if isinstance(temps, (int, float)):
+        return float(temps)
+    temps = list(temps)
+    if len(temps) != count:
+        raise ValueError(f"temps has {len(temps)} values for {count} outputs; give one number or one per output")
+    value = float(temps[index])
+    if math.isnan(value) or value < 0:
+        raise ValueError(f"temperature must be >= 0, got {value}")
+    return value
