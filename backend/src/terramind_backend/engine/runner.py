@@ -60,6 +60,13 @@ class ModelCache:
                   "message": f"Loaded {name}"})
             return model
 
+    def get_or_load(self, key: tuple, loader: Callable[[], object]):
+        """Any other cached object (e.g. a segmentation checkpoint) under a caller-made key."""
+        with self._lock:
+            if key not in self._models:
+                self._models[key] = loader()
+            return self._models[key]
+
     def __len__(self) -> int:
         return len(self._models)
 
