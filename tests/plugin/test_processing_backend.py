@@ -115,6 +115,7 @@ def test_batch_of_two_inputs_loads_styled_layers(backend, provider, tmp_path):
         results, ok = alg.run(parameters, context, feedback)
         assert ok, feedback.textLog()
         assert Path(results["OUTPUT_LULC"]) == out
+        assert_style_post_processor(context, out, feedback)
         assert handleAlgorithmResults(alg, context, feedback, False, parameters)
     layers = {Path(l.source()): l for l in project.mapLayers().values()}
     assert set(layers) == set(outputs)
@@ -124,6 +125,21 @@ def test_batch_of_two_inputs_loads_styled_layers(backend, provider, tmp_path):
         assert len(renderer.classes()) == LULC_CLASSES
     assert read_raster(outputs[0]).crs().authid() != read_raster(outputs[1]).crs().authid()  # two places
     project.removeAllMapLayers()
+
+
+def assert_style_post_processor(context, out, feedback):
+    """The output's LayerDetails carry our post-processor, and it applies the engine's .qml to a layer
+    loaded without any style (QGIS alone would also pick up <name>.qml; other loaders may not)."""
+    from qgis.core import QgsPalettedRasterRenderer, QgsRasterLayer, QgsSingleBandGrayRenderer
+
+    processor = context.layerToLoadOnCompletionDetails(str(out)).postProcessor()
+    assert processor is not None
+    options = QgsRasterLayer.LayerOptions()
+    options.loadDefaultStyle = False
+    bare = QgsRasterLayer(str(out), "bare", "gdal", options)
+    bare.setRenderer(QgsSingleBandGrayRenderer(bare.dataProvider(), 1))
+    processor.postProcessLayer(bare, context, feedback)
+    assert isinstance(bare.renderer(), QgsPalettedRasterRenderer)
 
 
 def test_toolbox_run_loads_a_temporary_output_with_its_style(backend, provider):
@@ -154,6 +170,10 @@ def test_graphical_model_runs_generate_and_feeds_its_output_on(backend, provider
     generate = QgsProcessingModelChildAlgorithm("terramind:generate")
     generate.setChildId("generate")
     generate.addParameterSources("S2L2A", [Source.fromModelParameter("s2")])
+    # as the model designer does: every other parameter starts at its default, then ours
+    for definition in generate.algorithm().parameterDefinitions():
+        if definition.defaultValue() is not None and not definition.isDestination():
+            generate.addParameterSources(definition.name(), [Source.fromStaticValue(definition.defaultValue())])
     for name, value in FAST.items():
         generate.addParameterSources(name, [Source.fromStaticValue(value)])
     lulc = QgsProcessingModelOutput("lulc", "LULC")
