@@ -10,11 +10,11 @@ from __future__ import annotations
 import math
 import time
 
-from qgis.core import (QgsApplication, QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsGeometry,
+from qgis.core import (Qgis, QgsApplication, QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsGeometry,
                        QgsMapLayerProxyModel, QgsProject, QgsRectangle, QgsSettings, QgsUnitTypes, QgsWkbTypes)
 from qgis.gui import (QgsCollapsibleGroupBox, QgsDoubleSpinBox, QgsExtentGroupBox, QgsFileWidget,
                       QgsMapLayerComboBox, QgsProjectionSelectionWidget, QgsSpinBox)
-from qgis.PyQt.QtCore import QSize, Qt
+from qgis.PyQt.QtCore import QSize, Qt, QTimer
 from qgis.PyQt.QtGui import QColor, QFont, QIcon, QLinearGradient, QPainter, QPixmap
 from qgis.PyQt.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QFrame,
                                  QGridLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton,
@@ -93,6 +93,14 @@ class TerraMindDialog(QDialog):
         self._resolution_touched = False
         self._refreshing = False
         self._job_name = self._new_job_name()
+        self._refresh_timer = QTimer(self)
+        self._refresh_timer.setSingleShot(True)
+        self._refresh_timer.setInterval(0)
+        self._refresh_timer.timeout.connect(self.refresh)
+        self._inputs_timer = QTimer(self)
+        self._inputs_timer.setSingleShot(True)
+        self._inputs_timer.setInterval(0)
+        self._inputs_timer.timeout.connect(self._inputs_changed)
 
         self._build()
         self._restore_settings()
@@ -426,8 +434,8 @@ class TerraMindDialog(QDialog):
         return box
 
     def _connect(self) -> None:
-        refresh = lambda *_: self.refresh()  # noqa: E731 (signals pass arguments refresh ignores)
-        self.input_list.changed.connect(self._inputs_changed)
+        refresh = self.schedule_refresh
+        self.input_list.changed.connect(self._inputs_timer.start)
         self.add_input_button.clicked.connect(self.input_list.add_row)
         self.generate_radio.toggled.connect(self._mode_changed)
         for check in list(self.output_checks.values()) + list(self.tim_checks.values()):
@@ -452,41 +460,53 @@ class TerraMindDialog(QDialog):
         self._mode_changed()
         self._output_mode_changed()
 
+    def schedule_refresh(self, *_):
+        """Widgets changed: check again once the event loop is idle (coalesces bursts of signals, and runs
+        after QGIS has finished removing a layer that a combo still pointed to)."""
+        self._refresh_timer.start()
+
     # -- reactions --------------------------------------------------------------------------------
     def _mode_changed(self, *_):
         generate = self.generate_radio.isChecked()
         self.output_stack.setCurrentIndex(0 if generate else 1)
         self.tim_widget.setEnabled(self.embed_mode_combo.currentData() == "tim-embed")
         self.steps_spin.setEnabled(self.task() != "embed")
-        self.refresh()
+        self.schedule_refresh()
 
     def _output_mode_changed(self, *_):
         self.folder_widget.setEnabled(self.folder_radio.isChecked())
-        self.refresh()
+        self.schedule_refresh()
 
     def _resolution_edited(self, *_):
         if not self._refreshing:
             self._resolution_touched = True
-        self.refresh()
+        self.schedule_refresh()
 
     def _crs_changed(self, *_):
         self._resolution_touched = False
-        self.refresh()
+        self.schedule_refresh()
 
     def _inputs_changed(self):
-        first = self._first_layer()
-        if first is not None:
-            self.extent_box.setOriginalExtent(first.extent(), first.crs())
-            canvas = self.iface.mapCanvas() if self.iface is not None else None
-            if canvas is not None:
-                self.extent_box.setCurrentExtent(canvas.extent(), canvas.mapSettings().destinationCrs())
-            else:
-                self.extent_box.setCurrentExtent(first.extent(), first.crs())
-            if not self._resolution_touched and not self.crs_widget.crs().isValid():
-                self._refreshing = True
-                self.resolution_spin.setValue(first.rasterUnitsPerPixelX())
-                self._refreshing = False
+        self._sync_inputs()
         self.refresh()
+
+    def _sync_inputs(self):
+        """The first input decides the default area and pixel size."""
+        first = self._first_layer()
+        if first is None:
+            return
+        self.extent_box.setOriginalExtent(first.extent(), first.crs())
+        canvas = self.iface.mapCanvas() if self.iface is not None else None
+        if canvas is not None:
+            self.extent_box.setCurrentExtent(canvas.extent(), canvas.mapSettings().destinationCrs())
+        else:
+            self.extent_box.setCurrentExtent(first.extent(), first.crs())
+        if not self.extent_box.isChecked():
+            self.extent_box.setOutputCrs(self.target_crs())
+        if not self._resolution_touched and not self.crs_widget.crs().isValid():
+            self._refreshing = True
+            self.resolution_spin.setValue(first.rasterUnitsPerPixelX())
+            self._refreshing = False
 
     # -- values -----------------------------------------------------------------------------------
     def task(self) -> str:
@@ -596,6 +616,10 @@ class TerraMindDialog(QDialog):
 
     def refresh(self) -> list[Problem]:
         """Check the job, show each problem next to its widget, and enable Run when there are none."""
+        if self._inputs_timer.isActive():
+            self._inputs_timer.stop()
+            self._sync_inputs()
+        self._refresh_timer.stop()
         choices = self.choices()
         problems = check_job(choices)
         problems += self._qgis_problems(choices)
@@ -698,8 +722,8 @@ class TerraMindDialog(QDialog):
         QgsApplication.taskManager().addTask(task)
         self._save_settings()
         if self.iface is not None and self.iface.messageBar() is not None:
-            self.iface.messageBar().pushInfo("TerraMind", f"Job '{choices.job_name}' started; the layers appear "
-                                                          "when it is done.")
+            self.iface.messageBar().pushMessage("TerraMind", f"Job '{choices.job_name}' started; the layers "
+                                                "appear when it is done.", Qgis.Info, 5)
         self._job_name = self._new_job_name()
         self.name_edit.setText(self._job_name)
         self.hide()

@@ -94,7 +94,7 @@ class BandMappingTable(QTableWidget):
             for index, label in enumerate(raster_bands, start=1):
                 combo.addItem(label, index)
             combo.setCurrentIndex(band if band is not None and band <= len(raster_bands) else 0)
-            combo.currentIndexChanged.connect(self.mappingChanged)
+            combo.currentIndexChanged.connect(lambda _index: self.mappingChanged.emit())
             self.setCellWidget(row, 1, combo)
             self._combos.append(combo)
         self.resizeRowsToContents()
