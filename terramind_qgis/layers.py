@@ -67,7 +67,7 @@ def add_output_layers(result: Dict, group_name: str, project: Optional[QgsProjec
 
 def apply_style(layer: QgsRasterLayer, output: Dict) -> None:
     """The engine's sidecar style if there is one that loads, else our renderer for the output."""
-    style = output.get("style") or (output.get("path", "") + ".qml")
+    style = output.get("style") or (os.path.splitext(output.get("path", ""))[0] + ".qml")
     if style and os.path.isfile(style):
         message, ok = layer.loadNamedStyle(style)
         if ok:

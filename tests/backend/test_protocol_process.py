@@ -105,3 +105,67 @@ def test_stdout_carries_only_protocol_lines():
         assert "python noise" in stderr and "c noise" in stderr
     finally:
         b.close()
+
+
+# -- the real engine behind the server (tiny random-weight TerraMind from the fake hub) ------------
+from tests.conftest import FAKE_HUB, sample  # noqa: E402
+
+
+def generate_spec(out_dir, outputs=("LULC", "NDVI")):
+    return {"version": 1, "task": "generate", "model": "terramind_v1_tiny",
+            "inputs": {"S2L2A": {"path": str(sample("S2L2A"))}, "S1RTC": {"path": str(sample("S1RTC"))}},
+            "outputs": {m: str(out_dir / f"{m.lower()}.tif") for m in outputs},
+            "timesteps": 2, "seed": 0, "device": "cpu", "tiling": {"window": 224, "overlap": 0, "batch_size": 1}}
+
+
+@pytest.fixture(scope="module")
+def warm_backend():
+    if not (FAKE_HUB / ".complete").exists():
+        pytest.fail(f"{FAKE_HUB} missing: run scripts/fake_hub.sh")
+    env = dict(os.environ, HF_HUB_CACHE=str(FAKE_HUB), HF_HUB_OFFLINE="1")
+    b = Backend(env=env)
+    yield b
+    b.close()
+
+
+def test_real_job_streams_progress_and_writes_styled_outputs(warm_backend, tmp_path):
+    spec = generate_spec(tmp_path)
+    warm_backend.send({"op": "run", "id": "j1", "spec": spec})
+    result, seen = warm_backend.until(lambda e: e["job"] == "j1" and e["event"] in ("result", "error"), timeout=300)
+    assert result["event"] == "result", result
+    stages = [e["stage"] for e in seen if e["event"] == "progress"]
+    assert stages[0] == "load" and stages[-1] == "tiles"
+    assert [e for e in seen if e["event"] == "progress"][-1]["fraction"] == 1.0
+    assert {o["name"]: o["kind"] for o in result["outputs"]} == {"LULC": "classes", "NDVI": "continuous"}
+    for out in result["outputs"]:
+        assert os.path.isfile(out["path"]) and os.path.isfile(out["style"])
+    assert all(e["job"] == "j1" for e in seen)
+
+
+def test_cancel_mid_window_stops_within_two_seconds_and_leaves_nothing(warm_backend, tmp_path):
+    spec = generate_spec(tmp_path)
+    warm_backend.send({"op": "run", "id": "j2", "spec": spec})
+    warm_backend.until(lambda e: e["job"] == "j2" and e["event"] == "progress" and e["stage"] == "tiles",
+                       timeout=300)
+    time.sleep(0.5)  # inside the first (and only) window: no cooperative check point before it ends
+    t0 = time.monotonic()
+    warm_backend.send({"op": "cancel", "id": "c2", "job": "j2"})
+    error, _ = warm_backend.until(lambda e: e["job"] == "j2" and e["event"] in ("result", "error"), timeout=30)
+    took = time.monotonic() - t0
+    assert error["event"] == "error" and error["kind"] == "cancelled", error
+    assert took < 2.0, f"cancel took {took:.2f} s"
+    assert list(tmp_path.iterdir()) == []  # neither outputs nor hidden temporary files
+    # the process is still alive and warm: a validation answer comes at once
+    warm_backend.send({"op": "validate", "id": "v", "spec": dict(spec, model="terramind_v9_huge")})
+    answer, _ = warm_backend.until(lambda e: e["job"] == "v", timeout=30)
+    assert answer["valid"] is False and answer["problems"][0]["field"] == "model"
+
+
+def test_invalid_job_is_a_validation_error_with_field(warm_backend, tmp_path):
+    spec = generate_spec(tmp_path)
+    spec["inputs"]["S2L2A"]["path"] = str(tmp_path / "missing.tif")
+    warm_backend.send({"op": "run", "id": "j3", "spec": spec})
+    error, _ = warm_backend.until(lambda e: e["job"] == "j3", timeout=60)
+    assert (error["event"], error["kind"]) == ("error", "validation")
+    assert error["field"].startswith("inputs.S2L2A") and "missing.tif" in error["message"]
+    assert list(tmp_path.iterdir()) == []

@@ -12,7 +12,7 @@ from terramind_qgis.layers import LULC_CLASSES, add_output_layers, style_layer
 def output(tmp_path, modality, kind="continuous", name=None):
     path = tmp_path / f"{(name or modality).lower()}.tif"
     shutil.copy(sample(modality), path)
-    return {"name": name or modality, "path": str(path), "style": str(path) + ".qml", "kind": kind}
+    return {"name": name or modality, "path": str(path), "style": str(path.with_suffix(".qml")), "kind": kind}
 
 
 @pytest.fixture

@@ -5,12 +5,22 @@ itself, so ``cancel`` is seen while a job runs; one *job worker* runs ``run`` re
 the other with a shared ``ModelCache`` (models stay loaded between jobs); ``hello``, ``validate``
 and ``models`` get a short-lived thread each, so a slow first ``import torch`` never delays a cancel.
 All output goes through ``_send`` under one lock: a line is never interleaved with another.
+
+Cancel is cooperative first: the job's ``cancel`` event is set and the engine stops at its next
+check (between batches). A single window of a large model can take many seconds, so if the job
+is still running ``HARD_CANCEL_AFTER_S`` later the server raises the engine's ``JobCancelled``
+inside the job thread (``PyThreadState_SetAsyncExc``; it fires at the next Python instruction, i.e.
+between torch ops). The engine's cleanup (``except BaseException``: remove temp files) then runs as
+for any cancel, so no output is left and the process stays warm.
 """
 from __future__ import annotations
 
+import ctypes
+import glob
 import logging
 import os
 import queue
+import re
 import threading
 import traceback
 from typing import Any, Callable, Dict, Optional, TextIO
@@ -22,6 +32,7 @@ log = logging.getLogger(__name__)
 
 _STOP = object()          # job-queue sentinel: the worker ends
 _SHUTDOWN_WAIT_S = 5.0    # how long shutdown waits for a cancelled job to clean up
+HARD_CANCEL_AFTER_S = 0.5  # cooperative cancel gets this long before the job thread is interrupted
 
 
 class _EngineFacade:
@@ -46,6 +57,9 @@ class Server:
         self._queue: "queue.Queue" = queue.Queue()
         self._models = None                               # engine.ModelCache, made by the worker
         self._current_job: Optional[str] = None
+        self._in_engine = False                           # the job thread is inside engine.run_job
+        self._interrupted: Optional[str] = None           # the job that got a hard cancel
+        self._engine_lock = threading.Lock()
         self._worker = threading.Thread(target=self._work, name="terramind-job", daemon=True)
 
     # -- output ---------------------------------------------------------------------------
@@ -100,7 +114,7 @@ class Server:
                     return
                 self._jobs[job] = threading.Event()
                 cancel = self._jobs[job]
-            self._queue.put((job, request["spec"], cancel))
+            self._queue.put((job, request["spec"], cancel, request.get("base_dir")))
         else:
             handler: Callable[[str, Dict[str, Any]], None] = getattr(self, f"_op_{op}")
             threading.Thread(target=self._guarded, args=(handler, job, request), daemon=True,
@@ -120,6 +134,22 @@ class Server:
             self.emit(job, {"event": "log", "level": "debug", "message": "cancel: no such job queued or running"})
             return
         flag.set()
+        if self._current_job == job:
+            timer = threading.Timer(HARD_CANCEL_AFTER_S, self._interrupt, args=(job,))
+            timer.daemon = True
+            timer.start()
+
+    def _interrupt(self, job: str) -> None:
+        """Raise JobCancelled in the job thread if ``job`` is still inside the engine."""
+        with self._engine_lock:
+            if self._current_job != job or not self._in_engine or self._worker.ident is None:
+                return
+            exc = getattr(self._engine, "JobCancelled", None)
+            if exc is None:
+                return
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._worker.ident), ctypes.py_object(exc))
+            self._in_engine = False  # at most once per job
+            self._interrupted = job
 
     def _stop(self) -> None:
         with self._jobs_lock:
@@ -144,7 +174,8 @@ class Server:
     def _op_validate(self, job: str, request: Dict[str, Any]) -> None:
         problems = []
         try:
-            self._engine.validate_job(request["spec"])
+            base_dir = request.get("base_dir")
+            self._engine.validate_job(request["spec"], **({"base_dir": base_dir} if base_dir else {}))
         except self._engine.JobValidationError as exc:
             problems.append({"field": getattr(exc, "field", None), "message": str(exc)})
         self._send(encode_event("result", job, valid=not problems, problems=problems))
@@ -163,27 +194,44 @@ class Server:
             item = self._queue.get()
             if item is _STOP:
                 return
-            job, spec, cancel = item
+            job, spec, cancel, base_dir = item
             self._current_job = job
             try:
-                self._run_one(job, spec, cancel)
+                self._run_one(job, spec, cancel, base_dir)
             finally:
                 self._current_job = None
                 with self._jobs_lock:
                     self._jobs.pop(job, None)
 
-    def _run_one(self, job: str, spec: Dict[str, Any], cancel: threading.Event) -> None:
+    def _run_one(self, job: str, spec: Dict[str, Any], cancel: threading.Event,
+                 base_dir: Optional[str] = None) -> None:
         engine = self._engine
         if cancel.is_set():
             self._send(error_event(job, "cancelled", "Job cancelled before it started."))
             return
+        result = None
         try:
             if self._models is None:
                 self._models = engine.ModelCache()
-            result = engine.run_job(spec, emit=lambda event: self.emit(job, event), cancel=cancel,
-                                    models=self._models)
+            with self._engine_lock:
+                self._in_engine = True
+            try:
+                extra = {"base_dir": base_dir} if base_dir else {}
+                result = engine.run_job(spec, emit=lambda event: self.emit(job, event), cancel=cancel,
+                                        models=self._models, **extra)
+            finally:
+                with self._engine_lock:
+                    if not self._in_engine and self._worker.ident is not None:
+                        # an interrupt may still be pending if it was sent as the job returned
+                        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._worker.ident), None)
+                    self._in_engine = False
         except engine.JobCancelled as exc:
-            self._send(error_event(job, "cancelled", str(exc) or "Job cancelled."))
+            if result is not None:  # the interrupt landed after the outputs were published
+                self._send(encode_event("result", job, **result))
+                return
+            if self._interrupted == job:
+                _remove_partial_outputs(spec)
+            self._send(error_event(job, "cancelled", str(exc) or "Job cancelled; no output was written."))
         except engine.JobValidationError as exc:
             self._send(error_event(job, "validation", str(exc), getattr(exc, "field", None)))
         except MemoryError:
@@ -198,6 +246,27 @@ class Server:
     @property
     def current_job(self) -> Optional[str]:
         return self._current_job
+
+
+# The engine's writer keeps unfinished files hidden beside the destination: ".<name>.<8 hex>.<suffix>".
+_PARTIAL = re.compile(r"^\.(?P<base>.+)\.[0-9a-f]{8}\.(part\.tif|cog\.tif|aux\.xml|qml)$")
+
+
+def _remove_partial_outputs(spec: Dict[str, Any]) -> None:
+    """After a hard cancel, make sure no temporary output is left even if the engine's own cleanup
+    was cut short by the interrupt."""
+    outputs = spec.get("outputs") if isinstance(spec, dict) else None
+    for path in (outputs or {}).values():
+        if not isinstance(path, str) or not path:
+            continue
+        folder, base = os.path.split(os.path.abspath(path))
+        for candidate in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(base)}.*")):
+            match = _PARTIAL.match(os.path.basename(candidate))
+            if match and match["base"] == base:
+                try:
+                    os.remove(candidate)
+                except OSError:
+                    pass
 
 
 class JobLogHandler(logging.Handler):
