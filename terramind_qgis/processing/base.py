@@ -9,6 +9,7 @@ toolbox loads when the run ends.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from qgis.core import (
@@ -77,6 +78,7 @@ class TerraMindAlgorithm(QgsProcessingAlgorithm):
     def __init__(self):
         super().__init__()
         self._styles = {}   # output path -> sidecar .qml, filled in the worker, applied on the main thread
+        self._client = None
 
     # -- identity ------------------------------------------------------------------------------
     def name(self):
@@ -258,11 +260,19 @@ class TerraMindAlgorithm(QgsProcessingAlgorithm):
                                  self.parameterAsInt(parameters, "OVERLAP", context), self.ALG_NAME == "embed")
         return (False, problem) if problem else (True, "")
 
+    def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        # The toolbox calls this on the main thread (processAlgorithm runs in a worker): read the
+        # settings and the auth manager's HF token here, as get_client requires.
+        from ..client import get_client
+
+        self._client = get_client()
+        return True
+
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         self._styles = {}
         spec, destinations = self.build_spec(parameters, context, feedback)
-        feedback.pushDebugInfo(f"TerraMind JobSpec: {spec}")
-        result = run_job(spec, feedback)
+        feedback.pushDebugInfo(f"TerraMind JobSpec: {json.dumps(spec)}")
+        result = run_job(spec, feedback, getattr(self, "_client", None))
         return self.collect_results(result, destinations, context, feedback)
 
     def collect_results(self, result, destinations, context, feedback) -> dict:
@@ -304,13 +314,14 @@ def _matching_key(layers: dict, path: str):
     return None
 
 
-def run_job(spec: dict, feedback) -> dict:
+def run_job(spec: dict, feedback, client=None) -> dict:
     """Run a JobSpec on the warm backend, reporting on ``feedback``; backend errors -> QgsProcessingException."""
     from ..client import BackendCancelled, BackendError, get_client
 
     reporter = FeedbackReporter(feedback)
     try:
-        return get_client().run_job(spec, on_event=reporter, is_cancelled=feedback.isCanceled)
+        client = client or get_client()
+        return client.run_job(spec, on_event=reporter, is_cancelled=feedback.isCanceled)
     except BackendCancelled:
         raise QgsProcessingException("TerraMind job cancelled; no output was written.") from None
     except BackendError as exc:

@@ -262,3 +262,55 @@ def test_qgis_process_lists_and_runs_generate(qgis_process_env, tmp_path):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert out.exists() and f"OUTPUT_LULC:\t{out}" in run.stdout
     assert read_raster(out).crs().authid() == "EPSG:32632"
+
+
+def test_embed_and_reconstruct_run_on_the_backend(backend, provider, tmp_path):
+    import processing
+
+    emb, rec = tmp_path / "tim.tif", tmp_path / "lulc_rec.tif"
+    results = processing.run("terramind:embed", {"S2L2A": str(sample("S2L2A")), "MODEL": 0, "DEVICE": 2,
+                                                 "MODE": 1, "OUTPUT": str(emb)})
+    layer = read_raster(results["OUTPUT"])
+    assert (layer.width(), layer.height()) == (224 // 16, 224 // 16)  # one pixel per patch
+    assert layer.bandCount() == 192 and layer.crs().authid() == "EPSG:32722"  # tiny: width 192
+
+    results = processing.run("terramind:reconstruct", {"INPUT": str(sample("LULC")), "MODALITY": 4, "DEVICE": 2,
+                                                       "OUTPUT": str(rec)})
+    layer = read_raster(results["OUTPUT"])
+    assert (layer.width(), layer.height(), layer.bandCount()) == (224, 224, 1)
+    assert class_values(layer) <= set(range(LULC_CLASSES))
+
+
+# A TerraTorch-style fine-tuning checkpoint (tiny backbone, UNet decoder, 3 classes), written by the backend's
+# own Python: the QGIS side has no torch.
+_MAKE_CHECKPOINT = """
+import sys, torch
+from terramind_backend.models.segmentation import build_segmentation_model
+args = dict(backbone="terramind_v1_tiny", backbone_pretrained=False, backbone_modalities=["S2L2A"],
+            necks=[{"name": "SelectIndices", "indices": [2, 5, 8, 11]},
+                   {"name": "ReshapeTokensToImage", "remove_cls_token": False},
+                   {"name": "LearnedInterpolateToPyramidal"}],
+            decoder="UNetDecoder", decoder_channels=[32, 16, 16, 8], num_classes=3)
+torch.manual_seed(0)
+model = build_segmentation_model(args)
+torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+            "hyper_parameters": {"model_factory": "EncoderDecoderFactory", "task": "segmentation",
+                                 "model_args": args, "class_names": ["Other", "Water", "Trees"]}}, sys.argv[1])
+"""
+
+
+def test_segment_runs_a_fine_tuned_checkpoint(backend, provider, tmp_path):
+    import processing
+
+    checkpoint = tmp_path / "seg.ckpt"
+    made = subprocess.run([str(BACKEND_PYTHON), "-c", _MAKE_CHECKPOINT, str(checkpoint)], capture_output=True,
+                          text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert made.returncode == 0, made.stderr[-3000:]
+    classes, probabilities = tmp_path / "classes.tif", tmp_path / "probabilities.tif"
+    results = processing.run("terramind:segment", {
+        "CHECKPOINT": str(checkpoint), "S2L2A": str(sample("S2L2A")), "DEVICE": 2, "TILE_SIZE": 224, "OVERLAP": 0,
+        "OUTPUT": str(classes), "OUTPUT_PROBABILITIES": str(probabilities)})
+    assert Path(results["OUTPUT"]) == classes and Path(results["OUTPUT_PROBABILITIES"]) == probabilities
+    assert class_values(read_raster(classes)) <= {0, 1, 2}
+    assert read_raster(probabilities).bandCount() == 3
+    assert 'label="Water"' in classes.with_suffix(".qml").read_text()
