@@ -164,7 +164,20 @@ def _fit_and_save(tmp_path, name, extra_args, backbone="terramind_v1_tiny", **ba
     return task.eval(), path
 
 
+def _predict(task, x):
+    (classes, kind), _ = task.predict_step({"image": x}, 0)  # TerraTorch's own prediction: argmax of logits
+    assert kind == "pred"
+    return classes
+
+
 def _compare(task, path, place, crop=None):
+    """Logits within 1e-4 and identical classes, compared in float64; float32 classes checked too.
+
+    With random backbone weights the attention softmax is sharp, and float32 rounding moves
+    TerraTorch's *own* logits by up to ~5e-2 against float64 (measured). Our attention
+    (scaled_dot_product_attention) rounds differently from TerraTorch's explicit softmax, so in
+    float32 a pixel may only differ where TerraTorch's top-2 margin is within its own rounding error.
+    """
     from terramind_backend.models.segmentation import load_segmentation_checkpoint
 
     raw = torch.load(str(path), map_location="cpu", weights_only=True)  # what "safe" means here
@@ -176,14 +189,21 @@ def _compare(task, path, place, crop=None):
     if crop:
         x = x[..., :crop, :crop]
     with torch.no_grad():
-        want = task.model(x).output
-        want_classes = task.predict_step({"image": x}, 0)[0]
-        got = loaded.model(x)
-    assert got.shape == want.shape == (1, 10) + tuple(x.shape[-2:])
-    scale = want.abs().max().item()
-    delta = (got - want).abs().max().item()
+        want32, got32, classes32 = task.model(x).output, loaded.model(x), _predict(task, x)
+        task.model.double(), loaded.model.double()
+        want64, got64, classes64 = task.model(x.double()).output, loaded.model(x.double()), _predict(task, x.double())
+    task.model.float(), loaded.model.float()
+    assert got64.shape == want64.shape == (1, 10) + tuple(x.shape[-2:])
+    scale = want64.abs().max().item()
+    delta = (got64 - want64).abs().max().item()
     assert delta <= 1e-4 * max(scale, 1.0), f"max |dlogits| {delta:.3g} (scale {scale:.3g})"
-    assert torch.equal(got.argmax(dim=1), want_classes)
+    assert torch.equal(got64.argmax(dim=1), classes64)
+
+    own_noise = (want32.double() - want64).abs().max().item()
+    top2 = want32.topk(2, dim=1).values
+    flips = got32.argmax(dim=1) != classes32
+    assert (top2[:, 0] - top2[:, 1])[flips].le(2 * own_noise).all(), "float32 classes differ beyond rounding"
+    assert flips.float().mean() < 1e-2
     return loaded
 
 
