@@ -235,6 +235,9 @@ class TerraMindAlgorithm(QgsProcessingAlgorithm):
     def destination(self, parameters, name, context) -> str:
         """The file an output parameter asks for, or "" when the output is skipped."""
         path = self.parameterAsOutputLayer(parameters, name, context) or ""
+        if path and not path.lower().endswith((".tif", ".tiff")):
+            raise QgsProcessingException(self.tr(
+                f"TerraMind writes GeoTIFF files: give {name} a .tif file name, not {path}."))
         if not path:
             # runAndLoadResults registers a skipped (None) destination as "" to load: drop it.
             layers = context.layersToLoadOnCompletion()
@@ -331,9 +334,15 @@ def run_job(spec: dict, feedback, client=None) -> dict:
 
 
 class FeedbackReporter:
-    """Backend events -> QgsProcessingFeedback (progress bar, progress text and log)."""
+    """Backend events -> QgsProcessingFeedback (progress bar, progress text and log).
+
+    The bar follows the stages that take long and report steps: a weights download (first use
+    only), then the tiles. Model loading reports only its end, so it shows as text alone and the
+    bar does not jump to 100 % and back before the tiles start.
+    """
 
     STAGE_TEXT = {"download": "Downloading weights", "load": "Loading model", "tiles": "Running tiles"}
+    BAR_STAGES = ("download", "tiles")
 
     def __init__(self, feedback):
         self.feedback = feedback
@@ -358,6 +367,8 @@ class FeedbackReporter:
         if stage != self.stage:
             self.stage = stage
             self.feedback.setProgressText(self.STAGE_TEXT.get(stage, str(stage)))
+        if stage not in self.BAR_STAGES:
+            return
         fraction = event.get("fraction")
         if fraction is None and event.get("total"):
             fraction = event.get("done", 0) / event["total"]

@@ -32,6 +32,12 @@ class TerraMindProvider(QgsProcessingProvider):
     def versionInfo(self):  # noqa: N802
         return plugin_version()
 
+    def supportedOutputRasterLayerExtensions(self):  # noqa: N802
+        return ["tif", "tiff"]  # the engine writes (cloud-optimized) GeoTIFF only
+
+    def defaultRasterFileExtension(self):  # noqa: N802
+        return "tif"
+
     def loadAlgorithms(self):  # noqa: N802
         for algorithm in ALGORITHMS:
             self.addAlgorithm(algorithm())

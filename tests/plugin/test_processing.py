@@ -144,6 +144,7 @@ def test_band_mapping_from_parameter_and_from_band_layouts(provider):
     ({"S2L2A": "S2L2A", "BANDS": "S2L2A"}, "MODALITY=1,2,3"),
     ({"S2L2A": "S2L2A", "BANDS": "S2L2A=a,b"}, "not a list of band numbers"),
     ({"DEM": "S2L2A"}, "has 12 band.s. but DEM needs 1"),
+    ({"S2L2A": "S2L2A", "OUTPUT_NDVI": "/tmp/ndvi.img"}, "GeoTIFF"),
 ])
 def test_generate_refuses_bad_parameters_with_a_clear_message(provider, parameters, message):
     from qgis.core import QgsProcessingContext, QgsProcessingException
@@ -215,6 +216,7 @@ def test_backend_events_drive_the_feedback():
     seen = []
     feedback.progressChanged.connect(seen.append)
     reporter = FeedbackReporter(feedback)
+    reporter({"event": "progress", "stage": "load", "done": 1, "total": 1, "fraction": 1.0, "message": ""})
     reporter({"event": "progress", "stage": "tiles", "done": 1, "total": 4, "fraction": 0.25, "message": ""})
     reporter({"event": "progress", "stage": "tiles", "done": 3, "total": 4, "message": ""})
     reporter({"event": "log", "level": "warning", "message": "careful"})

@@ -142,19 +142,38 @@ def assert_style_post_processor(context, out, feedback):
     assert isinstance(bare.renderer(), QgsPalettedRasterRenderer)
 
 
-def test_toolbox_run_loads_a_temporary_output_with_its_style(backend, provider):
-    """No destination given (the toolbox default): LULC goes to a temporary file that is loaded styled."""
-    import processing
-    from qgis.core import QgsPalettedRasterRenderer, QgsProject
+def test_toolbox_run_loads_a_temporary_output_with_its_style(backend, provider, qtbot):
+    """As the algorithm dialog runs it: a QgsProcessingAlgRunnerTask (prepare on the main thread, the job
+    in a task-manager worker thread, postProcess back on the main thread), then handleAlgorithmResults.
+    No destination given (the dialog's default): LULC goes to a temporary file that is loaded styled."""
+    from processing.gui.Postprocessing import handleAlgorithmResults
+    from processing.tools import dataobjects
+    from qgis.core import QgsApplication, QgsPalettedRasterRenderer, QgsProcessingAlgRunnerTask, QgsProject
 
     project = QgsProject.instance()
     project.removeAllMapLayers()
-    results = processing.runAndLoadResults("terramind:generate", {"S2L2A": str(sample("S2L2A", PLACES[2])), **FAST})
-    path = results["OUTPUT_LULC"]
+    alg = QgsApplication.processingRegistry().createAlgorithmById("terramind:generate")
+    feedback = RecordingFeedback.create()
+    context = dataobjects.createContext(feedback)
+    parameters = {"S2L2A": str(sample("S2L2A", PLACES[2])), **FAST}
+    done = {}
+
+    def on_complete(ok, results):
+        done.update(ok=ok, results=results)
+        if ok:
+            handleAlgorithmResults(alg, context, feedback, True, parameters)
+
+    task = QgsProcessingAlgRunnerTask(alg, parameters, context, feedback)
+    task.executed.connect(on_complete)
+    with qtbot.waitSignal(task.executed, timeout=240_000):
+        QgsApplication.taskManager().addTask(task)
+    assert done["ok"], feedback.textLog()
+    path = done["results"]["OUTPUT_LULC"]
     assert os.path.exists(path)
     loaded = [l for l in project.mapLayers().values() if l.source() == path]
     assert len(loaded) == 1 and loaded[0].name() == "TerraMind Land use / land cover (LULC)"
     assert isinstance(loaded[0].renderer(), QgsPalettedRasterRenderer)
+    assert feedback.progress_seen and max(feedback.progress_seen) == pytest.approx(100.0)
     project.removeAllMapLayers()
 
 
