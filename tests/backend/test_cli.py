@@ -105,3 +105,12 @@ def test_console_script_embed_end_to_end(tmp_path, fake_hub):  # noqa: F811
     emb, prof = read(tmp_path / "emb.tif")
     assert emb.shape == (192, 14, 14)
 
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
+    rc = main(["embed", "--in", f"S2L2A={sample('S2L2A')}", "--out", str(tmp_path / "e.tif"), "--window", "96",
+               "--dry-run"])
+    plan = json.loads(capsys.readouterr().out)
+    assert rc == 0 and plan["windows"] == 9 and plan["batches"] == 2
+    assert plan["grid"]["width"] == 224 and plan["grid"]["crs"] == "EPSG:32722"
+    assert os.listdir(tmp_path) == []

@@ -79,3 +79,23 @@ def test_generate_ndvi_with_diffusion_decoder(tmp_path, fake_hub, cache):  # noq
     # DDIM clamps standardized outputs to [-1, 1] (facts §5.3): NDVI within mean ± std = 0.327 ± 0.322
     assert ndvi.min() >= 0.327 - 0.322 - 1e-4 and ndvi.max() <= 0.327 + 0.322 + 1e-4
     assert result["outputs"][0]["kind"] == "continuous"
+
+
+@pytest.mark.slow
+def test_tim_embed_runs_with_imagined_lulc(tmp_path, fake_hub, cache):  # noqa: F811
+    run_job(_job({"S2L2A": str(sample("S2L2A"))}, {"embeddings": str(tmp_path / "a.tif")}, "tim-embed"), models=cache)
+    run_job(_job({"S2L2A": str(sample("S2L2A"))}, {"embeddings": str(tmp_path / "b.tif")}, "tim-embed"), models=cache)
+    a, prof = read(tmp_path / "a.tif")
+    assert a.shape == (192, 14, 14) and np.isfinite(a).all() and prof["transform"].a == 160.0
+    np.testing.assert_array_equal(a, read(tmp_path / "b.tif")[0])  # same seed, same imagined tokens
+
+
+@pytest.mark.slow
+def test_reconstruct_lulc_through_its_tokenizer(tmp_path, fake_hub, cache):  # noqa: F811
+    src = sample("LULC")
+    result = run_job(_job({"LULC": str(src)}, {"LULC": str(tmp_path / "rec.tif")}, "reconstruct"), models=cache)
+    rec, prof = read(tmp_path / "rec.tif")
+    _, sprof = read(src)
+    assert prof["dtype"] == "uint8" and rec.shape == (1, 224, 224) and rec.max() < 10
+    assert prof["transform"] == sprof["transform"] and prof["crs"] == sprof["crs"]
+    assert result["outputs"][0]["kind"] == "classes"

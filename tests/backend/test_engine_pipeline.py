@@ -228,3 +228,27 @@ def test_input_shifted_by_whole_pixels_is_read_without_warping(tmp_path, analyti
     original, _ = read(sample("DEM"))
     assert not valid[:3].any() and not valid[:, :5].any() and valid[3:, 5:].all()
     assert np.array_equal(data[0, 3:, 5:], original[0, :-3, :-5].astype(np.float32))
+
+
+def test_extent_in_another_crs_and_smaller_than_a_window(tmp_path, analytic):  # noqa: F811
+    """A lon/lat box inside the tile: one padded window, output on the S2 grid, exact values."""
+    from rasterio.warp import transform_bounds
+
+    src = sample("S2L2A")
+    with rasterio.open(src) as ds:
+        b, crs = ds.bounds, ds.crs
+    inner = (b.left + 600, b.bottom + 600, b.left + 1400, b.bottom + 1200)
+    lonlat = transform_bounds(crs, "EPSG:4326", *inner)
+    result = run_job(_job({"S2L2A": str(src)}, {"NDVI": str(tmp_path / "n.tif")},
+                          extent={"bounds": list(lonlat), "crs": "EPSG:4326"},
+                          tiling={"window": 224, "overlap": 32, "batch_size": 1}))
+    assert result["tiles"] == 1
+    s2, prof = read(src)
+    with rasterio.open(tmp_path / "n.tif") as ds:
+        assert ds.crs == crs and ds.width < 224 and ds.height < 224
+        col0 = round((ds.transform.c - prof["transform"].c) / 10)
+        row0 = round((prof["transform"].f - ds.transform.f) / 10)
+        assert (ds.transform.c - prof["transform"].c) % 10 == pytest.approx(0, abs=1e-6)  # same lattice
+        out = ds.read(1)
+    expected = ndvi_of(s2.astype(np.float32))[row0:row0 + out.shape[0], col0:col0 + out.shape[1]]
+    np.testing.assert_allclose(out, expected, atol=1e-5)

@@ -58,6 +58,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _progress_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json-progress", action="store_true", help="print events and the result as JSON lines on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate and print the plan (grid, windows, batches) as JSON; load nothing, write nothing")
 
 
 def register(subparsers) -> None:
@@ -161,7 +163,15 @@ class _Bar:
 
 
 def _execute(spec, args, base_dir=None) -> int:
-    from ..engine import JobCancelled, JobValidationError, run_job
+    from ..engine import JobCancelled, JobValidationError, plan_job, run_job
+
+    if args.dry_run:
+        try:
+            print(json.dumps(plan_job(spec, base_dir=base_dir), indent=2))
+        except JobValidationError as exc:
+            print(f"terramind: invalid job{f' [{exc.field}]' if exc.field else ''}: {exc.message}", file=sys.stderr)
+            return EXIT_INVALID
+        return 0
 
     if args.json_progress:
         def emit(event):

@@ -2,20 +2,27 @@
 
 Public API (stable; the stdio protocol server and the CLI use only this):
 ``validate_job(spec) -> JobSpec``, ``run_job(spec, emit=..., cancel=..., models=...) -> dict``,
-``ModelCache``, ``JobSpec``, ``parse_jobspec``, ``JobValidationError``, ``JobCancelled``.
+``plan_job(spec) -> dict`` (dry run), ``ModelCache``, ``JobSpec``, ``parse_jobspec``, ``JobValidationError``, ``JobCancelled``.
 Importing this package does not import torch; `run_job` does, when called.
 """
 from .errors import JobCancelled, JobValidationError
 from .jobspec import JobSpec, parse_jobspec
 from .validate import validate_job
 
-__all__ = ["JobCancelled", "JobSpec", "JobValidationError", "ModelCache", "parse_jobspec", "run_job", "validate_job"]
+__all__ = ["JobCancelled", "JobSpec", "JobValidationError", "ModelCache", "parse_jobspec", "plan_job", "run_job",
+           "validate_job"]
 
 
 def run_job(spec, *, emit=None, cancel=None, models=None, base_dir=None) -> dict:
     from .runner import run_job as _run
 
     return _run(spec, emit=emit, cancel=cancel, models=models, base_dir=base_dir)
+
+
+def plan_job(spec, base_dir=None) -> dict:
+    from .runner import plan_job as _plan
+
+    return _plan(spec, base_dir=base_dir)
 
 
 def __getattr__(name):

@@ -200,6 +200,22 @@ def run_job(spec, *, emit: Optional[Emit] = None, cancel: Optional[threading.Eve
     }
 
 
+def plan_job(spec, base_dir: Optional[str] = None) -> dict:
+    """What a job would do, without loading a model or writing anything (CLI ``--dry-run``)."""
+    spec = parse_jobspec(spec, base_dir=base_dir)
+    layout = inspect_job(spec)
+    grid = layout.grid.padded_to(PATCH) if spec.task in ("embed", "tim-embed") else layout.grid
+    windows = plan_windows(grid.height, grid.width, spec.tiling.window, spec.tiling.overlap)
+    return {"task": spec.task, "model": spec.model,
+            "grid": {"crs": layout.grid.crs.to_string(), "transform": list(layout.grid.transform)[:6],
+                     "width": layout.grid.width, "height": layout.grid.height},
+            "inputs": {m: {"path": s.path, "bands": list(s.bands), "nodata": s.nodata,
+                           "warped": s.crs != layout.grid.crs or abs(s.res[0] - layout.grid.res) > 1e-9}
+                       for m, s in layout.sources.items()},
+            "windows": len(windows), "batches": -(-len(windows) // spec.tiling.batch_size),
+            "outputs": dict(spec.outputs), "warnings": list(spec.warnings)}
+
+
 def _progress(done: int, total: int, eta: Optional[float], message: str) -> dict:
     return {"event": "progress", "stage": "tiles", "done": done, "total": total,
             "fraction": done / total if total else 1.0, "eta_s": None if eta is None else round(eta, 1),
@@ -230,4 +246,4 @@ def _pool(valid: np.ndarray, factor: int) -> np.ndarray:
     return v.reshape(b, h // factor, factor, w // factor, factor).mean(axis=(2, 4))
 
 
-__all__ = ["ModelCache", "run_job"]
+__all__ = ["ModelCache", "plan_job", "run_job"]
