@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import random
 import sys
 from pathlib import Path
 
@@ -188,10 +189,16 @@ def _compare(task, path, place, crop=None):
     x = x[None]
     if crop:
         x = x[..., :crop, :crop]
+    def seeded(fn, *args):  # TiM samples; both draw their torch seed from Python's random
+        random.seed(7)
+        return fn(*args)
+
     with torch.no_grad():
-        want32, got32, classes32 = task.model(x).output, loaded.model(x), _predict(task, x)
+        want32, got32 = seeded(task.model, x).output, seeded(loaded.model, x)
+        classes32 = seeded(_predict, task, x)
         task.model.double(), loaded.model.double()
-        want64, got64, classes64 = task.model(x.double()).output, loaded.model(x.double()), _predict(task, x.double())
+        want64, got64 = seeded(task.model, x.double()).output, seeded(loaded.model, x.double())
+        classes64 = seeded(_predict, task, x.double())
     task.model.float(), loaded.model.float()
     assert got64.shape == want64.shape == (1, 10) + tuple(x.shape[-2:])
     scale = want64.abs().max().item()
@@ -218,6 +225,19 @@ def test_lightning_checkpoint_matches_terratorch(case, tmp_path):
     assert inp.mean == pytest.approx(_v1_stats()[0])
     if case == "unet":  # tensor inputs are reflect-padded to 32 px and cropped back, as in PixelWiseModel
         _compare(task, path, PLACES[3], crop=200)
+
+
+@pytest.mark.slow
+def test_tim_checkpoint_matches_terratorch(tmp_path):
+    """TiM (imagines LULC first): TerraTorch stores its LULC tokenizer too (~860 MB file); we skip it."""
+    args = dict(necks=[{"name": "SelectIndices", "indices": FOUR}, RESHAPE, {"name": "LearnedInterpolateToPyramidal"}],
+                decoder="UperNetDecoder", decoder_channels=32)
+    task, path = _fit_and_save(tmp_path, "tim", args, backbone="terramind_v1_tiny_tim",
+                               backbone_tim_modalities=["LULC"])
+    loaded = _compare(task, path, PLACES[4])
+    assert loaded.info.config.tim_modalities == ["LULC"]
+    assert any("TiM" in note for note in loaded.info.notes)
+    path.unlink()
 
 
 def test_described_checkpoint_is_json(tmp_path):

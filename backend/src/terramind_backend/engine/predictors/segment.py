@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import JobValidationError
 from ..writer import OutputSpec
-from .base import FLOAT_NODATA, Context, Predictor, Product, softmax, torch_batch
+from .base import FLOAT_NODATA, Context, Predictor, Product, batch_seed, softmax, torch_batch
 
 PRODUCT = "classes"
 
@@ -77,6 +77,7 @@ class SegmentPredictor(Predictor):
             raise JobValidationError(f"Checkpoint not found: {spec.options.checkpoint}", "options.checkpoint")
         self.device = ctx.device
         self.standardize = spec.options.standardize
+        self.seed = spec.seed
         loaded = _cached_load(ctx, spec.options.checkpoint)
         self.model, self.info = loaded.model, loaded.info
         self.inputs = self.info.inputs
@@ -140,7 +141,8 @@ class SegmentPredictor(Predictor):
         # one modality goes in as a tensor, as TerraTorch's single-modality datamodules feed it
         model_input = next(iter(batch.values())) if len(batch) == 1 else batch
         with torch.inference_mode():
-            logits = self.model(model_input)
+            # TiM backbones sample their imagined modalities: one seed per batch keeps jobs reproducible
+            logits = self.model(model_input, seed=batch_seed(self.seed, batch_index))
         return {PRODUCT: logits.float().cpu().numpy()}
 
 

@@ -337,12 +337,26 @@ class LoadedSegmentation:
     info: CheckpointInfo
 
 
+def _unused_tim_tokenizer_keys(model: SegmentationModel, unexpected: List[str]) -> set:
+    """``encoder.tokenizer.<key>.*`` of modalities a TiM backbone only imagines: our TiM builds no
+    tokenizer for them (it never decodes them), TerraTorch's stores one in every checkpoint."""
+    imagined = set(getattr(model.encoder, "tim_keys", {}).values()) if model.config.is_tim else set()
+    present = set(getattr(model.encoder, "tokenizer", {}) or {})
+    prefixes = tuple(f"encoder.tokenizer.{k}." for k in imagined - present)
+    return {k for k in unexpected if prefixes and k.startswith(prefixes)}
+
+
 def load_segmentation_checkpoint(path, config=None, *, device="cpu") -> LoadedSegmentation:
     """Build the model of a checkpoint, load its tensors strictly, and put it in eval mode."""
     state, info = read_checkpoint(path, config)
     model = build_segmentation_model(info.config)
     result = model.load_state_dict(state, strict=False)
     missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
+    spare = _unused_tim_tokenizer_keys(model, unexpected)
+    if spare:
+        unexpected = [k for k in unexpected if k not in spare]
+        info.notes.append(f"skipped {len(spare)} tokenizer tensors of imagined TiM modalities (never used at "
+                          "inference; TerraTorch builds that tokenizer anyway)")
     if missing or unexpected:
         parts = []
         if missing:

@@ -184,8 +184,11 @@ class SegmentationModel(nn.Module):
         self.patch_size = _patch_size(encoder, config.patch_size)
         self.num_classes = config.num_classes
 
-    def forward(self, x: Union[torch.Tensor, Dict[str, torch.Tensor]]) -> torch.Tensor:
+    def forward(self, x: Union[torch.Tensor, Dict[str, torch.Tensor]], seed: Optional[int] = None) -> torch.Tensor:
         """Logits ``[B, num_classes, H, W]`` for a tensor (first modality) or a ``{modality: tensor}`` dict.
+
+        ``seed`` makes a TiM backbone's imagined modalities reproducible (None: drawn from Python's
+        ``random``, as TerraTorch does); plain backbones do not sample and ignore it.
 
         Tensors are reflect-padded to a multiple of 2 × patch size as in TerraTorch. Dicts are passed
         unpadded like TerraTorch does, except when a side is not a multiple of the patch size (where
@@ -201,7 +204,7 @@ class SegmentationModel(nn.Module):
             image_size = tuple(x.shape[-2:])
             x = _pad_to_multiple(x, multiple, self.config.padding)
             input_size = tuple(x.shape[-2:])
-        features = self.encoder(x)
+        features = self.encoder(x, seed=seed) if (self.config.is_tim and seed is not None) else self.encoder(x)
         features = self.neck(list(features), image_size=input_size)
         logits = self.head(self.decoder(features))
         if self.config.rescale and tuple(logits.shape[-2:]) != input_size:
