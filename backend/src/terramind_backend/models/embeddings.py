@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layers import Linear
 from .posemb import resize_grid, sincos_1d, sincos_2d
 
 __all__ = ["ImageEncoderEmbedding", "ImageTokenEncoderEmbedding", "SequenceEncoderEmbedding", "encoder_embedding_for", "decoder_embedding_for",
@@ -66,7 +67,7 @@ class ImageEncoderEmbedding(_GridPositions):
         self.num_channels = num_channels
         self._init_grid(dim, patch_size, image_size)
         self.mod_emb = _mod_emb(dim)
-        self.proj = nn.Linear(num_channels * patch_size * patch_size, dim, bias=False)
+        self.proj = Linear(num_channels * patch_size * patch_size, dim, bias=False)
         nn.init.xavier_uniform_(self.proj.weight)
 
     @property

@@ -1,8 +1,12 @@
 """Transformer layers of TerraMind 1.0 with the checkpoint's parameter names.
 
-Attention runs through ``F.scaled_dot_product_attention`` (one fused kernel instead of matmul,
-softmax, matmul); masks keep TerraTorch's meaning (bool, True = blocked) and its numerics (blocked
-scores become -finfo.max rather than -inf, so a fully blocked row averages instead of giving NaN).
+Speed (CPU inference, measured in bench/bench_embeddings.py):
+- Attention runs through ``F.scaled_dot_product_attention`` (one fused kernel instead of matmul,
+  softmax, matmul); masks keep TerraTorch's meaning (bool, True = blocked) and its numerics (blocked
+  scores become -finfo.max rather than -inf, so a fully blocked row averages instead of giving NaN).
+- ``Linear`` runs fp32 CPU inference through oneDNN (``torch.ops.mkldnn._linear_pointwise``), which
+  is faster than the default GEMM path for these shapes and fuses the MLP's exact GELU; it falls back
+  to ``F.linear`` when autograd is recording, on other devices/dtypes, or when oneDNN is missing.
 """
 from __future__ import annotations
 
@@ -12,7 +16,36 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["LayerNorm", "Attention", "CrossAttention", "Mlp", "GatedMlp", "Block", "DecoderBlock", "init_weights_mae"]
+__all__ = ["Linear", "LayerNorm", "Attention", "CrossAttention", "Mlp", "GatedMlp", "Block", "DecoderBlock", "init_weights_mae"]
+
+
+def _probe_onednn() -> bool:
+    try:
+        op = torch.ops.mkldnn._linear_pointwise
+        x = torch.ones(2, 4)
+        return bool(torch.backends.mkldnn.is_available()) and op(x, torch.ones(3, 4), None, "none", [], "").shape == (2, 3)
+    except Exception:  # CPU builds without oneDNN, or the private op changed
+        return False
+
+
+_ONEDNN = _probe_onednn()
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` (same parameters) with a oneDNN inference path and an optional fused GELU."""
+
+    def _fast(self, x: torch.Tensor) -> bool:
+        return (_ONEDNN and torch.backends.mkldnn.enabled and x.device.type == "cpu" and x.dtype == torch.float32
+                and self.weight.dtype == torch.float32
+                and not (torch.is_grad_enabled() and (self.weight.requires_grad or x.requires_grad)))
+
+    def forward(self, x: torch.Tensor, gelu: bool = False) -> torch.Tensor:
+        if self._fast(x):
+            out = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]), self.weight, self.bias,
+                                                     "gelu" if gelu else "none", [], "none" if gelu else "")
+            return out.view(*x.shape[:-1], self.out_features)
+        out = F.linear(x, self.weight, self.bias)
+        return F.gelu(out) if gelu else out
 
 
 class LayerNorm(nn.Module):
@@ -47,8 +80,8 @@ class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, proj_bias: bool = True):
         super().__init__()
         self.num_heads = num_heads
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim, bias=proj_bias)
+        self.qkv = Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = Linear(dim, dim, bias=proj_bias)
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         B, N, C = x.shape
@@ -63,9 +96,9 @@ class CrossAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, proj_bias: bool = True):
         super().__init__()
         self.num_heads = num_heads
-        self.q = nn.Linear(dim, dim, bias=qkv_bias)
-        self.kv = nn.Linear(dim, dim * 2, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim, bias=proj_bias)
+        self.q = Linear(dim, dim, bias=qkv_bias)
+        self.kv = Linear(dim, dim * 2, bias=qkv_bias)
+        self.proj = Linear(dim, dim, bias=proj_bias)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         B, N, C = x.shape
@@ -82,11 +115,15 @@ class Mlp(nn.Module):
 
     def __init__(self, dim: int, hidden: int, act_layer: Type[nn.Module] = nn.GELU, bias: bool = True):
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden, bias=bias)
+        self.fc1 = Linear(dim, hidden, bias=bias)
         self.act = act_layer()
-        self.fc2 = nn.Linear(hidden, dim, bias=bias)
+        self.fc2 = Linear(hidden, dim, bias=bias)
+        # exact-erf GELU can be fused into fc1
+        self._fused_gelu = type(self.act) is nn.GELU and self.act.approximate == "none"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._fused_gelu:
+            return self.fc2(self.fc1(x, gelu=True))
         return self.fc2(self.act(self.fc1(x)))
 
 
@@ -96,10 +133,10 @@ class GatedMlp(nn.Module):
     def __init__(self, dim: int, hidden: int, act_layer: Type[nn.Module] = nn.SiLU, bias: bool = True):
         super().__init__()
         hidden = int(2 * hidden / 3)
-        self.fc1 = nn.Linear(dim, hidden, bias=bias)
+        self.fc1 = Linear(dim, hidden, bias=bias)
         self.act = act_layer()
-        self.fc2 = nn.Linear(hidden, dim, bias=bias)
-        self.fc3 = nn.Linear(dim, hidden, bias=bias)
+        self.fc2 = Linear(hidden, dim, bias=bias)
+        self.fc3 = Linear(dim, hidden, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.fc1(x)) * self.fc3(x))

@@ -159,8 +159,8 @@ def select_band_weights(model: nn.Module, bands: Mapping[str, List[str]],
         emb = model.encoder_embeddings[key]
         pixels = emb.patch_size[0] * emb.patch_size[1]
         old = emb.proj.weight.detach().reshape(emb.dim_tokens, pixels, -1)
-        new_proj = nn.Linear(pixels * len(names), emb.dim_tokens, bias=False,
-                             device=old.device, dtype=old.dtype)
+        new_proj = type(emb.proj)(pixels * len(names), emb.dim_tokens, bias=False,
+                                  device=old.device, dtype=old.dtype)
         new = new_proj.weight.detach().clone().reshape(emb.dim_tokens, pixels, len(names))
         for index, band in enumerate(names):
             if band in pretrained_bands[key]:
