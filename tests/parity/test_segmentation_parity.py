@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ for _path in (Path(__file__).resolve().parents[1], Path(__file__).resolve().pare
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from conftest import PLACES, sample  # noqa: E402
+from conftest import PLACES, REPO, sample  # noqa: E402
 
 rasterio = pytest.importorskip("rasterio")
 
@@ -238,6 +239,42 @@ def test_tim_checkpoint_matches_terratorch(tmp_path):
     assert loaded.info.config.tim_modalities == ["LULC"]
     assert any("TiM" in note for note in loaded.info.notes)
     path.unlink()
+
+
+def test_cli_segment_job_gives_terratorch_classes(tmp_path):
+    """The acceptance path: a TerraTorch-trained .ckpt through `terramind run` (the backend's own venv and
+    torch) on a TerraMesh tile gives TerraTorch's predicted classes (float32 rounding ties aside)."""
+    import subprocess
+
+    backend_python = REPO / ".venv-backend" / "bin" / "python"
+    if not backend_python.exists():
+        pytest.skip(".venv-backend not built")
+    task, path = _fit_and_save(tmp_path, "unet", CKPT_CASES["unet"])
+    place = PLACES[1]
+    job = {"version": 1, "task": "segment", "model": "terramind_v1_tiny",
+           "inputs": {"S2L2A": {"path": str(sample("S2L2A", place))}},
+           "outputs": {"classes": str(tmp_path / "classes.tif")}, "device": "cpu",
+           "tiling": {"window": 224, "overlap": 0, "batch_size": 1}, "options": {"checkpoint": str(path)}}
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    run = subprocess.run([str(backend_python), "-m", "terramind_backend", "run", "--quiet", str(tmp_path / "job.json")],
+                         capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    with rasterio.open(tmp_path / "classes.tif") as ds:
+        got = torch.from_numpy(ds.read(1).astype("int64"))
+        names = ds.tags().get("CLASS_NAMES", "")
+    assert names.split(",")[:3] == LULC_NAMES[:3]
+
+    x, _ = _tile(place)
+    with torch.no_grad():
+        want = _predict(task, x[None])[0]
+        logits32 = task.model(x[None]).output[0]
+        logits64 = task.model.double()(x[None].double()).output[0]
+    task.model.float()
+    own_noise = (logits32.double() - logits64).abs().max().item()
+    top2 = logits32.topk(2, dim=0).values
+    flips = got != want
+    assert (top2[0] - top2[1])[flips].le(2 * own_noise).all(), f"{int(flips.sum())} pixels differ beyond rounding"
+    assert flips.float().mean() < 1e-2
 
 
 def test_described_checkpoint_is_json(tmp_path):
