@@ -8,6 +8,7 @@ Every problem is shown under the widget that causes it; Run is enabled only when
 from __future__ import annotations
 
 import math
+import os
 import time
 
 from qgis.core import (Qgis, QgsApplication, QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsGeometry,
@@ -20,7 +21,8 @@ from qgis.PyQt.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDialog, QD
                                  QGridLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton,
                                  QRadioButton, QScrollArea, QStackedWidget, QVBoxLayout, QWidget)
 
-from .jobspec_builder import InputChoice, JobChoices, Problem, build_jobspec, check_job, output_paths
+from .jobspec_builder import (InputChoice, JobChoices, Problem, build_jobspec, check_job, output_folder,
+                              output_paths)
 from .modalities import MODALITIES, OUTPUT_MODALITIES
 from .paths import RESOURCES_DIR, icon_path
 from .widgets.input_row import InputList, caption
@@ -709,13 +711,20 @@ class TerraMindDialog(QDialog):
             return self.task_factory(description, spec, on_finished=self._job_finished)
         from .task import TerraMindTask
 
-        return TerraMindTask(description, spec, on_finished=self._job_finished)
+        return TerraMindTask(description, spec, on_finished=self._job_finished, iface=self.iface)
 
     def run(self) -> None:
         if self.refresh():
             return
         spec = self.jobspec()
         choices = self.choices()
+        folder = output_folder(choices)
+        try:
+            os.makedirs(folder, exist_ok=True)   # the backend writes into existing folders only
+        except OSError as exc:
+            self.output_error.show_message(f"Cannot create {folder}: {exc.strerror}")
+            self.run_button.setEnabled(False)
+            return
         what = ", ".join(choices.outputs) if choices.task == "generate" else "embeddings"
         task = self._make_task(f"TerraMind: {what} ({choices.job_name})", spec)
         self.tasks.append(task)
