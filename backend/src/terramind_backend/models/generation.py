@@ -34,7 +34,8 @@ from .encdec import Context, EncoderInput, TerraMind, transformer_config
 from .modalities import (MODALITY_INFO, PRETRAINING_MEAN, PRETRAINING_STD, UnknownModalityError, modality_id,
                          resolve_input_modality, resolve_output_modality)
 
-__all__ = ["TerraMindGeneration", "build_generation", "GENERATION_OUTPUTS", "resolve_generation_output"]
+__all__ = ["TerraMindGeneration", "build_generation", "GENERATION_OUTPUTS", "resolve_generation_output",
+           "generate_image_tokens", "encoder_input", "embed_token_grid"]
 
 GENERATION_OUTPUTS = ("S2L2A", "S1GRD", "S1RTC", "DEM", "LULC", "NDVI")
 DEFAULT_IMAGE_SIZE = (224, 224)  # TerraTorch's grid when no image input gives one
@@ -73,6 +74,46 @@ def embed_token_grid(embedding: nn.Module, ids: torch.Tensor, rows: int, cols: i
     """(x, emb) of image-tokenizer ids [B, rows*cols] on a rows x cols grid (any aspect ratio)."""
     ids = ids.reshape(ids.shape[0], rows * cols).long()
     return embedding.token_emb(ids), embedding.grid_pos_emb(rows, cols) + embedding.mod_emb
+
+
+def encoder_input(parts: Sequence[Tuple[str, torch.Tensor, torch.Tensor]]) -> EncoderInput:
+    """Concatenate embedded inputs ``(key, x [B, N, D], emb [B, N, D])`` (all tokens valid)."""
+    tokens = torch.cat([x for _, x, _ in parts], dim=1)
+    emb = torch.cat([e for _, _, e in parts], dim=1)
+    ids = torch.cat([torch.full(x.shape[:2], modality_id(k), dtype=torch.int32, device=x.device)
+                     for k, x, _ in parts], dim=1)
+    return EncoderInput(tokens, emb, None, ids)
+
+
+def generate_image_tokens(model: TerraMind, key: str, parts, ctx: Context, grid: Tuple[int, int], *,
+                          steps: int, temperature: float, top_k, top_p: float, seed: int,
+                          first_step: int) -> sampling.RoarResult:
+    """ROAR-decode the ``rows x cols`` tokens of image target ``key`` from the encoder context ``ctx``.
+
+    Decoder queries are ``mask_token`` + the target's position/modality embedding with full
+    self-attention among the positions decoded in a step. With several steps, the tokens decoded so
+    far join the encoder input (``parts`` + the target's token embedding), so later steps condition on
+    them (the model needs an encoder embedding for ``key``).
+    """
+    rows, cols = grid
+    batch = ctx.context.shape[0]
+    dec = model.decoder_embeddings[key]
+    queries = model.mask_token + (dec.grid_pos_emb(rows, cols) + dec.mod_emb)  # [1, N, D]
+
+    def logits_fn(tokens: torch.Tensor, decoded: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        context = ctx
+        if bool(decoded.any()):
+            done = decoded.nonzero()[:, 0]
+            x, emb = embed_token_grid(model.encoder_embeddings[key], tokens, rows, cols)
+            extra = (key, x[:, done], emb.expand(batch, -1, -1)[:, done])
+            context = model.encode(encoder_input(list(parts) + [extra]))
+        y = queries[:, positions].expand(batch, -1, -1)
+        y = model.forward_decoder(y, context.context, xa_mask=context.mask)
+        return dec.forward_logits(y)
+
+    budget = sampling.linear_token_budget(steps, rows * cols)
+    return sampling.roar_decode(logits_fn, batch, rows * cols, seed=seed, first_step=first_step, budget=budget,
+                                temperature=temperature, top_k=top_k, top_p=top_p, device=ctx.context.device)
 
 
 class _Sampler(nn.Module):
@@ -220,40 +261,7 @@ class TerraMindGeneration(nn.Module):
             parts.append((key, x, emb.expand(x.shape[0], -1, -1)))
         return parts
 
-    @staticmethod
-    def _encoder_input(parts) -> EncoderInput:
-        tokens = torch.cat([x for _, x, _ in parts], dim=1)
-        emb = torch.cat([e for _, _, e in parts], dim=1)
-        ids = torch.cat([torch.full(x.shape[:2], modality_id(k), dtype=torch.int32, device=x.device)
-                         for k, x, _ in parts], dim=1)
-        return EncoderInput(tokens, emb, None, ids)
-
     # ------------------------------------------------------------------ generation
-    def _generate_tokens(self, key: str, steps: int, temperature: float, parts, ctx: Context,
-                         grid: Tuple[int, int], seed: int, first_step: int) -> sampling.RoarResult:
-        model = self.sampler.model
-        rows, cols = grid
-        num_tokens = rows * cols
-        batch = ctx.context.shape[0]
-        dec = model.decoder_embeddings[key]
-        queries = model.mask_token + (dec.grid_pos_emb(rows, cols) + dec.mod_emb)  # [1, N, D]
-
-        def logits_fn(tokens: torch.Tensor, decoded: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-            context = ctx
-            if bool(decoded.any()):  # later steps see the tokens decoded so far
-                done = decoded.nonzero()[:, 0]
-                x, emb = embed_token_grid(model.encoder_embeddings[key], tokens, rows, cols)
-                extra = (key, x[:, done], emb.expand(batch, -1, -1)[:, done])
-                context = model.encode(self._encoder_input(list(parts) + [extra]))
-            y = queries[:, positions].expand(batch, -1, -1)
-            y = model.forward_decoder(y, context.context, xa_mask=context.mask)
-            return dec.forward_logits(y)
-
-        budget = sampling.linear_token_budget(steps, num_tokens)
-        return sampling.roar_decode(logits_fn, batch, num_tokens, seed=seed, first_step=first_step, budget=budget,
-                                    temperature=temperature, top_k=self.top_k, top_p=self.top_p,
-                                    device=ctx.context.device)
-
     def _decode(self, key: str, tokens: torch.Tensor, grid, image_size, timesteps: int,
                 generator: torch.Generator) -> torch.Tensor:
         tokenizer = self.tokenizer[key]
@@ -281,11 +289,13 @@ class TerraMindGeneration(nn.Module):
         grid = (height // 16, width // 16)
         seed = seed if seed is not None else (self.seed if self.seed is not None else sampling.draw_seed())
         parts = self._encoder_parts(d, grid, standardize)
-        ctx = self.sampler.model.encode(self._encoder_input(parts))
+        model = self.sampler.model
+        ctx = model.encode(encoder_input(parts))
         tokens, step, result = {}, 0, None
         for i, (name, key) in enumerate(self.output_keys.items()):
-            result = self._generate_tokens(key, self.decoding_steps[i], self.temps[i], parts, ctx, grid,
-                                           int(seed), step)
+            result = generate_image_tokens(model, key, parts, ctx, grid, steps=self.decoding_steps[i],
+                                           temperature=self.temps[i], top_k=self.top_k, top_p=self.top_p,
+                                           seed=int(seed), first_step=step)
             step += result.steps
             tokens[name] = result.tokens.view(-1, *grid)
         info = {"grid": grid, "image_size": (height, width), "standardize": standardize,
