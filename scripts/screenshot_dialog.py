@@ -59,6 +59,8 @@ def main(out: Path) -> None:
     rows[0].set_layer(layers["S2L2A"])
     dialog.input_list.add_row().set_layer(layers["S1RTC"])
     rows[0].bands_button.setChecked(True)
+    dialog.advanced_box.setCollapsed(False)
+    dialog.resize(1240, 960)
     dialog.show()
     for _ in range(20):
         app.processEvents()
@@ -66,6 +68,20 @@ def main(out: Path) -> None:
     app.processEvents()
     dialog.grab().save(str(out))
     print(f"saved {out} ({dialog.width()}×{dialog.height()}), problems: {dialog.problems}")
+
+    # The same dialog with problems: each is shown under the widget that causes it, and Run is disabled.
+    rows[0].bands_button.setChecked(False)
+    dialog.advanced_box.setCollapsed(True)
+    dialog.input_list.rows[1].table.set_band(1, None)
+    dialog.output_checks["S1RTC"].setChecked(True)
+    dialog.folder_radio.setChecked(True)
+    for _ in range(20):
+        app.processEvents()
+    dialog.refresh()
+    app.processEvents()
+    problems = out.with_name(out.stem + "-problems.png")
+    dialog.grab().save(str(problems))
+    print(f"saved {problems}, problems: {dialog.problems}")
     sys.stdout.flush()
     os._exit(0)   # skip QGIS's teardown: nothing is left to save, and it can crash under Xvfb
 

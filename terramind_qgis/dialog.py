@@ -53,6 +53,10 @@ _OUTPUT_TEXT = {
     "LULC": "Land cover (10 classes)", "NDVI": "NDVI", "DEM": "Elevation (DEM)",
     "S1GRD": "Sentinel-1 GRD (dB)", "S1RTC": "Sentinel-1 RTC (dB)", "S2L2A": "Sentinel-2 L2A",
 }
+# TerraMind v1 LULC classes 1-9 (0 = no data): names and colours as docs/jobspec.md and resources/legends.
+LULC_CLASSES = (("No data", "#000000"), ("Water", "#3171AD"), ("Trees", "#469C76"), ("Flooded vegetation", "#83CA70"),
+                ("Crops", "#EAE159"), ("Built area", "#C07CB8"), ("Bare ground", "#C19368"), ("Snow/Ice", "#6FB2E4"),
+                ("Clouds", "#F1F1F1"), ("Rangeland", "#C66526"))
 _EMBED_MODES = (("embed", "TerraMind encoder"), ("tim-embed", "Thinking-in-Modalities (TiM)"))
 _MERGE = (("mean", "Mean over modalities"), ("max", "Maximum over modalities"), ("concat", "Concatenate"))
 
@@ -70,6 +74,11 @@ def _swatch(colours, size=QSize(28, 14)) -> QIcon:
     painter.drawRoundedRect(0, 0, size.width() - 1, size.height() - 1, 3, 3)
     painter.end()
     return QIcon(pixmap)
+
+
+def _lulc_legend_html() -> str:
+    chips = " ".join(f"<span style='color:{colour}'>■</span>&nbsp;{name}" for name, colour in LULC_CLASSES[1:])
+    return f"<span style='color:#5f6b7a'>Land cover classes:</span> {chips}"
 
 
 def _section(title: str) -> tuple[QGroupBox, QVBoxLayout]:
@@ -206,7 +215,8 @@ class TerraMindDialog(QDialog):
         self.inputs_error = MessageLabel("error")
         layout.addWidget(self.inputs_error)
         self.add_input_button = QPushButton(QgsApplication.getThemeIcon("/symbologyAdd.svg"), "Add input")
-        self.add_input_button.setToolTip("Use another raster as an additional modality (e.g. Sentinel-1 beside Sentinel-2)")
+        self.add_input_button.setToolTip("Use another raster as an additional modality "
+                                         "(e.g. Sentinel-1 beside Sentinel-2)")
         row = QHBoxLayout()
         row.addWidget(self.add_input_button)
         row.addStretch(1)
@@ -248,6 +258,11 @@ class TerraMindDialog(QDialog):
             check.setToolTip(tip)
             grid.addWidget(check, i // 2, i % 2)
             self.output_checks[name] = check
+        self.lulc_legend = QLabel(_lulc_legend_html())
+        self.lulc_legend.setWordWrap(True)
+        self.lulc_legend.setToolTip("The 10 land-cover classes of TerraMind v1 (names: our reading of ESRI 10 m "
+                                    "land cover, see docs/jobspec.md)")
+        grid.addWidget(self.lulc_legend, 3, 0, 1, 2)
         self.output_stack.addWidget(generate_page)
 
         embed_page = QWidget()
@@ -442,6 +457,7 @@ class TerraMindDialog(QDialog):
         self.generate_radio.toggled.connect(self._mode_changed)
         for check in list(self.output_checks.values()) + list(self.tim_checks.values()):
             check.toggled.connect(refresh)
+        self.output_checks["LULC"].toggled.connect(self.lulc_legend.setVisible)
         for combo in (self.embed_mode_combo, self.merge_combo, self.size_combo, self.device_combo):
             combo.currentIndexChanged.connect(refresh)
         self.embed_mode_combo.currentIndexChanged.connect(self._mode_changed)
@@ -472,6 +488,7 @@ class TerraMindDialog(QDialog):
         generate = self.generate_radio.isChecked()
         self.output_stack.setCurrentIndex(0 if generate else 1)
         self.tim_widget.setEnabled(self.embed_mode_combo.currentData() == "tim-embed")
+        self.lulc_legend.setVisible(self.output_checks["LULC"].isChecked())
         self.steps_spin.setEnabled(self.task() != "embed")
         self.schedule_refresh()
 

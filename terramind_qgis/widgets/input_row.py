@@ -98,8 +98,8 @@ class BandMappingTable(QTableWidget):
             self.setCellWidget(row, 1, combo)
             self._combos.append(combo)
         self.resizeRowsToContents()
-        height = self.horizontalHeader().height() + sum(self.rowHeight(r) for r in range(self.rowCount())) + 2 * self.frameWidth() + 2
-        self.setFixedHeight(height)
+        rows = sum(self.rowHeight(r) for r in range(self.rowCount()))
+        self.setFixedHeight(self.horizontalHeader().height() + rows + 2 * self.frameWidth() + 6)
 
     def mapping(self) -> list[int | None]:
         return [combo.currentData() for combo in self._combos]
