@@ -264,3 +264,24 @@ def test_segment_job_needs_the_checkpoint_inputs(tmp_path):
         run_job(spec)
     assert err.value.field == "inputs.S2L2A" and "S2L2A" in str(err.value)
     assert not (tmp_path / "c.tif").exists()
+
+
+def test_segment_job_with_a_band_subset_checkpoint(tmp_path):
+    """Checkpoints trained on some S2 bands (backbone_bands) take a band mapping with just those bands."""
+    from terramind_backend.engine import JobValidationError, run_job
+    from terramind_backend.models.segmentation import build_segmentation_model
+
+    args = {**UNET_ARGS, "backbone_bands": {"S2L2A": ["BLUE", "GREEN", "RED", "NIR_NARROW", "SWIR_1", "SWIR_2"]}}
+    model = build_segmentation_model(args)
+    assert model.encoder.encoder_embeddings["untok_sen2l2a@224"].proj.in_features == 6 * 256
+    ckpt = _save(tmp_path / "six.ckpt", model.state_dict(), model_args=args)
+    spec = {"version": 1, "task": "segment", "model": "terramind_v1_tiny",
+            "inputs": {"S2L2A": {"path": str(sample("S2L2A", PLACES[1]))}},
+            "outputs": {"classes": str(tmp_path / "c.tif")}, "device": "cpu",
+            "tiling": {"window": 224, "overlap": 0, "batch_size": 1}, "options": {"checkpoint": str(ckpt)}}
+    with pytest.raises(JobValidationError) as err:
+        run_job(spec)
+    assert err.value.field == "inputs.S2L2A.bands" and "BLUE, GREEN, RED, NIR_NARROW, SWIR_1, SWIR_2" in str(err.value)
+    spec["inputs"]["S2L2A"]["bands"] = [2, 3, 4, 9, 11, 12]
+    result = run_job(spec)
+    assert [o["name"] for o in result["outputs"]] == ["classes"] and (tmp_path / "c.tif").exists()

@@ -140,7 +140,7 @@ def _known_keys(d: dict, allowed, where: str, warnings: List[str]) -> None:
             warnings.append(f"Ignored unknown key {where}{key!r}.")
 
 
-def _input(mod: str, value, base_dir: Optional[str]) -> InputSpec:
+def _input(mod: str, value, base_dir: Optional[str], any_band_count: bool = False) -> InputSpec:
     where = f"inputs.{mod}"
     if isinstance(value, str):
         value = {"path": value}
@@ -154,7 +154,7 @@ def _input(mod: str, value, base_dir: Optional[str]) -> InputSpec:
             _fail(f"{where}.bands", f"{where}.bands must be a list of 1-based band numbers or null, got {bands!r}.")
         bands = tuple(_int(b, f"{where}.bands", lo=1) for b in bands)
         channels = MODALITIES[mod].channels
-        if len(bands) != channels:
+        if len(bands) != channels and not any_band_count:  # segment: the checkpoint's backbone_bands decide
             _fail(f"{where}.bands", f"{where}.bands lists {len(bands)} band(s) but {mod} needs {channels} "
                                     f"({', '.join(MODALITIES[mod].band_names)}).")
     return InputSpec(path=_path(value["path"], f"{where}.path", base_dir), bands=bands,
@@ -295,7 +295,7 @@ def parse_jobspec(raw: Any, base_dir: Optional[str] = None) -> JobSpec:
             _fail(f"inputs.{key}", f"Unknown modality {key!r}; known modalities: {', '.join(INPUT_MODALITIES)}.")
         if mod in inputs:
             _fail(f"inputs.{key}", f"Modality {mod} is given twice.")
-        inputs[mod] = _input(mod, value, base_dir)
+        inputs[mod] = _input(mod, value, base_dir, any_band_count=task == "segment")
 
     outputs = _outputs(task, raw.get("outputs"), inputs, base_dir)
     crs = raw.get("crs")

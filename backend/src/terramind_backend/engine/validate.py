@@ -77,6 +77,8 @@ def _source(mod: str, spec: JobSpec) -> SourceInfo:
                                  f"north-up grid first.", f"{where}.path")
     need = MODALITIES[mod].channels
     if item.bands is None:
+        if spec.task == "segment":  # the checkpoint's backbone_bands decide; the segment predictor checks
+            need = count
         if count != need:
             raise JobValidationError(
                 f"Input {mod} ({os.path.basename(item.path)}) has {count} band(s) but {mod} needs {need} "

@@ -81,7 +81,7 @@ class SegmentPredictor(Predictor):
         loaded = _cached_load(ctx, spec.options.checkpoint)
         self.model, self.info = loaded.model, loaded.info
         self.inputs = self.info.inputs
-        self._check_inputs(spec, ctx.emit)
+        self._check_inputs(spec, ctx.layout, ctx.emit)
         self._stats = {i.name: (np.asarray(i.mean, np.float32)[None, :, None, None],
                                 np.asarray(i.std, np.float32)[None, :, None, None])
                        for i in self.inputs if self.standardize}
@@ -97,7 +97,7 @@ class SegmentPredictor(Predictor):
 
         self.products: List[Product] = [Product(PRODUCT, self.info.config.num_classes, outputs, finalize)]
 
-    def _check_inputs(self, spec, emit) -> None:
+    def _check_inputs(self, spec, layout, emit) -> None:
         name = os.path.basename(spec.options.checkpoint)
         for item in self.inputs:
             if item.modality is None:
@@ -108,11 +108,13 @@ class SegmentPredictor(Predictor):
                 raise JobValidationError(f"{name} expects {item.modality} input ({item.num_bands} bands"
                                          f"{': ' + ', '.join(item.bands) if item.bands else ''}); add it to inputs.",
                                          f"inputs.{item.modality}")
-            given = spec.inputs[item.modality].bands
+            source = getattr(layout, "sources", {}).get(item.modality)
+            given = source.bands if source is not None else spec.inputs[item.modality].bands
             if given is not None and item.num_bands and len(given) != item.num_bands:
                 raise JobValidationError(f"{name} expects {item.num_bands} {item.modality} bands"
                                          f"{' (' + ', '.join(item.bands) + ')' if item.bands else ''}, "
-                                         f"the band mapping gives {len(given)}.", f"inputs.{item.modality}.bands")
+                                         f"the input gives {len(given)}: list them in inputs.{item.modality}.bands "
+                                         "in that order.", f"inputs.{item.modality}.bands")
             if self.standardize and (item.mean is None or item.std is None):
                 raise JobValidationError(
                     f"{name}: no standardization statistics for input {item.name} (bands {item.bands}); add "
