@@ -19,7 +19,9 @@ _DATA_TYPES = {
     Qgis.Byte: "Byte", Qgis.UInt16: "UInt16", Qgis.Int16: "Int16", Qgis.UInt32: "UInt32", Qgis.Int32: "Int32",
     Qgis.Float32: "Float32", Qgis.Float64: "Float64",
 }
-_SAMPLE_PX = 64   # one-band rasters: value range read from a 64×64 overview block (no statistics files)
+_SAMPLE_PX = 64   # one-band rasters: the value range comes from a 64×64 px window
+# Layers the backend cannot read as files.
+_WEB_PROVIDERS = ["wms", "wcs", "arcgismapserver", "postgresraster", "mdal"]
 
 
 def band_description(layer: QgsRasterLayer, band: int) -> str:
@@ -29,8 +31,16 @@ def band_description(layer: QgsRasterLayer, band: int) -> str:
 
 
 def _value_range(layer: QgsRasterLayer) -> tuple[float, float] | None:
-    provider = layer.dataProvider()
-    block = provider.block(1, layer.extent(), _SAMPLE_PX, _SAMPLE_PX)
+    """Min/max of a 64×64 px window at the raster's centre, read at full resolution: cheap for any file
+    size and leaves no statistics file behind (QGIS's band statistics would write .aux.xml)."""
+    extent = layer.extent()
+    half_w = min(extent.width(), _SAMPLE_PX * layer.rasterUnitsPerPixelX()) / 2
+    half_h = min(extent.height(), _SAMPLE_PX * layer.rasterUnitsPerPixelY()) / 2
+    centre = extent.center()
+    window = QgsRectangle(centre.x() - half_w, centre.y() - half_h, centre.x() + half_w, centre.y() + half_h)
+    columns = max(1, min(_SAMPLE_PX, layer.width()))
+    rows = max(1, min(_SAMPLE_PX, layer.height()))
+    block = layer.dataProvider().block(1, window, columns, rows)
     values = [block.value(r, c) for r in range(block.height()) for c in range(block.width())
               if not block.isNoData(r, c)]
     values = [v for v in values if v == v]
@@ -125,6 +135,7 @@ class InputRow(QFrame):
 
         self.layer_combo = QgsMapLayerComboBox()
         self.layer_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
+        self.layer_combo.setExcludedProviders(_WEB_PROVIDERS)
         self.layer_combo.setAllowEmptyLayer(True)
         self.layer_combo.setLayer(None)
         self.layer_combo.setToolTip("A raster layer backed by a local file (GeoTIFF or anything GDAL reads)")

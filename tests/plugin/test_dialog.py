@@ -374,3 +374,25 @@ def test_dialog_job_end_to_end_keeps_the_ui_responsive(dialog, layers, qtbot, fa
     limit = 0.5 if crowded else 0.1
     assert wall < limit, (f"UI thread stalled {wall * 1000:.0f} ms (its own CPU time in that gap "
                           f"{cpu * 1000:.0f} ms; load {os.getloadavg()[0]:.1f})")
+
+
+def test_toolbar_action_opens_the_dialog(qgis_app, qgis_iface, qtbot, layers, monkeypatch):
+    from terramind_qgis.plugin import TerraMindPlugin
+
+    # pytest-qgis's interface has no plugin menus; the menu entries are not what this test is about.
+    for name in ("addPluginToRasterMenu", "removePluginRasterMenu", "removeToolBarIcon"):
+        if not hasattr(qgis_iface, name):
+            monkeypatch.setattr(qgis_iface, name, lambda *args: None, raising=False)
+    QgsSettings().remove("terramind")
+    plugin = TerraMindPlugin(qgis_iface)
+    plugin.initGui()
+    try:
+        action = next(a for a in plugin.actions if a.objectName() == "TerraMindRunAction")
+        action.trigger()
+        assert isinstance(plugin.dialog, TerraMindDialog) and plugin.dialog.isVisible()
+        row = plugin.dialog.input_list.rows[0]
+        row.set_layer(layers["DEM"])
+        assert row.modality() == "DEM"
+    finally:
+        plugin.unload()
+        QgsSettings().remove("terramind")
