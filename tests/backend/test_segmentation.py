@@ -101,6 +101,10 @@ def test_python_objects_in_hparams_are_refused_without_unpickling(tmp_path):
 def test_missing_file_and_missing_model_args(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         read_checkpoint(tmp_path / "nope.ckpt")
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(b"not a checkpoint at all" * 10)
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+        read_checkpoint(junk)
     bare = tmp_path / "bare.pt"
     torch.save(_tiny_state(), str(bare))
     with pytest.raises(CheckpointError, match="config"):

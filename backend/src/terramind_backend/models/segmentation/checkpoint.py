@@ -93,15 +93,15 @@ class CheckpointInfo:
 
 # --- reading files -----------------------------------------------------------------------------------
 
-def _unsafe_objects(path: Path) -> str:
+def _unsafe_objects(path: Path) -> List[str]:
+    """Names of the Python objects a zip checkpoint would unpickle (read without unpickling)."""
     import torch
 
     getter = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
     try:
-        found = getter(str(path)) if getter else []
+        return list(getter(str(path))) if getter else []
     except Exception:  # noqa: BLE001 - only used to improve the message
-        found = []
-    return f" It contains Python objects: {', '.join(found[:6])}{' ...' if len(found) > 6 else ''}." if found else ""
+        return []
 
 
 def _torch_load(path: Path) -> dict:
@@ -113,13 +113,14 @@ def _torch_load(path: Path) -> dict:
         # mmap keeps memory flat when only the hyper-parameters are needed (describe_checkpoint).
         return torch.load(str(path), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as exc:
-        if "weights_only" not in str(exc) and "Weights only" not in str(exc):
-            raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {exc}") from None
+        found = _unsafe_objects(path)
+        if not found and "Unsupported global" not in str(exc):
+            raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (damaged, or another format)") from None
+        names = f" It contains Python objects: {', '.join(found[:6])}{' ...' if len(found) > 6 else ''}." if found else ""
         raise CheckpointError(f"{path.name} cannot be loaded safely (torch.load(weights_only=True) refused it)."
-                              f"{_unsafe_objects(path)} This backend never unpickles arbitrary objects. "
-                              f"{_RESAVE_HINT}") from None
-    except (RuntimeError, OSError, EOFError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {exc}") from None
+                              f"{names} This backend never unpickles arbitrary objects. {_RESAVE_HINT}") from None
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for damaged files
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
 
 
 def read_checkpoint_file(path) -> dict:
