@@ -226,8 +226,11 @@ def test_segment_job_writes_classes_with_colour_table(tmp_path):
             "outputs": {"classes": str(out), "probabilities": str(tmp_path / "out" / "p.tif")},
             "tiling": {"window": 224, "overlap": 0, "batch_size": 1}, "device": "cpu",
             "options": {"checkpoint": str(ckpt)}}
-    events = []
-    result = run_job(spec, emit=events.append)
+    from terramind_backend.engine import ModelCache
+
+    cache = ModelCache()
+    result = run_job(spec, models=cache)
+    assert len(cache) == 1  # the loaded checkpoint stays warm for the next job
     kinds = {o["name"]: o["kind"] for o in result["outputs"]}
     assert kinds == {"classes": "classes", "probabilities": "probabilities"}
 
