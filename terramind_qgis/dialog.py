@@ -635,6 +635,14 @@ class TerraMindDialog(QDialog):
 
     def refresh(self) -> list[Problem]:
         """Check the job, show each problem next to its widget, and enable Run when there are none."""
+        if self._refreshing:
+            return self.problems
+        self._refreshing = True
+        try:
+            for row in self.input_list.rows:
+                row.ensure_current()
+        finally:
+            self._refreshing = False
         if self._inputs_timer.isActive():
             self._inputs_timer.stop()
             self._sync_inputs()

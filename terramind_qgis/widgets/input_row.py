@@ -5,7 +5,7 @@ change both. The band mapping editor is a two-column table (model band → raste
 """
 from __future__ import annotations
 
-from qgis.core import Qgis, QgsApplication, QgsMapLayerProxyModel, QgsRasterLayer, QgsRectangle
+from qgis.core import Qgis, QgsApplication, QgsMapLayerProxyModel, QgsProject, QgsRasterLayer, QgsRectangle
 from qgis.gui import QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import (QAbstractItemView, QComboBox, QFrame, QHBoxLayout, QHeaderView, QLabel,
@@ -131,6 +131,7 @@ class InputRow(QFrame):
         self.setObjectName(f"input_{row_id}")
         self.setFrameShape(QFrame.StyledPanel)
         self._facts: RasterFacts | None = None
+        self._layer_id: str | None = None     # the layer the guess and the band table were made for
         self._user_modality = False
 
         self.layer_combo = QgsMapLayerComboBox()
@@ -188,6 +189,8 @@ class InputRow(QFrame):
         self.bands_button.toggled.connect(self._toggle_table)
         self.table.mappingChanged.connect(self._mapping_edited)
         self.remove_button.clicked.connect(lambda: self.removeRequested.emit(self))
+        # When its layer leaves the project the combo silently selects another one; empty the row instead.
+        QgsProject.instance().layersWillBeRemoved.connect(self._layers_leaving)
 
     # -- values --------------------------------------------------------------------------
     def layer(self) -> QgsRasterLayer | None:
@@ -203,6 +206,12 @@ class InputRow(QFrame):
     def band_count(self) -> int:
         layer = self.layer()
         return layer.bandCount() if layer else 0
+
+    def ensure_current(self) -> None:
+        """Redo the guess if the combo changed its layer without telling (e.g. while layers were removed)."""
+        layer = self.layer()
+        if (layer.id() if layer else None) != self._layer_id:
+            self._layer_changed()
 
     def set_layer(self, layer) -> None:
         self.layer_combo.setLayer(layer)
@@ -222,8 +231,14 @@ class InputRow(QFrame):
             self.bands_button.setChecked(True)
 
     # -- reactions -----------------------------------------------------------------------
+    def _layers_leaving(self, layer_ids) -> None:
+        if self._layer_id is not None and self._layer_id in layer_ids:
+            self.layer_combo.setLayer(None)
+            self._layer_changed()
+
     def _layer_changed(self, _layer=None) -> None:
         layer = self.layer()
+        self._layer_id = layer.id() if layer else None
         self._facts = raster_facts(layer) if layer else None
         if self._facts is None:
             self.guess_label.show_message(None)

@@ -396,3 +396,12 @@ def test_toolbar_action_opens_the_dialog(qgis_app, qgis_iface, qtbot, layers, mo
     finally:
         plugin.unload()
         QgsSettings().remove("terramind")
+
+
+def test_removing_a_selected_layer_from_the_project_empties_its_row(dialog, layers, qtbot):
+    _valid(dialog, layers)
+    QgsProject.instance().removeMapLayer(layers["S1RTC"].id())
+    QgsProject.instance().removeMapLayer(layers["S2L2A"].id())
+    qtbot.waitUntil(lambda: dialog.inputs_error.message() == "Add at least one input layer", timeout=3000)
+    assert all(row.layer() is None for row in dialog.input_list.rows)
+    assert not dialog.run_button.isEnabled()
