@@ -103,6 +103,7 @@ class TerraMindDialog(QDialog):
         self.problems: list[Problem] = []
         self._resolution_touched = False
         self._refreshing = False
+        self._polygon_cache = (None, (None, None))
         self._job_name = self._new_job_name()
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setSingleShot(True)
@@ -503,6 +504,7 @@ class TerraMindDialog(QDialog):
 
     def _crs_changed(self, *_):
         self._resolution_touched = False
+        self.extent_box.setOutputCrs(self.target_crs())   # reprojects a chosen extent into the new CRS
         self.schedule_refresh()
 
     def _inputs_changed(self):
@@ -520,8 +522,7 @@ class TerraMindDialog(QDialog):
             self.extent_box.setCurrentExtent(canvas.extent(), canvas.mapSettings().destinationCrs())
         else:
             self.extent_box.setCurrentExtent(first.extent(), first.crs())
-        if not self.extent_box.isChecked():
-            self.extent_box.setOutputCrs(self.target_crs())
+        self.extent_box.setOutputCrs(self.target_crs())
         if not self._resolution_touched and not self.crs_widget.crs().isValid():
             self._refreshing = True
             self.resolution_spin.setValue(first.rasterUnitsPerPixelX())
@@ -542,15 +543,21 @@ class TerraMindDialog(QDialog):
         return first.crs() if first is not None else QgsProject.instance().crs()
 
     def _polygon_wkt(self):
+        """(WKT, CRS) of the clip polygons ('' when the layer has none), or (None, None) without a layer.
+        The union is cached per layer and selection, since checks run on every widget change."""
         layer = self.polygon_combo.currentLayer()
         if layer is None:
             return None, None
-        features = layer.selectedFeatures() if layer.selectedFeatureCount() else layer.getFeatures()
-        geometries = [f.geometry() for f in features if f.hasGeometry()]
-        geometry = QgsGeometry.unaryUnion(geometries) if geometries else QgsGeometry()
-        if geometry.isNull() or geometry.isEmpty() or geometry.type() != QgsWkbTypes.PolygonGeometry:
-            return "", layer.crs().authid()
-        return geometry.asWkt(), layer.crs().authid()
+        selected = tuple(sorted(layer.selectedFeatureIds()))
+        key = (layer.id(), selected, layer.featureCount(), layer.crs().toWkt())
+        if self._polygon_cache[0] != key:
+            features = layer.getSelectedFeatures() if selected else layer.getFeatures()
+            geometries = [f.geometry() for f in features if f.hasGeometry()]
+            geometry = QgsGeometry.unaryUnion(geometries) if geometries else QgsGeometry()
+            usable = not (geometry.isNull() or geometry.isEmpty()) and \
+                geometry.type() == QgsWkbTypes.PolygonGeometry
+            self._polygon_cache = (key, (geometry.asWkt() if usable else "", crs_string(layer.crs())))
+        return self._polygon_cache[1]
 
     def choices(self) -> JobChoices:
         """Everything the widgets say, as plain values."""
@@ -567,7 +574,7 @@ class TerraMindDialog(QDialog):
             job_name=self.name_edit.text().strip() or self._job_name,
             output_dir=self.folder_widget.filePath().strip() or None,
             temporary=self.temporary_radio.isChecked(),
-            crs=self.crs_widget.crs().authid() if self.crs_widget.crs().isValid() else None,
+            crs=crs_string(self.crs_widget.crs()) if self.crs_widget.crs().isValid() else None,
             resolution=self.resolution_spin.value(), window=self.window_spin.value(),
             overlap=self.overlap_spin.value(), batch_size=self.batch_spin.value(),
             device=self.device_combo.currentData(), timesteps=self.steps_spin.value(), seed=self.seed_spin.value(),
@@ -581,7 +588,7 @@ class TerraMindDialog(QDialog):
         elif self.extent_box.isChecked():
             rect = self.extent_box.outputExtent()
             choices.extent_bounds = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
-            choices.extent_crs = self.extent_box.outputCrs().authid()
+            choices.extent_crs = crs_string(self.extent_box.outputCrs())
         return choices
 
     def jobspec(self) -> dict:
@@ -836,6 +843,13 @@ class TerraMindDialog(QDialog):
     def done(self, result: int) -> None:  # noqa: D401 (Qt override): remember choices on close too
         self._save_settings()
         super().done(result)
+
+
+def crs_string(crs: QgsCoordinateReferenceSystem) -> str:
+    """'EPSG:32633' when the CRS has an authority id, else its WKT (a custom CRS); '' when invalid."""
+    if not crs.isValid():
+        return ""
+    return crs.authid() or crs.toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED_GDAL)
 
 
 def _task_done(task) -> bool:

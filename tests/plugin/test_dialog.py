@@ -143,13 +143,20 @@ def test_jobspec_with_extent_crs_embeddings_and_polygon(dialog, layers, qtbot):
     assert "S2L2A + S1RTC → embeddings · 204 × 204 px · 1 tile" in dialog.summary_label.text()
 
     polygons = QgsVectorLayer(f"Polygon?crs={crs.authid()}", "area", "memory")
-    feature = QgsFeature()
-    feature.setGeometry(QgsGeometry.fromRect(inner))
-    polygons.dataProvider().addFeatures([feature])
+    wanted, other = QgsFeature(), QgsFeature()
+    wanted.setGeometry(QgsGeometry.fromRect(inner))
+    other.setGeometry(QgsGeometry.fromRect(QgsRectangle(e.xMinimum(), e.yMinimum(), e.xMinimum() + 50,
+                                                        e.yMinimum() + 50)))
+    polygons.dataProvider().addFeatures([wanted, other])
     QgsProject.instance().addMapLayer(polygons)
     dialog.polygon_combo.setLayer(polygons)
-    spec = dialog.jobspec()
-    assert spec["extent"]["crs"] == crs.authid()
+    spec = dialog.jobspec()                       # the polygons replace the extent box
+    assert spec["extent"]["crs"] == crs.authid() and "bounds" not in spec["extent"]
+    assert QgsGeometry.fromWkt(spec["extent"]["polygon_wkt"]).boundingBox() == \
+        QgsRectangle(e.xMinimum(), e.yMinimum(), inner.xMaximum(), inner.yMaximum())     # union of both
+    polygons.selectByIds([next(f.id() for f in polygons.getFeatures()
+                               if f.geometry().boundingBox() == inner)])
+    spec = dialog.jobspec()                       # selected features only
     assert QgsGeometry.fromWkt(spec["extent"]["polygon_wkt"]).boundingBox() == inner
 
 
@@ -179,6 +186,12 @@ def _extent_elsewhere(dlg, layers, tmp_path):
     dlg.extent_box.setChecked(True)
     dlg.extent_box.setOutputExtentFromUser(QgsRectangle(e.xMaximum() + 1e4, e.yMinimum(), e.xMaximum() + 2e4,
                                                         e.yMaximum()), layers["S2L2A"].crs())
+
+
+def _empty_polygon_layer(dlg, layers, tmp_path):
+    empty = QgsVectorLayer(f"Polygon?crs={layers['S2L2A'].crs().authid()}", "nothing", "memory")
+    QgsProject.instance().addMapLayer(empty)
+    dlg.polygon_combo.setLayer(empty)
 
 
 def _folder_is_a_file(dlg, layers, tmp_path):
@@ -229,6 +242,7 @@ def _tim_without_modalities(dlg, layers, tmp_path):
     (_output_is_input, "outputs_error", "S1RTC is already an input"),
     (_empty_extent, "extent_error", "The extent is empty"),
     (_extent_elsewhere, "extent_error", "does not overlap the input layer 'S2L2A'"),
+    (_empty_polygon_layer, "extent_error", "The polygon layer has no polygons to use"),
     (_folder_is_a_file, "output_error", "is a file, not a folder"),
     (_no_folder, "output_error", "Choose an output folder or use temporary files"),
     (_output_overwrites_input, "output_error", "The NDVI output would overwrite the input job_ndvi.tif"),
