@@ -310,6 +310,12 @@ class TerraMindGeneration(nn.Module):
         keyword arguments). Returns ``{output name: [B, C, H, W]}`` (LULC: class logits [B, 10, H, W]) in
         physical units when standardizing."""
         tokens, info = self.generate_tokens(d, standardize=standardize, seed=seed, **kwargs)
+        return self.decode_outputs(tokens, info, timesteps)
+
+    @torch.inference_mode()
+    def decode_outputs(self, tokens: Mapping[str, torch.Tensor], info: dict,
+                       timesteps: Optional[int] = None) -> Dict[str, torch.Tensor]:
+        """Decode ``generate_tokens`` results to images (de-standardized when the tokens were made so)."""
         timesteps = self.timesteps if timesteps is None else _check_timesteps(timesteps)
         out = {}
         for name, key in self.output_keys.items():
