@@ -20,6 +20,15 @@ LULC_CLASSES = 10
 FAST = {"MODEL": 0, "TIMESTEPS": 2, "DEVICE": 2, "OUTPUTS": [4]}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def stop_backend_after_module():
+    """These tests share one warm backend (as the toolbox does); later modules expect none running."""
+    yield
+    from terramind_qgis.client import shutdown_client
+
+    shutdown_client()
+
+
 @pytest.fixture
 def backend(fake_hub, monkeypatch):
     if not BACKEND_PYTHON.exists():
