@@ -113,26 +113,40 @@ LULC_NAMES = ["No data", "Water", "Trees", "Flooded vegetation", "Crops", "Built
               "Clouds", "Rangeland"]
 
 
-def _v1_stats():
+_KEYS = {"S2L2A": "untok_sen2l2a@224", "S1RTC": "untok_sen1rtc@224"}
+
+
+def _v1_stats(modality="S2L2A"):
     from terratorch.models.backbones.terramind.model.terramind_register import (v1_pretraining_mean,
                                                                                  v1_pretraining_std)
-    return v1_pretraining_mean["untok_sen2l2a@224"], v1_pretraining_std["untok_sen2l2a@224"]
+    return v1_pretraining_mean[_KEYS[modality]], v1_pretraining_std[_KEYS[modality]]
 
 
-def _tile(place):
-    mean, std = _v1_stats()
-    with rasterio.open(sample("S2L2A", place)) as ds:
+def _read(modality, place):
+    mean, std = _v1_stats(modality)
+    with rasterio.open(sample(modality, place)) as ds:
         x = torch.from_numpy(ds.read().astype("float32"))
+    return (x - torch.tensor(mean).view(-1, 1, 1)) / torch.tensor(std).view(-1, 1, 1)
+
+
+def _tile(place, modalities=("S2L2A",)):
+    """Standardized inputs (a tensor for one modality, a dict for several, as TerraTorch's datamodules
+    give them) and the LULC labels."""
     with rasterio.open(sample("LULC", place)) as ds:
         y = torch.from_numpy(ds.read(1).astype("int64"))
-    return (x - torch.tensor(mean).view(-1, 1, 1)) / torch.tensor(std).view(-1, 1, 1), y
+    x = {m: _read(m, place) for m in modalities}
+    return (x[modalities[0]] if len(modalities) == 1 else x), y
+
+
+def _map(x, fn):
+    return {k: fn(v) for k, v in x.items()} if isinstance(x, dict) else fn(x)
 
 
 class _TileData:
     """A LightningDataModule whose hparams carry means/stds like TerraTorch's generic datamodules."""
 
     @staticmethod
-    def make():
+    def make(modalities=("S2L2A",)):
         import lightning.pytorch as pl
 
         class TerraMeshTiles(pl.LightningDataModule):
@@ -141,26 +155,28 @@ class _TileData:
                 self.save_hyperparameters()
 
             def train_dataloader(self):
-                tiles = [_tile(p) for p in self.hparams.places]
-                items = [{"image": x[:, :CROP, :CROP], "mask": y[:CROP, :CROP]} for x, y in tiles]
+                tiles = [_tile(p, modalities) for p in self.hparams.places]
+                items = [{"image": _map(x, lambda v: v[:, :CROP, :CROP]), "mask": y[:CROP, :CROP]} for x, y in tiles]
                 return torch.utils.data.DataLoader(items, batch_size=2)
 
-        mean, std = _v1_stats()
-        return TerraMeshTiles({"S2L2A": list(mean)}, {"S2L2A": list(std)}, PLACES[:2])
+        means = {m: list(_v1_stats(m)[0]) for m in modalities}
+        stds = {m: list(_v1_stats(m)[1]) for m in modalities}
+        return TerraMeshTiles(means, stds, PLACES[:2])
 
 
-def _fit_and_save(tmp_path, name, extra_args, backbone="terramind_v1_tiny", **backbone_args):
+def _fit_and_save(tmp_path, name, extra_args, backbone="terramind_v1_tiny", modalities=("S2L2A",),
+                  **backbone_args):
     import lightning.pytorch as pl
     from terratorch.tasks import SemanticSegmentationTask
 
     torch.manual_seed(1)
-    model_args = dict(backbone=backbone, backbone_pretrained=False, backbone_modalities=["S2L2A"],
+    model_args = dict(backbone=backbone, backbone_pretrained=False, backbone_modalities=list(modalities),
                       num_classes=10, **backbone_args, **extra_args)
     task = SemanticSegmentationTask(model_args=model_args, model_factory="EncoderDecoderFactory", loss="ce",
                                     ignore_index=-1, lr=1e-3, class_names=LULC_NAMES, plot_on_val=False)
     trainer = pl.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(task, datamodule=_TileData.make())
+    trainer.fit(task, datamodule=_TileData.make(modalities))
     path = tmp_path / f"{name}.ckpt"
     trainer.save_checkpoint(str(path))
     return task.eval(), path
@@ -172,7 +188,7 @@ def _predict(task, x):
     return classes
 
 
-def _compare(task, path, place, crop=None):
+def _compare(task, path, place, crop=None, modalities=("S2L2A",)):
     """Logits within 1e-4 and identical classes, compared in float64; float32 classes checked too.
 
     With random backbone weights the attention softmax is sharp, and float32 rounding moves
@@ -186,10 +202,8 @@ def _compare(task, path, place, crop=None):
     assert "datamodule_hyper_parameters" in raw and raw["hyper_parameters"]["model_args"]["num_classes"] == 10
 
     loaded = load_segmentation_checkpoint(path)
-    x, _ = _tile(place)
-    x = x[None]
-    if crop:
-        x = x[..., :crop, :crop]
+    x, _ = _tile(place, modalities)
+    x = _map(x, lambda v: v[None, ..., :crop, :crop] if crop else v[None])
     def seeded(fn, *args):  # TiM samples; both draw their torch seed from Python's random
         random.seed(7)
         return fn(*args)
@@ -198,10 +212,11 @@ def _compare(task, path, place, crop=None):
         want32, got32 = seeded(task.model, x).output, seeded(loaded.model, x)
         classes32 = seeded(_predict, task, x)
         task.model.double(), loaded.model.double()
-        want64, got64 = seeded(task.model, x.double()).output, seeded(loaded.model, x.double())
-        classes64 = seeded(_predict, task, x.double())
+        x64 = _map(x, torch.Tensor.double)
+        want64, got64 = seeded(task.model, x64).output, seeded(loaded.model, x64)
+        classes64 = seeded(_predict, task, x64)
     task.model.float(), loaded.model.float()
-    assert got64.shape == want64.shape == (1, 10) + tuple(x.shape[-2:])
+    assert got64.shape == want64.shape == (1, 10) + tuple(want32.shape[-2:])
     scale = want64.abs().max().item()
     delta = (got64 - want64).abs().max().item()
     assert delta <= 1e-4 * max(scale, 1.0), f"max |dlogits| {delta:.3g} (scale {scale:.3g})"
@@ -228,6 +243,15 @@ def test_lightning_checkpoint_matches_terratorch(case, tmp_path):
         _compare(task, path, PLACES[3], crop=200)
 
 
+def test_multimodal_checkpoint_matches_terratorch(tmp_path):
+    """S2L2A + S1RTC fed as a dict (TerraTorch's multi-modal datamodules), merged by mean."""
+    modalities = ("S2L2A", "S1RTC")
+    task, path = _fit_and_save(tmp_path, "multi", CKPT_CASES["upernet"], modalities=modalities)
+    loaded = _compare(task, path, PLACES[2], modalities=modalities)
+    assert [(i.name, i.modality, i.num_bands, i.stats_source) for i in loaded.info.inputs] == [
+        ("S2L2A", "S2L2A", 12, "checkpoint"), ("S1RTC", "S1RTC", 2, "checkpoint")]
+
+
 @pytest.mark.slow
 def test_tim_checkpoint_matches_terratorch(tmp_path):
     """TiM (imagines LULC first): TerraTorch stores its LULC tokenizer too (~860 MB file); we skip it."""
@@ -241,7 +265,8 @@ def test_tim_checkpoint_matches_terratorch(tmp_path):
     path.unlink()
 
 
-def test_cli_segment_job_gives_terratorch_classes(tmp_path):
+@pytest.mark.parametrize("modalities", [("S2L2A",), ("S2L2A", "S1RTC")], ids=["s2", "s2+s1"])
+def test_cli_segment_job_gives_terratorch_classes(tmp_path, modalities):
     """The acceptance path: a TerraTorch-trained .ckpt through `terramind run` (the backend's own venv and
     torch) on a TerraMesh tile gives TerraTorch's predicted classes (float32 rounding ties aside)."""
     import subprocess
@@ -249,10 +274,10 @@ def test_cli_segment_job_gives_terratorch_classes(tmp_path):
     backend_python = REPO / ".venv-backend" / "bin" / "python"
     if not backend_python.exists():
         pytest.skip(".venv-backend not built")
-    task, path = _fit_and_save(tmp_path, "unet", CKPT_CASES["unet"])
+    task, path = _fit_and_save(tmp_path, "unet", CKPT_CASES["unet"], modalities=modalities)
     place = PLACES[1]
     job = {"version": 1, "task": "segment", "model": "terramind_v1_tiny",
-           "inputs": {"S2L2A": {"path": str(sample("S2L2A", place))}},
+           "inputs": {m: {"path": str(sample(m, place))} for m in modalities},
            "outputs": {"classes": str(tmp_path / "classes.tif")}, "device": "cpu",
            "tiling": {"window": 224, "overlap": 0, "batch_size": 1}, "options": {"checkpoint": str(path)}}
     (tmp_path / "job.json").write_text(json.dumps(job))
@@ -264,11 +289,12 @@ def test_cli_segment_job_gives_terratorch_classes(tmp_path):
         names = ds.tags().get("CLASS_NAMES", "")
     assert names.split(",")[:3] == LULC_NAMES[:3]
 
-    x, _ = _tile(place)
+    x, _ = _tile(place, modalities)
+    x = _map(x, lambda v: v[None])
     with torch.no_grad():
-        want = _predict(task, x[None])[0]
-        logits32 = task.model(x[None]).output[0]
-        logits64 = task.model.double()(x[None].double()).output[0]
+        want = _predict(task, x)[0]
+        logits32 = task.model(x).output[0]
+        logits64 = task.model.double()(_map(x, torch.Tensor.double)).output[0]
     task.model.float()
     own_noise = (logits32.double() - logits64).abs().max().item()
     top2 = logits32.topk(2, dim=0).values
