@@ -104,6 +104,7 @@ class TerraMindDialog(QDialog):
         self._resolution_touched = False
         self._refreshing = False
         self._polygon_cache = (None, (None, None))
+        self._backend_problem: Problem | None = None   # the backend's last validation error, until a change
         self._job_name = self._new_job_name()
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setSingleShot(True)
@@ -482,6 +483,7 @@ class TerraMindDialog(QDialog):
     def schedule_refresh(self, *_):
         """Widgets changed: check again once the event loop is idle (coalesces bursts of signals, and runs
         after QGIS has finished removing a layer that a combo still pointed to)."""
+        self._backend_problem = None
         self._refresh_timer.start()
 
     # -- reactions --------------------------------------------------------------------------------
@@ -508,6 +510,7 @@ class TerraMindDialog(QDialog):
         self.schedule_refresh()
 
     def _inputs_changed(self):
+        self._backend_problem = None
         self._sync_inputs()
         self.refresh()
 
@@ -657,6 +660,8 @@ class TerraMindDialog(QDialog):
         choices = self.choices()
         problems = check_job(choices)
         problems += self._qgis_problems(choices)
+        if self._backend_problem is not None:
+            problems.append(self._backend_problem)
         self.problems = problems
         self._show_problems(problems)
         self._show_hints(choices)
@@ -769,8 +774,30 @@ class TerraMindDialog(QDialog):
         self.name_edit.setText(self._job_name)
         self.hide()
 
-    def _job_finished(self, *args) -> None:
+    def _job_finished(self, outcome=None, *_) -> None:
         self.tasks = [t for t in self.tasks if not _task_done(t)]
+        if getattr(outcome, "kind", None) == "validation":
+            self.show_backend_problem(getattr(outcome, "field", None), outcome.message)
+
+    def show_backend_problem(self, field: str | None, message: str) -> None:
+        """The backend refused the job: reopen the dialog with its message next to the widget at fault.
+        It stays until the user changes something."""
+        self._backend_problem = Problem(self._dialog_field(field, message), message)
+        self.refresh()
+        self.show()
+        self.raise_()
+
+    def _dialog_field(self, field: str | None, message: str = "") -> str:
+        """Backend fields name inputs by modality ('inputs.S1RTC.bands'); the dialog's by row."""
+        if not field:
+            return "outputs"
+        parts = field.split(".")
+        if parts[0] == "inputs" and len(parts) > 1:
+            row = next((r for r in self.input_list.rows if r.modality() == parts[1]), None)
+            return ".".join(["inputs", row.row_id] + parts[2:]) if row is not None else "inputs"
+        if parts[0] == "outputs":
+            return "output_dir" if "folder" in message.lower() else "outputs"
+        return field
 
     # -- remembered choices -----------------------------------------------------------------------
     @staticmethod

@@ -419,3 +419,24 @@ def test_removing_a_selected_layer_from_the_project_empties_its_row(dialog, laye
     qtbot.waitUntil(lambda: dialog.inputs_error.message() == "Add at least one input layer", timeout=3000)
     assert all(row.layer() is None for row in dialog.input_list.rows)
     assert not dialog.run_button.isEnabled()
+
+
+def test_a_backend_validation_error_reopens_the_dialog_next_to_the_widget(dialog, layers, qtbot):
+    from terramind_qgis.task import Failed
+
+    _valid(dialog, layers)
+
+    class RefusedTask(RecordingTask):
+        def finished(self, ok):
+            self.on_finished(Failed("validation", "S1RTC band 2 is all nodata in this extent",
+                                    "inputs.S1RTC.bands"))
+
+    dialog.task_factory = RefusedTask
+    qtbot.mouseClick(dialog.run_button, Qt.LeftButton)
+    qtbot.waitUntil(dialog.isVisible, timeout=5000)
+    s1_row = dialog.input_list.rows[1]
+    assert s1_row.error_label.message() == "S1RTC band 2 is all nodata in this extent"
+    assert not dialog.run_button.isEnabled()
+    dialog.seed_spin.setValue(7)                      # any change: the user may have fixed it, check again
+    qtbot.waitUntil(dialog.run_button.isEnabled, timeout=3000)
+    assert s1_row.error_label.message() == ""
