@@ -279,7 +279,7 @@ class TerraMindDialog(QDialog):
         self.layer_spin.setRange(-24, 23)
         self.layer_spin.setValue(-1)
         self.layer_spin.setClearValue(-1)
-        self.layer_spin.setSpecialValueText("")
+        self.layer_spin.setSuffix("  (last block)")
         self.layer_spin.setToolTip("Which encoder block's output to write: -1 is the last block, 0 the first")
         self.merge_combo = QComboBox()
         for key, text in _MERGE:
@@ -464,6 +464,8 @@ class TerraMindDialog(QDialog):
             combo.currentIndexChanged.connect(refresh)
         self.embed_mode_combo.currentIndexChanged.connect(self._mode_changed)
         self.layer_spin.valueChanged.connect(refresh)
+        self.layer_spin.valueChanged.connect(self._layer_suffix)
+        self._layer_suffix(self.layer_spin.value())
         self.extent_box.extentChanged.connect(refresh)
         self.extent_box.toggled.connect(refresh)
         self.polygon_combo.layerChanged.connect(refresh)
@@ -494,6 +496,9 @@ class TerraMindDialog(QDialog):
         self.lulc_legend.setVisible(self.output_checks["LULC"].isChecked())
         self.steps_spin.setEnabled(self.task() != "embed")
         self.schedule_refresh()
+
+    def _layer_suffix(self, value: int) -> None:
+        self.layer_spin.setSuffix("  (last block)" if value == -1 else "")
 
     def _output_mode_changed(self, *_):
         self.folder_widget.setEnabled(self.folder_radio.isChecked())
