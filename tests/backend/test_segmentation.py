@@ -285,10 +285,40 @@ def test_segment_job_with_a_band_subset_checkpoint(tmp_path):
     spec = {"version": 1, "task": "segment", "model": "terramind_v1_tiny",
             "inputs": {"S2L2A": {"path": str(sample("S2L2A", PLACES[1]))}},
             "outputs": {"classes": str(tmp_path / "c.tif")}, "device": "cpu",
-            "tiling": {"window": 224, "overlap": 0, "batch_size": 1}, "options": {"checkpoint": str(ckpt)}}
+            "tiling": {"window": 128, "overlap": 32, "batch_size": 3}, "options": {"checkpoint": str(ckpt)}}
     with pytest.raises(JobValidationError) as err:
         run_job(spec)
     assert err.value.field == "inputs.S2L2A.bands" and "BLUE, GREEN, RED, NIR_NARROW, SWIR_1, SWIR_2" in str(err.value)
     spec["inputs"]["S2L2A"]["bands"] = [2, 3, 4, 9, 11, 12]
     result = run_job(spec)
-    assert [o["name"] for o in result["outputs"]] == ["classes"] and (tmp_path / "c.tif").exists()
+    assert [o["name"] for o in result["outputs"]] == ["classes"] and result["tiles"] == 4  # blended windows
+    import rasterio
+
+    with rasterio.open(tmp_path / "c.tif") as ds:
+        classes = ds.read(1)
+    assert classes.shape == (224, 224) and set(np.unique(classes)) <= {0, 1, 2}
+
+
+def test_reshape_neck_handles_non_square_grids():
+    from terramind_backend.models.segmentation.necks import ReshapeTokensToImage
+
+    tokens = torch.arange(2 * 14 * 16 * 3, dtype=torch.float32).reshape(2, 14 * 16, 3)
+    (grid,) = ReshapeTokensToImage([3], remove_cls_token=False)([tokens], image_size=(224, 256))
+    assert grid.shape == (2, 3, 14, 16)
+    assert torch.equal(grid[1, :, 2, 5], tokens[1, 2 * 16 + 5])  # tokens are row-major
+    with pytest.warns(UserWarning, match="no CLS token"):  # TerraTorch's default; TerraMind has no CLS token
+        (same,) = ReshapeTokensToImage([3])([tokens], image_size=(224, 256))
+    assert torch.equal(same, grid)
+    (given,) = ReshapeTokensToImage([3], remove_cls_token=False, h=14)([tokens])
+    assert torch.equal(given, grid)
+
+
+def test_sidecar_template_round_trip(tmp_path):
+    from terramind_backend.models.segmentation import build_class_table, sidecar_path, write_sidecar
+    from terramind_backend.models.segmentation.classes import read_sidecar
+
+    table = build_class_table(3, ["a", "b"], ["#010203"])
+    path = write_sidecar(sidecar_path(tmp_path / "m.ckpt"), table)
+    assert path.name == "m.ckpt.classes.json"
+    assert read_sidecar(path, 3) == table
+    assert table[0].rgb == (1, 2, 3) and table[2].name == "class 2"

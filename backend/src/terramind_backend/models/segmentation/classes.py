@@ -18,9 +18,9 @@ from typing import List, Optional, Sequence
 
 _HEX = re.compile(r"^#?([0-9a-fA-F]{6})$")
 # A qualitative palette (Tableau 10 + 10 lighter tones) for classes without a given colour.
-_PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-            "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7",
-            "#dbdb8d", "#9edae5"]
+_PALETTE = ["#1F77B4", "#FF7F0E", "#2CA02C", "#D62728", "#9467BD", "#8C564B", "#E377C2", "#7F7F7F", "#BCBD22",
+            "#17BECF", "#AEC7E8", "#FFBB78", "#98DF8A", "#FF9896", "#C5B0D5", "#C49C94", "#F7B6D2", "#C7C7C7",
+            "#DBDB8D", "#9EDAE5"]
 
 
 class ClassTableError(ValueError):
