@@ -1,0 +1,254 @@
+"""Backbone parity: our ``build_backbone`` vs TerraTorch 1.1.1's ``terramind_v1_<size>`` on the same weights.
+
+Both load the random official-layout checkpoint of ``.cache/fake-hub`` through their real
+``pretrained=True`` code paths (HF cache, offline), get the same inputs, and every layer's output must
+agree within 1e-5 of its scale (fp32). State-dict keys must be identical for the same arguments.
+
+Note on precision: importing TerraTorch sets ``torch.set_float32_matmul_precision("medium")``
+globally (its clay_v15 module), which lets CPU matmuls run in bf16 on AMX machines (errors ~1e-2).
+The fixture below restores "highest" so that both sides compute in true fp32.
+
+Coordinates: TerraTorch builds the coords tokenizer from the HF ``tokenizers`` package and the
+``config.json`` of ibm-esa-geospatial/TerraMind-1.0-Tokenizer-Coords; neither is available here (no
+package in the reference venv, no file in the fake hub), so TerraTorch cannot build a backbone with
+Coordinates at all (checked below). What can be compared is the rest of the path: TerraTorch's
+``TerraMindViT`` without a coords tokenizer embeds token ids directly, and so does ours for integer ids.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+for _path in (Path(__file__).resolve().parents[1], Path(__file__).resolve().parents[2] / "backend" / "src"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from conftest import fake_hub, fake_hub_small  # noqa: E402,F401  (fixtures of tests/conftest.py)
+from terratorch.registry import BACKBONE_REGISTRY  # noqa: E402
+
+from terramind_backend.models.vit import TerraMindViT as OurViT, build_backbone  # noqa: E402
+
+RAW = ["S2L1C", "S2L2A", "RGB", "S1GRD", "S1RTC", "DEM"]
+TOL = 1e-5
+
+
+def _hf_constants(monkeypatch, folder):
+    """huggingface_hub reads HF_HUB_CACHE / HF_HUB_OFFLINE once at import (TerraTorch relies on those)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(folder))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return folder
+
+
+@pytest.fixture
+def hub(fake_hub, monkeypatch):
+    return _hf_constants(monkeypatch, fake_hub)
+
+
+@pytest.fixture
+def hub_small(fake_hub_small, monkeypatch):
+    return _hf_constants(monkeypatch, fake_hub_small)
+
+
+@pytest.fixture(autouse=True)
+def _true_fp32():
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    yield
+    torch.set_float32_matmul_precision(previous)
+
+
+def _pair(size="tiny", pretrained=True, **kwargs):
+    theirs = BACKBONE_REGISTRY.build(f"terramind_v1_{size}", pretrained=pretrained, **kwargs).eval()
+    ours = build_backbone(size, pretrained=pretrained, **kwargs)
+    return theirs, ours
+
+
+def _inputs(model: OurViT, names, batch=1, size=224, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for name in names:
+        key = model.mod_name_mapping[name]
+        if key == "tok_lulc@224":
+            out[name] = torch.randint(0, 10, (batch, size, size), generator=gen)
+        else:
+            channels = model.encoder_embeddings[key].in_channels if hasattr(model.encoder_embeddings[key], "in_channels") else 1
+            out[name] = torch.randn(batch, channels, size, size, generator=gen)
+    return out
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()
+
+
+def _compare(theirs_out, ours_out):
+    assert len(ours_out) == len(theirs_out)
+    for layer, (t, o) in enumerate(zip(theirs_out, ours_out)):
+        if isinstance(t, dict):
+            assert list(o) == list(t), f"layer {layer}: dict keys {list(o)} != {list(t)}"
+            for name in t:
+                assert o[name].shape == t[name].shape
+                assert _rel(o[name], t[name]) <= TOL, f"layer {layer} {name}: {_rel(o[name], t[name]):.2e}"
+        else:
+            assert o.shape == t.shape, f"layer {layer}: {tuple(o.shape)} != {tuple(t.shape)}"
+            assert _rel(o, t) <= TOL, f"layer {layer}: max |diff| {_rel(o, t):.2e} relative"
+
+
+def _run_both(theirs, ours, inputs):
+    with torch.no_grad():
+        expected = theirs(dict(inputs))
+        got = ours(dict(inputs))
+    _compare(expected, got)
+    return got
+
+
+def _same_keys(theirs, ours):
+    t, o = list(theirs.state_dict()), list(ours.state_dict())
+    # tokenizer internals may register submodules in another order; everything else in the same order
+    assert [k for k in o if not k.startswith("tokenizer.")] == [k for k in t if not k.startswith("tokenizer.")]
+    assert set(o) == set(t)
+
+
+def test_single_modality_all_layers(hub):
+    theirs, ours = _pair(modalities=["S2L2A"])
+    _same_keys(theirs, ours)
+    got = _run_both(theirs, ours, _inputs(ours, ["S2L2A"], batch=2))
+    assert len(got) == 12 and got[-1].shape == (2, 196, 192)
+    # a bare tensor and keyword arguments mean the same as the dict
+    x = _inputs(ours, ["S2L2A"], batch=1, seed=1)["S2L2A"]
+    with torch.no_grad():
+        _compare(theirs(x), ours(x))
+        _compare(theirs(S2L2A=x), ours(S2L2A=x))
+
+
+def test_multi_modality_every_merge_method(hub):
+    names = ["S2L1C", "RGB", "S1GRD", "S1RTC", "DEM"]
+    theirs, ours = _pair(modalities=names)
+    _same_keys(theirs, ours)
+    inputs = _inputs(ours, names)
+    for method in ("mean", "max", "dict", None):
+        theirs.merge_method = ours.merge_method = method
+        _run_both(theirs, ours, inputs)
+    # a subset of the configured modalities, in another order
+    theirs.merge_method = ours.merge_method = "mean"
+    _run_both(theirs, ours, {k: inputs[k] for k in ["DEM", "S2L1C"]})
+
+
+def test_concat_with_and_without_missing_modalities(hub):
+    theirs, ours = _pair(modalities=["S2L2A", "S1GRD", "DEM"], merge_method="concat")
+    _same_keys(theirs, ours)
+    assert ours.out_channels == theirs.out_channels
+    # TerraTorch leaves missing_mod_token uninitialised: give both the same value
+    ours.missing_mod_token.data.copy_(theirs.missing_mod_token.data.normal_())
+    inputs = _inputs(ours, ["S2L2A", "S1GRD", "DEM"])
+    got = _run_both(theirs, ours, inputs)
+    assert got[0].shape == (1, 196, 3 * 192)
+    _run_both(theirs, ours, {"S1GRD": inputs["S1GRD"]})
+
+
+def test_tokenized_lulc_and_ndvi_inputs(hub):
+    names = ["S2L2A", "LULC", "NDVI"]
+    theirs, ours = _pair(modalities=names, merge_method="dict")
+    _same_keys(theirs, ours)
+    inputs = _inputs(ours, names)
+    _run_both(theirs, ours, inputs)
+    theirs.merge_method = ours.merge_method = "mean"
+    _run_both(theirs, ours, {"LULC": inputs["LULC"][:, None], "NDVI": inputs["NDVI"]})  # [B, 1, H, W] classes too
+
+
+def test_new_dict_modality(hub):
+    mods = ["S2L2A", {"PLANET": 4}]
+    theirs, ours = _pair(modalities=mods)
+    _same_keys(theirs, ours)
+    # the new embedding is freshly initialised on both sides: give ours TerraTorch's values
+    ours.encoder_embeddings["PLANET"].load_state_dict(theirs.encoder_embeddings["PLANET"].state_dict())
+    gen = torch.Generator().manual_seed(3)
+    inputs = {"S2L2A": torch.randn(1, 12, 224, 224, generator=gen), "PLANET": torch.randn(1, 4, 224, 224, generator=gen)}
+    for method in ("mean", None):
+        theirs.merge_method = ours.merge_method = method
+        _run_both(theirs, ours, inputs)
+
+
+def test_bands_subset_and_reordering(hub):
+    bands = {"S2L2A": ["RED", "GREEN", "BLUE", "NIR_NARROW", "SWIR_1"], "S1GRD": ["VH", "VV"]}
+    theirs, ours = _pair(modalities=["S2L2A", "S1GRD"], bands=bands)
+    _same_keys(theirs, ours)
+    assert ours.encoder_embeddings["untok_sen2l2a@224"].proj.weight.shape == (192, 5 * 256)
+    _run_both(theirs, ours, {"S2L2A": torch.randn(1, 5, 224, 224), "S1GRD": torch.randn(1, 2, 224, 224)})
+
+
+def test_bands_unknown_band_keeps_pretrained_columns(hub):
+    bands = {"S2L1C": ["BLUE", "PANCHROMATIC", "RED", "THERMAL_1"]}
+    theirs, ours = _pair(modalities=["S2L1C"], bands=bands)
+    t = theirs.encoder_embeddings["untok_sen2l1c@224"].proj.weight.detach().reshape(192, 256, 4)
+    o = ours.encoder_embeddings["untok_sen2l1c@224"].proj.weight.detach().reshape(192, 256, 4)
+    assert torch.equal(o[..., [0, 2]], t[..., [0, 2]])  # known bands: the pretrained columns
+    # unknown bands are random on both sides; with TerraTorch's values the outputs agree
+    ours.encoder_embeddings["untok_sen2l1c@224"].proj.weight.data.copy_(t.reshape(192, -1))
+    _run_both(theirs, ours, {"S2L1C": torch.randn(1, 4, 224, 224)})
+
+
+def test_other_image_sizes(hub):
+    # img_size=256: the checkpoint's 14x14 position grids are skipped, fresh 16x16 sin-cos kept
+    theirs, ours = _pair(modalities=["S2L2A", "S1RTC"], img_size=256)
+    _same_keys(theirs, ours)
+    _run_both(theirs, ours, _inputs(ours, ["S2L2A", "S1RTC"], size=256))
+    # a 224 model on 320x256 inputs: bicubic interpolation of the position grid
+    theirs, ours = _pair(modalities=["S2L2A"])
+    gen = torch.Generator().manual_seed(5)
+    got = _run_both(theirs, ours, {"S2L2A": torch.randn(1, 12, 320, 256, generator=gen)})
+    assert got[-1].shape == (1, 320, 192)
+
+
+def test_coordinates_cannot_be_built_by_terratorch_here(hub):
+    with pytest.raises(Exception):
+        BACKBONE_REGISTRY.build("terramind_v1_tiny", pretrained=True, modalities=["S2L2A", "Coordinates"])
+
+
+def test_coordinates_token_ids_path(hub):
+    """S2L2A + Coordinates ids through TerraTorch's TerraMindViT (no coords tokenizer) and ours."""
+    from functools import partial
+
+    from terratorch.models.backbones.terramind.model.terramind_register import checkpoint_filter_fn
+    from terratorch.models.backbones.terramind.model.terramind_vit import TerraMindViT
+    from terratorch.models.backbones.terramind.model.tm_utils import LayerNorm
+
+    from terramind_backend import hub
+
+    theirs = TerraMindViT(modalities=["S2L2A", "Coordinates"], dim=192, encoder_depth=12, num_heads=3,
+                          norm_layer=partial(LayerNorm, eps=1e-6, bias=False), tokenizer_dict=None).eval()
+    theirs.load_state_dict(checkpoint_filter_fn(hub.official_state_dict("terramind_v1_tiny"), theirs), strict=True)
+    ours = build_backbone("tiny", modalities=["S2L2A", "Coordinates"], pretrained=True)
+    assert "coords" not in ours.tokenizer  # no coords tokenizer here: ids are embedded directly
+    # the fake checkpoint has no coords embedding: both sides random, so share TerraTorch's
+    ours.encoder_embeddings["coords"].load_state_dict(theirs.encoder_embeddings["coords"].state_dict())
+    assert [k for k in ours.state_dict()] == [k for k in theirs.state_dict()]
+    gen = torch.Generator().manual_seed(7)
+    inputs = {"S2L2A": torch.randn(2, 12, 224, 224, generator=gen),
+              "Coordinates": torch.randint(7, 30000, (2, 3), generator=gen)}
+    for method in ("mean", "dict", None):
+        theirs.merge_method = ours.merge_method = method
+        _run_both(theirs, ours, inputs)
+    with pytest.raises(ValueError, match="coords tokenizer"):
+        ours({"S2L2A": inputs["S2L2A"], "Coordinates": torch.tensor([[8.5, 47.4], [2.3, 48.9]])})
+
+
+def test_state_dict_keys_without_weights():
+    for kwargs in (dict(modalities=RAW), dict(modalities=["S2L2A"], merge_method="concat"),
+                   dict(modalities=["S1GRD", {"X": 5}]), dict(modalities=None), dict(modalities=["rgb"], img_size=128)):
+        theirs, ours = _pair(pretrained=False, **kwargs)
+        _same_keys(theirs, ours)
+        for key, value in theirs.state_dict().items():
+            assert ours.state_dict()[key].shape == value.shape, key
+
+
+@pytest.mark.slow
+def test_small_size(hub_small):
+    theirs, ours = _pair("small", modalities=["S2L2A", "S1GRD"])
+    _same_keys(theirs, ours)
+    got = _run_both(theirs, ours, _inputs(ours, ["S2L2A", "S1GRD"]))
+    assert got[-1].shape == (1, 196, 384)
