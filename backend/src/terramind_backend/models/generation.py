@@ -150,30 +150,18 @@ class TerraMindGeneration(nn.Module):
                  offset: Optional[Mapping[str, float]] = None, pretraining_mean: Optional[Mapping] = None,
                  pretraining_std: Optional[Mapping] = None, seed: Optional[int] = None, img_size: int = 224):
         super().__init__()
-        self.input_keys = _resolve_inputs(modalities)              # user name -> internal key
-        self.output_keys = _resolve_outputs(output_modalities)     # user name -> token key
-        clash = [n for n, k in self.output_keys.items() if k in self.input_keys.values()]
-        if clash:
-            raise ValueError(f"{clash} are both tokenized inputs and outputs; TerraMind would only copy them "
-                             f"(TerraTorch raises NotImplementedError). Drop them from output_modalities.")
-        outputs = list(self.output_keys)
-        self.decoding_steps = [int(s) for s in _per_output(decoding_steps, outputs, "decoding_steps")]
-        if any(s < 1 for s in self.decoding_steps):
-            raise ValueError(f"decoding_steps must be >= 1, got {decoding_steps}")
-        self.temps = [float(t) for t in _per_output(temps, outputs, "temps")]
-        if any(not math.isfinite(t) or t < 0 for t in self.temps):
-            raise ValueError(f"temps must be finite and >= 0 (0 = greedy), got {temps}")
-        if not 0.0 <= float(top_p) <= 1.0:
-            raise ValueError(f"top_p must lie in [0, 1] (0 disables nucleus filtering), got {top_p}")
-        if isinstance(top_k, bool) or not isinstance(top_k, (int, float)) or top_k < 0:
-            raise ValueError(f"top_k must be a count (int >= 0) or a vocabulary fraction (float), got {top_k!r}")
-        self.top_p, self.top_k = float(top_p), top_k
-        self.timesteps = _check_timesteps(timesteps)
+        settings = _settings(modalities, output_modalities, decoding_steps=decoding_steps, temps=temps,
+                             top_p=top_p, top_k=top_k, timesteps=timesteps, offset=offset,
+                             pretraining_mean=pretraining_mean, pretraining_std=pretraining_std)
+        self.input_keys = settings["input_keys"]     # user name -> internal key
+        self.output_keys = settings["output_keys"]   # user name -> token key
+        self.decoding_steps, self.temps = settings["decoding_steps"], settings["temps"]
+        self.top_p, self.top_k, self.timesteps = settings["top_p"], top_k, settings["timesteps"]
+        self.mean, self.std = settings["mean"], settings["std"]
         self.standardize = bool(standardize)
         self.seed = seed
         self.size = size
-        self.mean, self.std = _statistics(pretraining_mean, pretraining_std, offset,
-                                          list(self.input_keys.items()) + list(self.output_keys.items()))
+        outputs = list(self.output_keys)
 
         # Multi-step decoding feeds decoded tokens back through the encoder: it needs the outputs'
         # token encoder embeddings (present in the official checkpoints). Single-pass keeps TerraTorch's keys.
@@ -326,6 +314,32 @@ class TerraMindGeneration(nn.Module):
 
 
 # ---------------------------------------------------------------------- construction helpers
+def _settings(modalities, output_modalities, *, decoding_steps, temps, top_p, top_k, timesteps, offset,
+              pretraining_mean, pretraining_std) -> dict:
+    """Validated generation settings (cheap: runs before any tokenizer is built)."""
+    input_keys = _resolve_inputs(modalities)
+    output_keys = _resolve_outputs(output_modalities)
+    clash = [n for n, k in output_keys.items() if k in input_keys.values()]
+    if clash:
+        raise ValueError(f"{clash} are both tokenized inputs and outputs; TerraMind would only copy them "
+                         f"(TerraTorch raises NotImplementedError). Drop them from output_modalities.")
+    outputs = list(output_keys)
+    steps = [int(s) for s in _per_output(decoding_steps, outputs, "decoding_steps")]
+    if any(s < 1 for s in steps):
+        raise ValueError(f"decoding_steps must be >= 1, got {decoding_steps}")
+    temps = [float(t) for t in _per_output(temps, outputs, "temps")]
+    if any(not math.isfinite(t) or t < 0 for t in temps):
+        raise ValueError(f"temps must be finite and >= 0 (0 = greedy), got {temps}")
+    if not 0.0 <= float(top_p) <= 1.0:
+        raise ValueError(f"top_p must lie in [0, 1] (0 disables nucleus filtering), got {top_p}")
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, float)) or top_k < 0:
+        raise ValueError(f"top_k must be a count (int >= 0) or a vocabulary fraction (float), got {top_k!r}")
+    mean, std = _statistics(pretraining_mean, pretraining_std, offset,
+                            list(input_keys.items()) + list(output_keys.items()))
+    return dict(input_keys=input_keys, output_keys=output_keys, decoding_steps=steps, temps=temps,
+                top_p=float(top_p), timesteps=_check_timesteps(timesteps), mean=mean, std=std)
+
+
 def _check_timesteps(timesteps) -> int:
     if isinstance(timesteps, bool) or not isinstance(timesteps, int) or not 1 <= timesteps <= 1000:
         raise ValueError(f"timesteps (diffusion steps) must be an integer between 1 and 1000, got {timesteps!r}")
@@ -413,8 +427,11 @@ def build_generation(size: str, *, modalities=None, output_modalities=None, pret
                         f"accepted: modalities, output_modalities, {', '.join(sorted(allowed))}, pretrained, "
                         f"ckpt_path, img_size")
     transformer_config(size)  # validates the size early
-    input_keys = _resolve_inputs(modalities)
-    output_keys = _resolve_outputs(output_modalities)
+    defaults = dict(decoding_steps=1, temps=1.0, top_p=0.8, top_k=0, timesteps=50, offset=None,
+                    pretraining_mean=None, pretraining_std=None)
+    checked = _settings(modalities, output_modalities,
+                        **{k: kwargs.get(k, v) for k, v in defaults.items()})
+    input_keys, output_keys = checked["input_keys"], checked["output_keys"]
 
     from .tokenizers import build_tokenizer
 
