@@ -124,7 +124,7 @@ class OutputWriter:
         cog = _temp_path(self.spec.path, "cog.tif")
         resampling = "NEAREST" if self.spec.kind == "classes" else "AVERAGE"
         rio_copy(self._tmp, cog, driver="COG", compress="DEFLATE", resampling=resampling,
-                 overview_resampling=resampling, BIGTIFF="IF_SAFER")
+                 overview_resampling=resampling, BIGTIFF="IF_SAFER", blocksize=cog_blocksize(self.spec))
         os.remove(self._tmp)
         self._tmp = cog
         if self.spec.class_names:
@@ -160,6 +160,17 @@ class OutputWriter:
             if path and os.path.exists(path):
                 os.remove(path)
         self._tmp, self._extra = None, []
+
+
+def cog_blocksize(spec: OutputSpec, budget: int = 16 * 2**20) -> int:
+    """COG tiles are pixel-interleaved: one tile holds every band, and GDAL keeps whole tiles in
+    memory while converting. 512 px tiles of 192 float32 embedding bands are 200 MB each, so the
+    tile shrinks until one tile of all bands fits ``budget``."""
+    itemsize = 1 if spec.dtype == "uint8" else 2 if spec.dtype == "uint16" else 4
+    size = 512
+    while size > 64 and size * size * spec.count * itemsize > budget:
+        size //= 2
+    return size
 
 
 def style_path(path: str) -> str:
