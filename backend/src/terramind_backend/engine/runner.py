@@ -67,13 +67,6 @@ class ModelCache:
                 self._models[key] = loader()
             return self._models[key]
 
-    def get_or_load(self, key: tuple, loader: Callable[[], object]):
-        """Something not built by name (a fine-tuned segmentation checkpoint), cached under ``key``."""
-        with self._lock:
-            if key not in self._models:
-                self._models[key] = loader()
-            return self._models[key]
-
     def __len__(self) -> int:
         return len(self._models)
 
