@@ -25,8 +25,10 @@ PROTOCOL_VERSION = 1
 POLL_S = 0.1                # how often a blocked call looks at is_cancelled()
 CANCEL_GRACE_S = 5.0        # a cancelled job that has not ended by then gets its process killed
 STDERR_TAIL_CHARS = 3000
+BACKEND_NICE = 5            # POSIX niceness of the backend process (CPU jobs yield to the GUI)
 
 EventCallback = Callable[[Dict[str, Any]], None]
+_SETTINGS_VARIABLES = ("HF_HUB_CACHE", "HF_HOME", "HF_HUB_OFFLINE", "HF_TOKEN")
 
 
 class BackendError(RuntimeError):
@@ -66,7 +68,11 @@ class _Process:
 
     def __init__(self, command: Sequence[str], env: Dict[str, str]):
         self.stderr_file = tempfile.TemporaryFile(prefix="terramind-backend-", suffix=".log")
-        flags = 0x08000000 if sys.platform == "win32" else 0  # CREATE_NO_WINDOW: no console pops up
+        # Windows: CREATE_NO_WINDOW (no console pops up) | BELOW_NORMAL_PRIORITY_CLASS; elsewhere the
+        # backend lowers its own priority from TERRAMIND_NICE, so the QGIS interface stays fluid.
+        flags = 0x08000000 | 0x00004000 if sys.platform == "win32" else 0
+        env = dict(env)
+        env.setdefault("TERRAMIND_NICE", str(BACKEND_NICE))
         try:
             self.popen = subprocess.Popen(list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                           stderr=self.stderr_file, env=env, cwd=tempfile.gettempdir(),
@@ -196,6 +202,11 @@ class BackendClient:
 
         settings = settings or Settings()
         return cls(settings.resolve_interpreter(), settings.backend_environment())
+
+    def fingerprint(self) -> tuple:
+        """What makes two clients interchangeable: the command and the settings-derived variables
+        (the rest of the environment, e.g. PYTEST_CURRENT_TEST or a changed PATH, does not count)."""
+        return (tuple(self.command or ()),) + tuple(self.env.get(k) for k in _SETTINGS_VARIABLES)
 
     # -- process management ---------------------------------------------------------------
     @property
@@ -381,15 +392,15 @@ _client_lock = threading.Lock()
 
 def get_client(settings=None) -> BackendClient:
     """The shared warm client. Settings are read on each call (call it on the main thread: the
-    HF token comes from the auth manager); a changed interpreter or environment retires the old
-    process once it is idle and returns a new client."""
+    HF token comes from the auth manager); a changed interpreter, cache, offline mode or token
+    retires the old process once it is idle and returns a new client."""
     global _client
     if _client is not None and not _on_main_thread():
         return _client  # reading settings (auth manager) off the main thread could prompt from a worker
     fresh = BackendClient.from_settings(settings)
     with _client_lock:
         current = _client
-        if current is not None and current.command == fresh.command and current.env == fresh.env:
+        if current is not None and current.fingerprint() == fresh.fingerprint():
             return current
         _client = fresh
     if current is not None:

@@ -42,12 +42,20 @@ def add_output_layers(result: Dict, group_name: str, project: Optional[QgsProjec
     """Load every output of a job result into ``project`` under a new top group ``group_name``.
 
     Returns the layers added, in output order. An output that cannot be opened is reported in
-    the TerraMind log and skipped; the others are still added.
+    the TerraMind log and skipped; the others are still added. Main thread only; a task can do
+    the slow part (``load_output_layers``) in its worker thread and call ``add_layers`` after.
     """
-    project = project or QgsProject.instance()
-    outputs = list(result.get("outputs") or [])
+    return add_layers(load_output_layers(result), group_name, project)
+
+
+def load_output_layers(result: Dict) -> List[QgsRasterLayer]:
+    """Open and style the outputs (any thread: the first GDAL open can take tens of ms). Layers
+    made off the main thread are handed over to it, so the project can take them."""
+    from qgis.PyQt.QtCore import QCoreApplication, QThread
+
+    app = QCoreApplication.instance()
     layers: List[QgsRasterLayer] = []
-    for output in outputs:
+    for output in result.get("outputs") or []:
         path = output.get("path", "")
         name = output.get("name") or os.path.splitext(os.path.basename(path))[0]
         layer = QgsRasterLayer(path, name, "gdal")
@@ -55,7 +63,17 @@ def add_output_layers(result: Dict, group_name: str, project: Optional[QgsProjec
             QgsMessageLog.logMessage(f"Could not open output {name}: {path}", LOG_TAG, Qgis.Warning)
             continue
         apply_style(layer, output)
+        if app is not None and QThread.currentThread() != app.thread():
+            layer.moveToThread(app.thread())
         layers.append(layer)
+    return layers
+
+
+def add_layers(layers: List[QgsRasterLayer], group_name: str,
+               project: Optional[QgsProject] = None) -> List[QgsRasterLayer]:
+    """Add ready layers to ``project`` under a new top group (main thread)."""
+    project = project or QgsProject.instance()
+    layers = [layer for layer in layers if layer.isValid()]
     if not layers:
         return layers
     group = project.layerTreeRoot().insertGroup(0, group_name)

@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional
 from qgis.core import Qgis, QgsProject, QgsTask
 
 from .client import BackendCancelled, BackendClient, BackendError, get_client
-from .layers import add_output_layers
+from .layers import add_layers, load_output_layers
 from .log import log
 
 # Share of the progress bar per backend stage (start %, end %); the model weights download first.
@@ -70,7 +70,12 @@ class TerraMindTask(QgsTask):
         except Exception as exc:  # never let an exception escape into the task manager
             self.outcome = Failed("runtime", f"{type(exc).__name__}: {exc}")
             return False
-        self.outcome = Done(result)
+        try:  # opening and styling the rasters here keeps the GUI thread free in finished()
+            layers = load_output_layers(result)
+        except Exception as exc:
+            self.outcome = Failed("runtime", f"The job ran, but its outputs could not be opened: {exc}")
+            return False
+        self.outcome = Done(result, layers)
         return True
 
     def _on_event(self, event: Dict[str, Any]) -> None:
@@ -95,7 +100,7 @@ class TerraMindTask(QgsTask):
             outcome = self.outcome = Cancelled("Job cancelled before it started.")
         if isinstance(outcome, Done):
             try:
-                outcome.layers = add_output_layers(outcome.result, self.group_name, self.project)
+                outcome.layers = add_layers(outcome.layers, self.group_name, self.project)
             except Exception as exc:
                 outcome = self.outcome = Failed("runtime", f"The job ran, but its outputs could not be added: {exc}")
         self._report(outcome)

@@ -52,6 +52,9 @@ def test_hello_starts_a_clean_backend(client, fake_hub):
     for gone in ("PYTHONPATH", "PROJ_LIB", "GDAL_DRIVER_PATH"):
         assert gone not in env
     assert env["HF_HUB_CACHE"] == str(fake_hub) and env["HF_HUB_OFFLINE"] == "1"
+    # runs below the desktop's CPU priority (field 19 of /proc/<pid>/stat is the nice value)
+    stat = Path(f"/proc/{client.pid}/stat").read_text()
+    assert int(stat.rsplit(")", 1)[1].split()[16]) == client_mod.BACKEND_NICE
 
 
 def test_requests_reuse_the_warm_process(client):

@@ -32,9 +32,24 @@ def _protocol_streams():
     return requests, events
 
 
+def _lower_priority() -> None:
+    """TERRAMIND_NICE=N (set by the plugin): run below the desktop's priority, so a CPU job cannot
+    make QGIS's interface stutter. Done first, before torch starts its threads (they inherit it)."""
+    try:
+        nice = int(os.environ.get("TERRAMIND_NICE", "0"))
+    except ValueError:
+        return
+    if nice > 0 and hasattr(os, "nice"):
+        try:
+            os.nice(nice)
+        except OSError:
+            pass
+
+
 def run(args) -> int:
     from ..protocol.server import JobLogHandler, Server
 
+    _lower_priority()
     requests, events = _protocol_streams()
     logging.basicConfig(stream=sys.stderr, level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
