@@ -151,7 +151,8 @@ class TerraMind(nn.Module):
         pad = mask.unsqueeze(-1)
         tokens, emb = tokens.masked_fill(pad, 0.0), emb.masked_fill(pad, 0.0)
         mod_mask = mod_mask.masked_fill(mask, -1)
-        return EncoderInput(tokens, emb, mask.unsqueeze(1), mod_mask)
+        # every row may be full after the cut (same valid count everywhere): then no mask is needed
+        return EncoderInput(tokens, emb, mask.unsqueeze(1) if bool(mask.any()) else None, mod_mask)
 
     def forward_encoder(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         for block in self.encoder:
