@@ -12,7 +12,7 @@ import torch
 
 from .ddim import DDIMSampler
 from .fsq import FiniteScalarQuantizer
-from .tokenizer import DiVAE, ImageTokenizer, VQVAE
+from .tokenizer import DiVAE, ImageTokenizer, VQVAE, resolve_precision
 from .unet import PatchedUNet
 from .vit import ViTDecoder, ViTEncoder
 
@@ -65,17 +65,25 @@ def build_tokenizer(name: str, pretrained: bool = False, ckpt_path: Optional[str
         pretrained: load the official weights through the Hugging Face cache (``hub.official_state_dict``).
         ckpt_path: load this local checkpoint instead (same key layout); takes precedence over ``pretrained``.
         download_progress: ``callable(done_bytes, total_bytes | None, label)`` for the download.
-        kwargs: TerraTorch registry arguments. ``image_size`` (default 256) sizes the stored position grid;
-            the architecture arguments TerraTorch's registry passes are accepted when they match.
+        kwargs: ``precision`` (DiVAE UNet arithmetic: ``fp32`` default, ``bf16``, ``auto``; see DiVAE), and
+            TerraTorch registry arguments: ``image_size`` (default 256) sizes the stored position grid; the
+            architecture arguments TerraTorch's registry passes are accepted when they match.
     Weights load strictly: a missing or unexpected key raises.
     """
     spec = tokenizer_spec(name)
     image_size = int(kwargs.pop("image_size", 256))
+    precision = kwargs.pop("precision", "fp32")
+    resolve_precision(precision, torch.device("cpu"))  # validate early
     _check_fixed_kwargs(spec, kwargs)
+    model = _build(spec, image_size, pretrained, ckpt_path, download_progress)
+    if isinstance(model, DiVAE):
+        model.precision = precision
+    return model.eval()
 
+
+def _build(spec: TokenizerSpec, image_size: int, pretrained: bool, ckpt_path, download_progress) -> ImageTokenizer:
     if ckpt_path is None and not pretrained:
-        model = spec.kind(spec.registry_name, spec.channels, spec.levels, image_size=image_size)
-        return model.eval()
+        return spec.kind(spec.registry_name, spec.channels, spec.levels, image_size=image_size)
 
     from ... import hub
 
@@ -92,19 +100,24 @@ def build_tokenizer(name: str, pretrained: bool = False, ckpt_path: Optional[str
         model.load_state_dict(_float_state(state), strict=True, assign=True)
     except RuntimeError as exc:
         raise RuntimeError(f"The checkpoint does not match the {spec.registry_name} architecture: {exc}") from None
-    return model.eval()
+    return model
 
 
 # Architecture arguments TerraTorch's registry functions pass; anything else is a typo or unsupported.
-_FIXED = {"n_channels": "channels", "codebook_size": "levels"}
-_IGNORED = {"encoder_type", "decoder_type", "enc_type", "dec_type", "prediction_type", "post_mlp", "patch_size",
-            "patch_size_dec", "quant_type", "latent_dim", "clip_sample", "variant", "model_type"}
+_DIVAE_ONLY = {"decoder_type": "unet_patched", "dec_type": "unet_patched", "patch_size_dec": 4,
+               "prediction_type": "sample", "clip_sample": True}
 
 
 def _check_fixed_kwargs(spec: TokenizerSpec, kwargs: dict) -> None:
+    fixed = {"n_channels": spec.channels, "codebook_size": spec.levels, "latent_dim": 5, "patch_size": 16,
+             "post_mlp": True, "quant_type": "fsq", "encoder_type": "vit_b_enc", "enc_type": "vit_b_enc",
+             "variant": spec.registry_name, "model_type": "divae" if spec.kind is DiVAE else "vqvae"}
+    if spec.kind is DiVAE:
+        fixed.update(_DIVAE_ONLY)
+    else:
+        fixed.update(decoder_type="vit_b_dec", dec_type="vit_b_dec", prediction_type="sample")
     for key, value in kwargs.items():
-        if key in _FIXED:
-            if value != getattr(spec, _FIXED[key]):
-                raise ValueError(f"{spec.registry_name}: {key}={value!r} is fixed to {getattr(spec, _FIXED[key])!r}")
-        elif key not in _IGNORED:
+        if key not in fixed:
             raise TypeError(f"build_tokenizer({spec.key!r}) got an unexpected keyword argument {key!r}")
+        if value != fixed[key]:
+            raise ValueError(f"{spec.registry_name}: {key}={value!r} is not supported (fixed to {fixed[key]!r})")
