@@ -1,0 +1,76 @@
+"""The settings dialog on real QGIS: values to QgsSettings, the token to the auth manager, doctor report."""
+from pathlib import Path
+
+import pytest
+from qgis.core import QgsApplication, QgsSettings
+
+from terramind_qgis.settings import Settings, Tiling
+from terramind_qgis.settings_dialog import TOKEN_STORED, SettingsDialog
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def settings(qgis_app):
+    qs = QgsSettings()
+    qs.remove("terramind")
+    manager = QgsApplication.authManager()
+    if not manager.masterPasswordIsSet():
+        assert manager.setMasterPassword("terramind-test-master", True)
+    yield Settings(qs)
+    Settings(qs).set_hf_token(None)
+    qs.remove("terramind")
+
+
+def test_dialog_saves_values_and_keeps_the_token_out_of_settings(settings, qtbot):
+    dialog = SettingsDialog(settings=settings)
+    qtbot.addWidget(dialog)
+    assert dialog.token.text() == "" and dialog.device.currentText() == "auto"
+    dialog.interpreter.setText(str(REPO / ".venv-backend" / "bin" / "python"))
+    dialog.device.setCurrentText("cpu")
+    dialog.cache_dir.setText("/data/hf-cache")
+    dialog.offline.setChecked(True)
+    dialog.window.setValue(256)
+    dialog.overlap.setValue(48)
+    dialog.batch.setValue(2)
+    dialog.token.setText("hf_DialogSecret42")
+    dialog.accept()
+    again = Settings(QgsSettings())
+    assert (again.device, again.cache_dir, again.offline, again.tiling) == ("cpu", "/data/hf-cache", True,
+                                                                          Tiling(256, 48, 2))
+    assert again.hf_token() == "hf_DialogSecret42"
+    qs = QgsSettings()
+    assert not any("hf_DialogSecret42" in str(qs.value(k)) for k in qs.allKeys())
+    reopened = SettingsDialog(settings=again)
+    qtbot.addWidget(reopened)
+    assert reopened.token.text() == "" and reopened.token.placeholderText() == TOKEN_STORED
+
+
+def test_invalid_tiling_is_not_saved(settings, qtbot):
+    dialog = SettingsDialog(settings=settings)
+    qtbot.addWidget(dialog)
+    dialog.window.setValue(64)
+    dialog.overlap.setValue(64)
+    dialog.accept()
+    assert "Not saved" in dialog.report.toPlainText()
+    assert Settings(QgsSettings()).tiling == Tiling()
+
+
+def test_check_backend_shows_the_doctor_report(settings, qtbot, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    settings.backend_python = str(REPO / ".venv-backend" / "bin" / "python")
+    dialog = SettingsDialog(settings=settings)
+    qtbot.addWidget(dialog)
+    dialog.check_backend()
+    qtbot.waitUntil(lambda: dialog.check_button.isEnabled(), timeout=120_000)
+    text = dialog.report.toPlainText()
+    assert "torch 2." in text and "Device: CPU only" in text and "Cached weights" in text, text
+
+
+def test_check_backend_reports_a_broken_interpreter(settings, qtbot, tmp_path):
+    settings.backend_python = str(tmp_path / "missing-python")
+    dialog = SettingsDialog(settings=settings)
+    qtbot.addWidget(dialog)
+    dialog.check_backend()
+    qtbot.waitUntil(lambda: dialog.check_button.isEnabled(), timeout=30_000)
+    assert "The backend check failed" in dialog.report.toPlainText()
