@@ -37,6 +37,9 @@ class TerraMindPlugin:
         self._add_action("Settings and backend…", self.show_settings, icon="settings.svg")
 
     def unload(self):
+        from .client import shutdown_client
+
+        shutdown_client()  # the warm backend process ends with the plugin
         if self.provider is not None:
             from qgis.core import QgsApplication
 
