@@ -176,6 +176,7 @@ def run_job(spec, *, emit: Optional[Emit] = None, cancel: Optional[threading.Eve
                 emit(_progress(done, total, eta, f"{done}/{total} windows"))
             if cancel.is_set():
                 raise JobCancelled()
+            emit({"event": "log", "level": "info", "message": "Writing Cloud Optimized GeoTIFFs"})
             for _, acc, _ in strips:
                 acc.close()
             for w in writers:
