@@ -221,3 +221,40 @@ def test_end_of_input_ends_the_server(server):
     pipe.close()
     thread.join(5)
     assert not thread.is_alive() and done["rc"] == 0
+
+
+def test_warnings_and_log_records_in_the_job_become_log_events():
+    import logging
+    import warnings
+
+    from terramind_backend.protocol.server import JobLogHandler
+
+    class WarningEngine(ScriptedEngine):
+        def run_job(self, spec, *, emit, cancel, models):
+            logging.getLogger("rasterio._env").warning("CPLE_AppDefined: TIFFReadDirectory odd tag")
+            warnings.warn("S1RTC is resampled from 20 m to 10 m", UserWarning)
+            logging.getLogger("terramind_backend.engine").info("below the forwarding level")
+            return super().run_job(spec, emit=emit, cancel=cancel, models=models)
+
+    pipe, events = Pipe(), Events()
+    srv = Server(pipe, events, engine=WarningEngine())
+    handler = JobLogHandler(srv)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    logging.captureWarnings(True)
+    thread = threading.Thread(target=srv.serve, daemon=True)
+    thread.start()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            pipe.send({"op": "run", "id": "w", "spec": {"tiles": 1}})
+            _, seen = events.until(lambda e: e["event"] == "result")
+    finally:
+        logging.captureWarnings(False)
+        root.removeHandler(handler)
+        pipe.close()
+        thread.join(5)
+    logs = [(e["level"], e["message"]) for e in seen if e["event"] == "log"]
+    assert ("warning", "CPLE_AppDefined: TIFFReadDirectory odd tag") in logs
+    assert any(level == "warning" and "resampled from 20 m" in message for level, message in logs)
+    assert not any("below the forwarding level" in message for _, message in logs)
