@@ -169,7 +169,7 @@ class DiVAE(ImageTokenizer):
         if codes.dim() != 4 or codes.shape[1] != self.latent_dim:
             raise ValueError(f"{self.name}: expected codes [B, {self.latent_dim}, h, w], got {tuple(codes.shape)}")
         height, width = self._decode_size(codes, image_size)
-        codes = codes.to(self.device, torch.float32)
+        codes = codes.to(self.device, torch.float32).contiguous()
         if noise is None:
             x = self.initial_noise(codes.shape[0], height, width, generator)
         else:
@@ -227,7 +227,7 @@ class VQVAE(ImageTokenizer):
         """FSQ codes ``[B, 5, h, w]`` -> class logits ``[B, 10, 16h, 16w]``. Diffusion arguments are ignored."""
         if codes.dim() != 4 or codes.shape[1] != self.latent_dim:
             raise ValueError(f"{self.name}: expected codes [B, {self.latent_dim}, h, w], got {tuple(codes.shape)}")
-        return self.decoder(self.post_quant_proj(codes.to(self.device, torch.float32)))
+        return self.decoder(self.post_quant_proj(codes.to(self.device, torch.float32).contiguous()))
 
     def forward(self, x: torch.Tensor, **_ignored) -> Tuple[torch.Tensor, torch.Tensor]:
         """Full reconstruction: ``(logits [B, 10, H, W], code loss [1])`` like TerraTorch."""

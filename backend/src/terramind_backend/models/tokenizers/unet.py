@@ -39,6 +39,20 @@ def _norm_silu(norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
     return F.silu(F.group_norm(x, norm.num_groups, norm.weight, norm.bias, norm.eps), inplace=True)
 
 
+def patchify(x: torch.Tensor, patch: int = PATCH) -> torch.Tensor:
+    """``[B, C, H, W]`` -> ``[B, C*p*p, H/p, W/p]`` with channel order (c, ph, pw), c slowest."""
+    b, c, h, w = x.shape
+    x = x.reshape(b, c, h // patch, patch, w // patch, patch).permute(0, 1, 3, 5, 2, 4)
+    return x.reshape(b, c * patch * patch, h // patch, w // patch)
+
+
+def unpatchify(x: torch.Tensor, channels: int, patch: int = PATCH) -> torch.Tensor:
+    """Inverse of ``patchify``."""
+    b, _, nh, nw = x.shape
+    x = x.reshape(b, channels, patch, patch, nh, nw).permute(0, 1, 4, 2, 5, 3)
+    return x.reshape(b, channels, nh * patch, nw * patch)
+
+
 class ResBlock(nn.Module):
     """GN-SiLU-Conv, add the projected timestep embedding, GN-SiLU-(Dropout)-Conv, plus a (1x1) skip."""
 
@@ -162,8 +176,8 @@ class PatchedUNet(nn.Module):
             raise ValueError(f"The diffusion decoder needs image sides that are multiples of "
                              f"{PATCH << DOWNSAMPLINGS}, got {height}x{width}")
         nh, nw = height // PATCH, width // PATCH
-        # Patchify with channel order (c, ph, pw) and append the nearest-upsampled condition.
-        x = sample.reshape(b, c, nh, PATCH, nw, PATCH).permute(0, 1, 3, 5, 2, 4).reshape(b, c * PATCH * PATCH, nh, nw)
+        # Fold 4x4 patches into channels and append the nearest-upsampled condition.
+        x = patchify(sample)
         x = torch.cat([x, F.interpolate(codes.to(x.dtype), size=(nh, nw), mode="nearest")], dim=1)
 
         t = torch.as_tensor(timestep, device=sample.device).reshape(-1)
@@ -176,7 +190,4 @@ class PatchedUNet(nn.Module):
         x = self.middle_block(x, emb)
         for stage in self.output_blocks:
             x = stage(torch.cat([x, skips.pop()], dim=1), emb)
-        x = self.out[2](_norm_silu(self.out[0], x))
-
-        x = x.reshape(b, c, PATCH, PATCH, nh, nw).permute(0, 1, 4, 2, 5, 3)
-        return x.reshape(b, c, height, width)
+        return unpatchify(self.out[2](_norm_silu(self.out[0], x)), c)
