@@ -4,8 +4,9 @@
 
 - ``modalities``: list of names (``"S2L2A"``, ``"s1grd"``, ``"LULC"``, ``"Coordinates"`` ...; rules in
   ``modalities.resolve_input_modality``) and/or dicts ``{"NAME": n_channels}`` for new raw modalities
-  (a fresh patch embedding; an ``nn.Module`` value is used as the embedding). None/[] = one new
-  modality ``"image"`` with ``in_chans`` channels.
+  (a fresh patch embedding; an ``nn.Module`` value is used as the embedding and must return
+  ``(x, emb)`` or TerraTorch's ``{"x", "emb"}`` dict). None/[] = one new modality ``"image"`` with
+  ``in_chans`` channels.
 - ``merge_method``: "mean" (default), "max", "concat", "dict" or None (see ``TerraMindViT.forward``).
 - ``bands``: {modality name: [band names]} re-slices raw patch embeddings (``loading.select_band_weights``).
 - ``img_size`` (multiple of 16; default 224), ``patch_size`` (new modalities), ``in_chans``.
@@ -22,10 +23,16 @@ Coordinates ``[B, 2]`` (lon, lat) need the coords tokenizer (HF ``tokenizers`` p
 
 Forward: ``model(x)`` (first modality), ``model({"S2L2A": x, ...})`` or ``model(S2L2A=x, ...)`` returns
 one tensor per encoder block, ``[B, tokens, D]``; only the last one is passed through ``encoder_norm``.
+
+Deliberate differences from TerraTorch (inputs it handles badly): an input name that is not one of the
+model's modalities raises instead of being dropped with a warning; the caller's dict is never
+modified; ``model(S1GRD=x)`` without the first modality works; ``qk_norm=True`` is refused (no
+checkpoint has those weights); the model is returned in eval mode; ``missing_mod_token`` (concat) is
+initialised N(0, 0.02) instead of left uninitialised.
 """
 from __future__ import annotations
 
-import math
+import logging
 from typing import Dict, List, Mapping, Optional, Union
 
 import torch
@@ -34,8 +41,9 @@ from torch import nn
 from .embeddings import ImageEncoderEmbedding, ImageTokenEncoderEmbedding, encoder_embedding_for
 from .encdec import transformer_config
 from .layers import Block, LayerNorm, init_weights_mae
-from .modalities import (MODALITY_INFO, PRETRAINED_BANDS, UnknownModalityError, known_input_names,
-                         resolve_input_modality)
+from .modalities import MODALITY_INFO, PRETRAINED_BANDS, resolve_input_modality
+
+log = logging.getLogger("terramind_backend.models")
 
 __all__ = ["TerraMindViT", "build_backbone", "build_modality_embeddings", "MERGE_METHODS"]
 
@@ -138,7 +146,10 @@ class TerraMindViT(nn.Module):
                              "Tokenizer-Coords config.json); or pass integer token ids [B, L]")
         elif isinstance(emb, ImageTokenEncoderEmbedding) and torch.is_floating_point(value):
             raise ValueError(f"{name!r} expects integer token ids; this model has no tokenizer for {key}")
-        return emb(value)
+        out = emb(value)
+        if isinstance(out, Mapping):  # a user embedding module written for TerraTorch ({'x', 'emb'})
+            return out["x"], out["emb"]
+        return out
 
     # ---------------------------------------------------------------- forward
     def forward(self, d: Union[torch.Tensor, Mapping[str, torch.Tensor], None] = None, **kwargs) -> List:
@@ -201,7 +212,8 @@ def _coords_tokenizer(pretrained: bool, progress=None):
     try:
         from .tokenizers import build_tokenizer
         return build_tokenizer("coords", pretrained=pretrained, download_progress=progress)
-    except (ImportError, ValueError, TypeError):
+    except (ImportError, ValueError, TypeError) as exc:
+        log.warning("No coords tokenizer (%s): Coordinates must be given as integer token ids [B, L]", exc)
         return None
 
 
