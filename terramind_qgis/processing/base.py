@@ -249,7 +249,10 @@ class TerraMindAlgorithm(QgsProcessingAlgorithm):
     def temporary_destination(self, name, label, context) -> str:
         """A temporary GeoTIFF for an output without a destination; loaded like a temporary output."""
         path = QgsProcessingUtils.generateTempFilename(f"{name.lower()}.tif")
-        if context.project() is not None:
+        # Inside a graphical model only the model's own outputs are loaded; the model algorithm adds
+        # its "Model" scope to the context, which is how a child can tell.
+        in_model = any(scope.name() == "Model" for scope in context.expressionContext().scopes())
+        if context.project() is not None and not in_model:
             details = QgsProcessingContext.LayerDetails(label, context.project(), name)
             context.addLayerToLoadOnCompletion(path, details)
         return path

@@ -188,6 +188,7 @@ def test_toolbox_run_loads_a_temporary_output_with_its_style(backend, provider, 
 
 def test_graphical_model_runs_generate_and_feeds_its_output_on(backend, provider, tmp_path):
     import processing
+    from processing.tools import dataobjects
     from qgis.core import (QgsProcessingModelAlgorithm, QgsProcessingModelChildAlgorithm,
                            QgsProcessingModelChildParameterSource as Source, QgsProcessingModelOutput,
                            QgsProcessingModelParameter, QgsProcessingParameterRasterLayer)
@@ -202,7 +203,7 @@ def test_graphical_model_runs_generate_and_feeds_its_output_on(backend, provider
     for definition in generate.algorithm().parameterDefinitions():
         if definition.defaultValue() is not None and not definition.isDestination():
             generate.addParameterSources(definition.name(), [Source.fromStaticValue(definition.defaultValue())])
-    for name, value in FAST.items():
+    for name, value in {**FAST, "OUTPUTS": [4, 5]}.items():  # NDVI only as an intermediate result
         generate.addParameterSources(name, [Source.fromStaticValue(value)])
     lulc = QgsProcessingModelOutput("lulc", "LULC")
     lulc.setChildId("generate")
@@ -222,10 +223,13 @@ def test_graphical_model_runs_generate_and_feeds_its_output_on(backend, provider
     assert model.validate()[0], model.validate()[1]
 
     out, html = tmp_path / "model_lulc.tif", tmp_path / "stats.html"
+    context = dataobjects.createContext(RecordingFeedback.create())
     results = processing.run(model, {"s2": str(sample("S2L2A", PLACES[3])), "generate:lulc": str(out),
-                                     "stats:report": str(html)})
+                                     "stats:report": str(html)}, context=context)
     assert Path(results["generate:lulc"]) == out and out.exists()
     assert str(out) in html.read_text() or out.name in html.read_text()  # statistics ran on our output
+    ndvi = results["CHILD_RESULTS"]["generate"]["OUTPUT_NDVI"]
+    assert os.path.exists(ndvi) and ndvi not in context.layersToLoadOnCompletion()  # not a model output
 
 
 def test_cancel_through_feedback_stops_the_job_and_writes_nothing(backend, provider, tmp_path):
