@@ -39,7 +39,8 @@ MODEL_SIZES = ("tiny", "small", "base", "large")
 PATCH = 16  # TerraMind's patch size: tiles and their overlap are counted in patches
 DEFAULT_MODEL_SIZE = "base"
 
-# Raw input modalities in the order the toolbox shows them, with what a user recognises.
+# Input modalities in the order the toolbox shows them, with what a user recognises. LULC and NDVI
+# go through their tokenizers (e.g. generate Sentinel-2 from a land-cover map).
 INPUT_MODALITIES = (
     ("S2L2A", "Sentinel-2 L2A (12 bands: B1–B12 without B10)"),
     ("S2L1C", "Sentinel-2 L1C (13 bands: B1–B12)"),
@@ -47,6 +48,8 @@ INPUT_MODALITIES = (
     ("S1GRD", "Sentinel-1 GRD (2 bands: VV, VH)"),
     ("S1RTC", "Sentinel-1 RTC (2 bands: VV, VH)"),
     ("DEM", "DEM (1 band, metres)"),
+    ("LULC", "Land cover (1 band, ESRI LULC classes)"),
+    ("NDVI", "NDVI (1 band, -1…1)"),
 )
 # Modalities a tokenizer exists for: generation targets, TiM modalities and reconstruct.
 TOKENIZED_MODALITIES = ("S2L2A", "S1GRD", "S1RTC", "DEM", "LULC", "NDVI")
@@ -108,6 +111,9 @@ class TerraMindAlgorithm(QgsProcessingAlgorithm):
             self.addParameter(QgsProcessingParameterRasterLayer(key, self.tr(f"{label} input"), optional=True))
         self._advanced(QgsProcessingParameterString(
             "BANDS", self.tr("Band mapping (e.g. S2L2A=1,2,3,4,5,6,7,8,9,10,11,12; S1GRD=1,2)"),
+            optional=True))
+        self._advanced(QgsProcessingParameterString(
+            "SCALE", self.tr("Value scaling, value = raw × SCALE + OFFSET (e.g. S2L2A=10000 for 0–1 reflectance)"),
             optional=True))
 
     def add_model_parameter(self):
@@ -189,15 +195,17 @@ class TerraMindAlgorithm(QgsProcessingAlgorithm):
     def raster_inputs(self, parameters, context, modalities=INPUT_MODALITIES) -> dict:
         """JobSpec inputs for every modality parameter that has a layer, in the toolbox's order."""
         band_maps = parse_band_mapping(self.parameterAsString(parameters, "BANDS", context))
+        scalings = parse_scaling(self.parameterAsString(parameters, "SCALE", context))
         inputs = {}
         for key, _ in modalities:
             layer = self.parameterAsRasterLayer(parameters, key, context)
             if layer is None:
                 continue
-            inputs[key] = input_spec(key, layer, band_maps.pop(key, None))
-        if band_maps:
-            raise QgsProcessingException(self.tr(
-                f"Band mapping given for {', '.join(sorted(band_maps))} but no input layer was chosen for it."))
+            inputs[key] = input_spec(key, layer, band_maps.pop(key, None), scalings.pop(key, None))
+        for what, left in (("Band mapping", band_maps), ("Value scaling", scalings)):
+            if left:
+                raise QgsProcessingException(self.tr(
+                    f"{what} given for {', '.join(sorted(left))} but no input layer was chosen for it."))
         return inputs
 
     def first_input_crs(self, parameters, context):
@@ -390,28 +398,50 @@ def tiling_problem(window: int, overlap: int, per_patch: bool) -> str:
     return ""
 
 
-def parse_band_mapping(text: str) -> dict:
-    """``"S2L2A=1,2,3; S1GRD=2,1"`` -> ``{"S2L2A": [1, 2, 3], "S1GRD": [2, 1]}`` (1-based band indexes)."""
-    mapping = {}
+def _per_modality(text: str, what: str, example: str) -> dict:
+    """``"A=1,2; B=3"`` -> ``{"A": ["1", "2"], "B": ["3"]}``; ``what``/``example`` word the errors."""
+    values = {}
     for part in (text or "").replace("\n", ";").split(";"):
         part = part.strip()
         if not part:
             continue
-        key, sep, bands = part.partition("=")
+        key, sep, raw = part.partition("=")
         key = key.strip().upper()
         if not sep or not key:
-            raise QgsProcessingException(
-                f"Band mapping '{part}' should look like MODALITY=1,2,3 (e.g. S2L2A=1,2,3,4,5,6,7,8,9,10,11,12).")
+            raise QgsProcessingException(f"{what} '{part}' should look like {example}.")
+        if key in values:
+            raise QgsProcessingException(f"{what} for {key} is given twice.")
+        values[key] = [v for v in raw.replace(" ", "").split(",") if v]
+    return values
+
+
+def parse_band_mapping(text: str) -> dict:
+    """``"S2L2A=1,2,3; S1GRD=2,1"`` -> ``{"S2L2A": [1, 2, 3], "S1GRD": [2, 1]}`` (1-based band indexes)."""
+    mapping = {}
+    for key, raw in _per_modality(text, "Band mapping", "MODALITY=1,2,3 (e.g. S1RTC=2,1)").items():
         try:
-            numbers = [int(b) for b in bands.replace(" ", "").split(",") if b]
+            numbers = [int(b) for b in raw]
         except ValueError:
-            raise QgsProcessingException(f"Band mapping for {key}: '{bands.strip()}' is not a list of band numbers.") from None
+            raise QgsProcessingException(f"Band mapping for {key}: '{','.join(raw)}' is not a list of band numbers.") from None
         if not numbers or min(numbers) < 1:
             raise QgsProcessingException(f"Band mapping for {key}: band numbers start at 1.")
-        if key in mapping:
-            raise QgsProcessingException(f"Band mapping for {key} is given twice.")
         mapping[key] = numbers
     return mapping
+
+
+def parse_scaling(text: str) -> dict:
+    """``"S2L2A=10000; DEM=1,-100"`` -> ``{"S2L2A": (10000.0, None), "DEM": (1.0, -100.0)}`` (scale, offset)."""
+    scaling = {}
+    for key, raw in _per_modality(text, "Value scaling", "MODALITY=SCALE[,OFFSET] (e.g. S2L2A=10000)").items():
+        try:
+            numbers = [float(v) for v in raw]
+        except ValueError:
+            raise QgsProcessingException(f"Value scaling for {key}: '{','.join(raw)}' is not SCALE[,OFFSET].") from None
+        if len(numbers) not in (1, 2) or numbers[0] == 0:
+            raise QgsProcessingException(
+                f"Value scaling for {key}: give a non-zero scale and optionally an offset, e.g. {key}=10000.")
+        scaling[key] = (numbers[0], numbers[1] if len(numbers) == 2 else None)
+    return scaling
 
 
 # Files whose band count differs from the modality's but whose layout modalities.py knows
@@ -419,7 +449,7 @@ def parse_band_mapping(text: str) -> dict:
 _KNOWN_LAYOUTS = {("S2L2A", 13), ("RGB", 12), ("RGB", 13), ("RGB", 4)}
 
 
-def input_spec(modality: str, layer, bands=None) -> dict:
+def input_spec(modality: str, layer, bands=None, scaling=None) -> dict:
     """One JobSpec input: the layer's file and its bands in the model's order (null = file order).
 
     Without an explicit mapping the bands are found as the dialog finds them (band descriptions, then
@@ -446,7 +476,8 @@ def input_spec(modality: str, layer, bands=None) -> dict:
         raise QgsProcessingException(f"Band mapping for {modality} ('{layer.name()}'): {problem}.")
     if is_identity(bands, count):
         bands = None
-    return {"path": path, "bands": list(bands) if bands else None, "scale": None, "offset": None, "nodata": None}
+    scale, offset = scaling or (None, None)
+    return {"path": path, "bands": list(bands) if bands else None, "scale": scale, "offset": offset, "nodata": None}
 
 
 def band_descriptions(path: str) -> tuple:
@@ -484,4 +515,4 @@ def settings_device() -> str:
         return "auto"
 
 
-__all__ = ["TerraMindAlgorithm", "TaskSpec", "run_job", "parse_band_mapping"]
+__all__ = ["TerraMindAlgorithm", "TaskSpec", "run_job", "parse_band_mapping", "parse_scaling"]

@@ -9,7 +9,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from .base import TOKENIZED_MODALITIES, TaskSpec, TerraMindAlgorithm, input_spec, parse_band_mapping
+from .base import TOKENIZED_MODALITIES, TaskSpec, TerraMindAlgorithm, input_spec, parse_band_mapping, parse_scaling
 
 
 class ReconstructAlgorithm(TerraMindAlgorithm):
@@ -29,6 +29,8 @@ class ReconstructAlgorithm(TerraMindAlgorithm):
         self.addParameter(QgsProcessingParameterString(
             "BANDS", self.tr("Bands in the pretrained order (e.g. 1,2,3; empty = all, in file order)"),
             optional=True))
+        self._advanced(QgsProcessingParameterString(
+            "SCALE", self.tr("Value scaling SCALE[,OFFSET]: value = raw × SCALE + OFFSET (e.g. 10000)"), optional=True))
         self.add_sampling_parameters(timesteps=10)
         self.add_region_parameters()
         self.add_tiling_parameters()
@@ -47,9 +49,11 @@ class ReconstructAlgorithm(TerraMindAlgorithm):
         modality = self.modality(parameters, context)
         text = (self.parameterAsString(parameters, "BANDS", context) or "").strip()
         bands = parse_band_mapping(f"{modality}={text}")[modality] if text else None
+        scale = (self.parameterAsString(parameters, "SCALE", context) or "").strip()
+        scaling = parse_scaling(f"{modality}={scale}")[modality] if scale else None
         return TaskSpec(
             task="reconstruct",
-            inputs={modality: input_spec(modality, layer, bands)},
+            inputs={modality: input_spec(modality, layer, bands, scaling)},
             outputs={modality: self.destination(parameters, "OUTPUT", context)},
             destinations={modality: "OUTPUT"},
             extra={"timesteps": self.parameterAsInt(parameters, "TIMESTEPS", context),

@@ -74,7 +74,7 @@ def test_algorithms_have_help_defaults_and_icons(provider):
             assert definition.description(), (alg_id, definition.name())
     generate = algorithm("terramind:generate")
     names = [d.name() for d in generate.parameterDefinitions()]
-    for name in ("S2L2A", "S2L1C", "RGB", "S1GRD", "S1RTC", "DEM", "OUTPUTS", "MODEL", "TIMESTEPS", "SEED",
+    for name in ("S2L2A", "S2L1C", "RGB", "S1GRD", "S1RTC", "DEM", "LULC", "NDVI", "OUTPUTS", "MODEL", "TIMESTEPS", "SEED",
                  "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "EXTENT", "RESOLUTION", "CRS", "OUTPUT_LULC", "OUTPUT_NDVI"):
         assert name in names, name
     assert generate.parameterDefinition("TILE_SIZE").defaultValue() == 224
@@ -134,6 +134,16 @@ def test_band_mapping_from_parameter_and_from_band_layouts(provider):
     assert spec["inputs"]["RGB"]["bands"] == [4, 3, 2]
 
 
+def test_value_scaling_per_input(provider):
+    spec, _, _ = spec_for("terramind:generate", {"S2L2A": str(sample("S2L2A")), "DEM": str(sample("DEM")),
+                                                 "SCALE": "s2l2a=10000; DEM = 1,-100"})
+    assert (spec["inputs"]["S2L2A"]["scale"], spec["inputs"]["S2L2A"]["offset"]) == (10000.0, None)
+    assert (spec["inputs"]["DEM"]["scale"], spec["inputs"]["DEM"]["offset"]) == (1.0, -100.0)
+    spec, _, _ = spec_for("terramind:reconstruct", {"INPUT": str(sample("DEM")), "MODALITY": 3, "SCALE": "0.5,2",
+                                                    "OUTPUT": "/tmp/rec.tif"})
+    assert (spec["inputs"]["DEM"]["scale"], spec["inputs"]["DEM"]["offset"]) == (0.5, 2.0)
+
+
 @pytest.mark.parametrize("parameters, message", [
     ({}, "at least one input"),
     ({"S2L2A": "S2L2A", "OUTPUTS": []}, "at least one output"),
@@ -142,9 +152,13 @@ def test_band_mapping_from_parameter_and_from_band_layouts(provider):
     ({"S2L2A": "S2L2A", "BANDS": "S2L2A=1,2,3,4,5,6,7,8,9,10,11,14"}, "does not exist"),
     ({"S2L2A": "S2L2A", "BANDS": "S1GRD=1,2"}, "no input layer"),
     ({"S2L2A": "S2L2A", "BANDS": "S2L2A"}, "MODALITY=1,2,3"),
+    ({"S2L2A": "S2L2A", "BANDS": "S2L2A=1; S2L2A=2"}, "given twice"),
     ({"S2L2A": "S2L2A", "BANDS": "S2L2A=a,b"}, "not a list of band numbers"),
     ({"DEM": "S2L2A"}, "has 12 band.s. but DEM needs 1"),
     ({"S2L2A": "S2L2A", "OUTPUT_NDVI": "/tmp/ndvi.img"}, "GeoTIFF"),
+    ({"S2L2A": "S2L2A", "SCALE": "S2L2A=0"}, "non-zero scale"),
+    ({"S2L2A": "S2L2A", "SCALE": "S2L2A=x"}, "not SCALE"),
+    ({"S2L2A": "S2L2A", "SCALE": "DEM=2"}, "Value scaling given for DEM"),
 ])
 def test_generate_refuses_bad_parameters_with_a_clear_message(provider, parameters, message):
     from qgis.core import QgsProcessingContext, QgsProcessingException
