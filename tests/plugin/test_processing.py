@@ -236,3 +236,25 @@ def test_backend_events_drive_the_feedback():
     reporter({"event": "log", "level": "warning", "message": "careful"})
     assert seen == [25.0, 75.0]
     assert "careful" in feedback.textLog()
+
+
+def test_toolbox_and_batch_dialogs_build_widgets_for_every_parameter(provider, qgis_iface, monkeypatch):
+    """The Processing GUI can show each algorithm (a parameter type without a widget would raise here)."""
+    from processing.gui.AlgorithmDialog import AlgorithmDialog
+    from processing.gui.BatchAlgorithmDialog import BatchAlgorithmDialog
+    from qgis.gui import QgsBrowserGuiModel
+
+    browser = QgsBrowserGuiModel()
+    monkeypatch.setattr(qgis_iface, "browserModel", lambda: browser, raising=False)  # pytest-qgis's iface lacks it
+
+    for alg_id in ALGORITHMS:
+        for dialog_class in (AlgorithmDialog, BatchAlgorithmDialog):
+            dialog = dialog_class(algorithm(alg_id))
+            dialog.show()
+            assert dialog.mainWidget() is not None
+            dialog.close()
+            dialog.deleteLater()
+    batch = BatchAlgorithmDialog(algorithm("terramind:generate"))
+    batch.mainWidget().addRow()  # a second row, as a user adds one per scene
+    assert batch.mainWidget().batchRowCount() == 2
+    batch.close()
