@@ -284,6 +284,9 @@ def guess_modality(facts: RasterFacts) -> Guess:
         if modality == "S2L1C" and "S2L2A" in hinted and "S2L1C" not in hinted:
             return Guess("S2L2A", "high", "bands named like Sentinel-2 and 'L2A' in the name;"
                          " B10 (cirrus) is left out", ("S2L1C",))
+        if modality == "RGB" and not facts.is_byte:
+            return Guess("RGB", "low", "band descriptions name red, green and blue, but the values are not "
+                         "8-bit: RGB expects 0–255", tuple(a for a in allowed if a != modality))
         return Guess(modality, "high", f"band descriptions name all {modality} bands",
                      tuple(a for a in allowed if a != modality))
 

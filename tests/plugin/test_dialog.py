@@ -343,15 +343,17 @@ def test_default_task_is_a_terramind_task_with_the_spec(dialog, layers):
 
 
 @pytest.mark.slow
-def test_dialog_job_end_to_end_keeps_the_ui_responsive(dialog, layers, qtbot, fake_hub, monkeypatch):
+def test_dialog_job_end_to_end_keeps_the_ui_responsive(dialog, layers, qtbot, fake_hub, monkeypatch, request):
     """S2L2A + S1RTC → LULC + NDVI through Run, the real TerraMindTask and backend process (tiny random
     weights): two styled layers on the inputs' grid, and the UI thread never stalls for more than 100 ms."""
     from tests.conftest import REPO
+    from terramind_qgis.client import shutdown_client
 
     backend_python = REPO / ".venv-backend" / "bin" / "python"
     if not backend_python.exists():
         pytest.fail(f"{backend_python} missing: run scripts/setup.sh --test")
     monkeypatch.setenv("TERRAMIND_BACKEND_PYTHON", str(backend_python))
+    request.addfinalizer(shutdown_client)              # leave no backend process to the next tests
     _valid(dialog, layers)
     dialog.device_combo.setCurrentIndex(dialog.device_combo.findData("cpu"))
     dialog.steps_spin.setValue(2)

@@ -58,6 +58,10 @@ def test_descriptions_reorder_bands_whatever_the_count():
     assert default_band_mapping("S2L2A", facts) == [shuffled.index(c) + 1 for c in L2A_CODES]
     rgb = RasterFacts(3, "Byte", ("Blue", "Green", "Red"))
     assert default_band_mapping("RGB", rgb) == [3, 2, 1]
+    ten_metre = RasterFacts(4, "UInt16", ("B02", "B03", "B04", "B08"))    # reflectance, not 0–255
+    guess = guess_modality(ten_metre)
+    assert (guess.modality, guess.confidence) == ("RGB", "low") and "not 8-bit" in guess.reason
+    assert default_band_mapping("RGB", ten_metre) == [3, 2, 1]
 
 
 def test_layout_mappings():
