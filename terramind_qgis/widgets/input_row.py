@@ -246,15 +246,16 @@ class InputRow(QFrame):
             guess = guess_modality(self._facts)
             self.modality_combo.setCurrentIndex(max(0, self.modality_combo.findData(guess.modality)))
             note = f"Guessed {guess.modality}: {guess.reason}" if guess.modality else guess.reason
-            self.guess_label.show_message(note)
+            sure = guess.modality is not None and guess.confidence != "low"
+            self.guess_label.show_message(note, "hint" if sure else "warning")
         else:
-            self.guess_label.show_message(f"{self._facts.band_count} bands, {self._facts.data_type}")
+            self.guess_label.show_message(f"{self._facts.band_count} bands, {self._facts.data_type}", "hint")
         self._reset_mapping()
 
     def _modality_picked(self, _index=None) -> None:
         self._user_modality = self.modality() is not None
         if self._facts is not None:
-            self.guess_label.show_message(f"{self._facts.band_count} bands, {self._facts.data_type}")
+            self.guess_label.show_message(f"{self._facts.band_count} bands, {self._facts.data_type}", "hint")
         self._reset_mapping()
 
     def _reset_mapping(self) -> None:

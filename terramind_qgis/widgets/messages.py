@@ -28,7 +28,11 @@ class MessageLabel(QLabel):
         self.setVisible(False)
         self._message = ""
 
-    def show_message(self, message: str | None) -> None:
+    def show_message(self, message: str | None, level: str | None = None) -> None:
+        """Show (or hide, with None) a message; `level` switches the look, e.g. a hint that needs care."""
+        if level is not None and level != self.level:
+            self.level = level
+            self.setStyleSheet(_STYLES[level])
         self._message = message or ""
         self.setText(_MARKS[self.level] + self._message if self._message else "")
         self.setVisible(bool(self._message))

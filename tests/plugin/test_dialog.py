@@ -442,3 +442,17 @@ def test_a_backend_validation_error_reopens_the_dialog_next_to_the_widget(dialog
     dialog.seed_spin.setValue(7)                      # any change: the user may have fixed it, check again
     qtbot.waitUntil(dialog.run_button.isEnabled, timeout=3000)
     assert s1_row.error_label.message() == ""
+
+
+def test_a_raster_that_fits_no_modality_asks_the_user(dialog, layers, qtbot, tmp_path):
+    path = tmp_path / "seven.tif"
+    src = gdal.Open(str(sample("S2L2A")))
+    gdal.Translate(str(path), src, bandList=[1, 2, 3, 4, 5, 6, 7])
+    row = dialog.input_list.rows[0]
+    row.set_layer(_add(path, "seven bands"))
+    assert row.modality() is None
+    assert row.guess_label.level == "warning" and "7 bands match no TerraMind modality" in row.guess_label.message()
+    qtbot.waitUntil(lambda: row.error_label.message() == "Choose the modality of this layer", timeout=3000)
+    row.set_modality("S2L2A")                           # the user picks it: the first 7 bands are mapped
+    assert row.mapping() == [1, 2, 3, 4, 5, 6, 7, None, None, None, None, None]
+    qtbot.waitUntil(lambda: "Choose a raster band for NIR_BROAD" in row.error_label.message(), timeout=3000)
