@@ -169,3 +169,17 @@ def test_invalid_job_is_a_validation_error_with_field(warm_backend, tmp_path):
     assert (error["event"], error["kind"]) == ("error", "validation")
     assert error["field"].startswith("inputs.S2L2A") and "missing.tif" in error["message"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_closing_stdin_mid_job_stops_quickly_and_leaves_nothing(warm_backend, tmp_path):
+    """QGIS quit (or crashed) while a job ran: the backend cancels it, cleans up and exits."""
+    spec = generate_spec(tmp_path)
+    warm_backend.send({"op": "run", "id": "j4", "spec": spec})
+    warm_backend.until(lambda e: e["job"] == "j4" and e["event"] == "progress" and e["stage"] == "tiles",
+                       timeout=300)
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    warm_backend.proc.stdin.close()
+    assert warm_backend.proc.wait(10) == 0
+    assert time.monotonic() - t0 < 3.0
+    assert list(tmp_path.iterdir()) == []

@@ -58,4 +58,13 @@ def run(args) -> int:
     os.environ.setdefault("TQDM_DISABLE", "1")  # huggingface_hub bars would only clutter stderr
     server = Server(requests, events)
     logging.getLogger().addHandler(JobLogHandler(server))
-    return server.serve()
+    code = server.serve()
+    # Jobs are finished or cleaned up by now. Skip the interpreter's teardown: with models loaded,
+    # freeing them and torch's atexit work take seconds, and the client waits for the exit.
+    logging.shutdown()
+    for stream in (events, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)

@@ -156,6 +156,10 @@ class Server:
             for flag in self._jobs.values():
                 flag.set()
         self._queue.put(_STOP)
+        running = self._current_job
+        self._worker.join(HARD_CANCEL_AFTER_S)
+        if running is not None and self._worker.is_alive():
+            self._interrupt(running)
         self._worker.join(_SHUTDOWN_WAIT_S)
 
     # -- quick ops ------------------------------------------------------------------------
