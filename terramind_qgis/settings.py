@@ -155,6 +155,9 @@ class Settings:
         if not config_id:
             return None
         manager = QgsApplication.authManager()
+        if not manager.masterPasswordIsSet() and not _on_main_thread():
+            # decrypting would ask for the master password, which only the GUI thread may do
+            return None
         config = QgsAuthMethodConfig()
         ok, config = _ok_and_config(manager.loadAuthenticationConfig(config_id, config, True), config)
         if not ok:
@@ -201,6 +204,13 @@ class Settings:
         if token:
             env["HF_TOKEN"] = token
         return env
+
+
+def _on_main_thread() -> bool:
+    from qgis.PyQt.QtCore import QCoreApplication, QThread
+
+    app = QCoreApplication.instance()
+    return app is None or QThread.currentThread() == app.thread()
 
 
 def _ok_and_config(answer, config=None):
