@@ -87,6 +87,21 @@ class Run:
         return self.ended - self.started
 
 
+@pytest.mark.parametrize("event, percent", [
+    ({"stage": "download", "done": 50, "total": 200, "fraction": 0.25}, 3.75),   # weights download: 0-15 %
+    ({"stage": "download", "done": 10, "total": 0, "fraction": 0.0}, 0.0),       # size unknown
+    ({"stage": "load", "done": 1, "total": 1, "fraction": 1.0}, 25.0),           # model build: 15-25 %
+    ({"stage": "tiles", "done": 3, "total": 4, "fraction": 0.75}, 81.25),        # windows: 25-100 %
+    ({"stage": "tiles", "done": 1, "total": 2}, 62.5),                           # no fraction: done/total
+])
+def test_progress_stages_map_onto_one_bar(qgis_app, event, percent):
+    from terramind_qgis.client import BackendClient
+
+    task = TerraMindTask("progress", {}, client=BackendClient(None))
+    task._on_event(dict(event, event="progress", message="m"))
+    assert task.progress() == pytest.approx(percent)
+
+
 @pytest.fixture(scope="module")
 def backend_settings(qgis_app):
     if not (FAKE_HUB / ".complete").exists():
