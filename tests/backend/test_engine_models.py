@@ -99,3 +99,33 @@ def test_reconstruct_lulc_through_its_tokenizer(tmp_path, fake_hub, cache):  # n
     assert prof["dtype"] == "uint8" and rec.shape == (1, 224, 224) and rec.max() < 10
     assert prof["transform"] == sprof["transform"] and prof["crs"] == sprof["crs"]
     assert result["outputs"][0]["kind"] == "classes"
+
+
+def test_model_cache_reports_load_and_download_progress(monkeypatch):
+    """Download progress from the hub callback becomes `download` events with an ETA; loads are announced."""
+    import terramind_backend
+
+    class Built:
+        def eval(self):
+            return self
+
+        def to(self, device):
+            return self
+
+    def fake_build(name, download_progress=None, **kwargs):
+        download_progress(0, 1000, "TerraMind_v1_tiny.pt")
+        download_progress(500, 1000, "TerraMind_v1_tiny.pt")
+        download_progress(1000, 1000, "TerraMind_v1_tiny.pt")
+        return Built()
+
+    monkeypatch.setattr(terramind_backend, "build_model", fake_build)
+    events = []
+    cache = ModelCache()
+    first = cache.get("terramind_v1_tiny", "cpu", events.append, modalities=["S2L2A"])
+    assert cache.get("terramind_v1_tiny", "cpu", events.append, modalities=["S2L2A"]) is first
+    assert cache.get("terramind_v1_tiny", "cpu", events.append, modalities=["S1GRD"]) is not first
+    downloads = [e for e in events if e["stage"] == "download"]
+    assert [e["done"] for e in downloads[:3]] == [0, 500, 1000] and downloads[2]["fraction"] == 1.0
+    assert downloads[1]["eta_s"] is not None and downloads[1]["eta_s"] >= 0
+    loads = [e for e in events if e["stage"] == "load"]
+    assert [e["done"] for e in loads] == [0, 1, 0, 1]  # the cached second call loads nothing

@@ -48,9 +48,14 @@ class ModelCache:
             emit({"event": "progress", "stage": "load", "done": 0, "total": 1, "fraction": 0.0, "eta_s": None,
                   "message": f"Loading {name}"})
 
+            started: Dict[str, float] = {}
+
             def download(done, total, label):
+                t0 = started.setdefault(label, time.monotonic())
+                rate = done / max(time.monotonic() - t0, 1e-6)
+                eta = round((total - done) / rate, 1) if total and done and rate > 0 else None
                 emit({"event": "progress", "stage": "download", "done": int(done), "total": int(total or 0),
-                      "fraction": (done / total) if total else 0.0, "eta_s": None,
+                      "fraction": (done / total) if total else 0.0, "eta_s": eta,
                       "message": f"Downloading {label}"})
 
             model = build_model(name, download_progress=download, **kwargs)
