@@ -181,8 +181,8 @@ class DiVAE(ImageTokenizer):
         low = resolve_precision(precision or self.precision, self.device) == "bf16"
         for i, t in enumerate(steps):
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=low):
-                x0 = self.decoder(x, t, codes)
-            x0 = x0.float()
+                x0 = self.decoder(x, t, codes, channels_last=low)
+            x0 = x0.float().contiguous()
             x = self.sampler.step(x0, t, x, timesteps)
             if progress is not None:
                 progress(i + 1, len(steps))

@@ -170,7 +170,10 @@ class PatchedUNet(nn.Module):
         """SiLU(time_embed(t)) ``[N, 4*model_channels]`` for timesteps ``[N]`` (N = 1 broadcasts over the batch)."""
         return F.silu(self.time_embed(timestep_embedding(t, self.model_channels)))
 
-    def forward(self, sample: torch.Tensor, timestep: "torch.Tensor | int", codes: torch.Tensor) -> torch.Tensor:
+    def forward(self, sample: torch.Tensor, timestep: "torch.Tensor | int", codes: torch.Tensor,
+                channels_last: bool = False) -> torch.Tensor:
+        """x0 prediction. ``channels_last`` runs the convolutions on NHWC activations, which oneDNN's bf16
+        (AMX) kernels prefer; for float32 it brings nothing on CPU."""
         b, c, height, width = sample.shape
         if height % (PATCH << DOWNSAMPLINGS) or width % (PATCH << DOWNSAMPLINGS):
             raise ValueError(f"The diffusion decoder needs image sides that are multiples of "
@@ -179,6 +182,8 @@ class PatchedUNet(nn.Module):
         # Fold 4x4 patches into channels and append the nearest-upsampled condition.
         x = patchify(sample)
         x = torch.cat([x, F.interpolate(codes.to(x.dtype), size=(nh, nw), mode="nearest")], dim=1)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
 
         t = torch.as_tensor(timestep, device=sample.device).reshape(-1)
         emb = self.step_embedding(t)
