@@ -94,11 +94,21 @@ def _source(mod: str, spec: JobSpec) -> SourceInfo:
     return SourceInfo(mod, item.path, bands, nodata, crs, tuple(bounds), tuple(res))
 
 
+def _output_files(spec: JobSpec):
+    """(key, path, JobSpec field) of every file a job writes, including derived probability files."""
+    files = []
+    for key, path in spec.outputs.items():
+        files.append((key, path, f"outputs.{key}"))
+        if spec.options.probabilities and spec.task in ("generate", "reconstruct") and key == "LULC":
+            stem, _ = os.path.splitext(path)
+            files.append((f"{key}_probabilities", f"{stem}_probabilities.tif", f"outputs.{key}"))
+    return files
+
+
 def _check_outputs(spec: JobSpec) -> None:
     inputs = {os.path.realpath(i.path): m for m, i in spec.inputs.items()}
     seen: Dict[str, str] = {}
-    for key, path in spec.outputs.items():
-        name = f"outputs.{key}"
+    for key, path, name in _output_files(spec):
         real = os.path.realpath(path)
         if real in inputs:
             raise JobValidationError(f"Output {key} would overwrite input {inputs[real]} ({path}); "

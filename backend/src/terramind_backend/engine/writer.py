@@ -143,7 +143,11 @@ class OutputWriter:
         stale = self.spec.path + ".aux.xml"
         if os.path.exists(stale) and all(dst != stale for _, dst in self._extra):
             os.remove(stale)
-        os.replace(self._tmp, self.spec.path)
+        try:
+            os.replace(self._tmp, self.spec.path)
+        except PermissionError as exc:  # Windows: the old file is open (e.g. still a layer in QGIS)
+            raise RuntimeError(f"Cannot replace {self.spec.path}: {exc.strerror}. Is it open in another "
+                               f"program (a QGIS layer)? Remove that layer or choose another file name.") from exc
         self._tmp = None
         for tmp, dst in self._extra:
             os.replace(tmp, dst)
