@@ -114,3 +114,12 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     assert rc == 0 and plan["windows"] == 9 and plan["batches"] == 2
     assert plan["grid"]["width"] == 224 and plan["grid"]["crs"] == "EPSG:32722"
     assert os.listdir(tmp_path) == []
+
+
+def test_ctrl_c_exits_130_and_leaves_nothing(tmp_path, analytic, capsys):  # noqa: F811
+    analytic.fail_at, analytic.fail_with = 1, KeyboardInterrupt
+    rc = main(["generate", "--in", f"S2L2A={sample('S2L2A')}", "--out", f"NDVI={tmp_path / 'n.tif'}",
+               "--window", "96", "--batch", "2", "--device", "cpu"])
+    assert rc == 130
+    assert "cancelled; no output was written" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []

@@ -43,7 +43,7 @@ class AnalyticGenerate(Predictor):
     def predict(self, arrays, valid, batch_index):
         FAIL_AT = getattr(AnalyticGenerate, "fail_at", None)
         if FAIL_AT is not None and batch_index >= FAIL_AT:
-            raise RuntimeError("analytic predictor failure on purpose")
+            raise getattr(AnalyticGenerate, "fail_with", RuntimeError)("analytic predictor failure on purpose")
         out = {}
         if "S2L2A" in arrays:
             ndvi = ndvi_of(arrays["S2L2A"])
@@ -80,6 +80,7 @@ def analytic(monkeypatch):
     monkeypatch.setitem(predictors._TASKS, "generate", __name__)
     monkeypatch.setitem(predictors._TASKS, "embed", __name__)
     monkeypatch.setattr(AnalyticGenerate, "fail_at", None, raising=False)
+    monkeypatch.setattr(AnalyticGenerate, "fail_with", RuntimeError, raising=False)
     return AnalyticGenerate
 
 
