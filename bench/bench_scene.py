@@ -8,8 +8,8 @@ Scenes are mirrored mosaics of a real TerraMesh S2L2A tile (../shared/data/terra
 written as tiled GeoTIFFs. Every run is its own process, so its peak RSS (`ru_maxrss`) is that
 run's alone. Ours: `terramind embed` (or `generate LULC`) with window 224, overlap 32, batch 8.
 TerraTorch (in .venv-terratorch): the whole scene as one tensor through `tiled_inference` with
-crop 224 / stride 192 and the same tiny backbone; embeddings are repeated to pixel resolution
-because `tiled_inference` blends per pixel. Weights: random official-layout files from the fake
+crop 224 / stride 192 and the same tiny model (TerraTorch's own modules); embeddings are repeated
+to pixel resolution because `tiled_inference` blends per pixel; LULC blends class probabilities. Weights: random official-layout files from the fake
 hub (same shapes and cost as the real ones). Output: a Markdown table.
 """
 from __future__ import annotations
@@ -78,6 +78,29 @@ print(json.dumps({"s": time.perf_counter() - t, "shape": list(y.shape),
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
+TERRATORCH_LULC = r"""
+import json, resource, sys, time
+import numpy as np, rasterio, torch
+from terratorch.registry import FULL_MODEL_REGISTRY
+from terratorch.tasks.tiled_inference import tiled_inference
+torch.set_float32_matmul_precision("highest")
+scene = sys.argv[1]
+model = FULL_MODEL_REGISTRY.build("terramind_v1_tiny_generate", modalities=["S2L2A"], output_modalities=["LULC"],
+                                  pretrained=True, standardize=True, timesteps=1).eval()
+t = time.perf_counter()
+with rasterio.open(scene) as ds:
+    x = torch.from_numpy(ds.read().astype(np.float32))[None]
+
+def forward(chips):
+    return torch.softmax(model({"S2L2A": chips})["LULC"], dim=1)  # blend probabilities, as ours does
+
+with torch.no_grad():
+    y = tiled_inference(forward, x, crop=224, stride=192, batch_size=8)
+classes = y.argmax(1)
+print(json.dumps({"s": time.perf_counter() - t, "shape": list(y.shape),
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
 
 def make_scene(path: Path, size: int) -> None:
     import numpy as np
@@ -122,7 +145,8 @@ def main() -> None:
             scene = Path(tmp) / f"s2_{size}.tif"
             make_scene(scene, size)
             ours = run(ours_py, OURS, [scene, Path(tmp) / f"out_{size}.tif", a.task], env)
-            tt = run(tt_py, TERRATORCH, [scene], env) if size in tt_sizes and a.task == "embed" else None
+            tt_code = TERRATORCH if a.task == "embed" else TERRATORCH_LULC
+            tt = run(tt_py, tt_code, [scene], env) if size in tt_sizes else None
             rows.append((size, ours, tt))
             print(f"# {size}: ours {ours} terratorch {tt}", file=sys.stderr, flush=True)
             scene.unlink()

@@ -86,7 +86,7 @@ class OutputWriter:
         if spec.unit:
             for i in range(1, spec.count + 1):
                 self._ds.update_tags(i, UNITS=spec.unit)
-        n = spec.count
+        n = min(spec.count, 3)  # styles stretch at most three bands; skipping the rest keeps writes cheap
         self.count = np.zeros(n, dtype=np.int64)
         self.sum = np.zeros(n, dtype=np.float64)
         self.sumsq = np.zeros(n, dtype=np.float64)
@@ -98,17 +98,19 @@ class OutputWriter:
         n = data.shape[1]
         self._ds.write(data, window=Window(0, row_off, self.grid.width, n))
         if valid.any():
-            vals = data[:, valid].astype(np.float64)
-            self.count += vals.shape[1]
-            self.sum += vals.sum(axis=1)
-            self.sumsq += (vals * vals).sum(axis=1)
-            self.min = np.minimum(self.min, vals.min(axis=1))
-            self.max = np.maximum(self.max, vals.max(axis=1))
+            for i in range(len(self.count)):
+                vals = data[i][valid].astype(np.float64)
+                self.count[i] += vals.size
+                self.sum[i] += vals.sum()
+                self.sumsq[i] += np.dot(vals, vals)
+                self.min[i] = min(self.min[i], vals.min())
+                self.max[i] = max(self.max[i], vals.max())
 
     def stats(self) -> List[Dict[str, float]]:
-        """Per band: min, max, mean, std of the valid pixels written (None values if nothing valid)."""
+        """Bands 1-3 (fewer if the file has fewer): min, max, mean, std of the valid pixels written
+        (None values if nothing valid)."""
         out = []
-        for i in range(self.spec.count):
+        for i in range(len(self.count)):
             if self.count[i] == 0:
                 out.append({"min": None, "max": None, "mean": None, "std": None})
                 continue
