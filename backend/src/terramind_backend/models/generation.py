@@ -141,6 +141,10 @@ class TerraMindGeneration(nn.Module):
         pretraining_mean, pretraining_std: override the statistics (``{internal key: [per channel]}``).
         seed: default sampling seed; None draws one from Python's ``random`` per call (as TerraTorch).
         img_size: size of the stored position grids (224).
+        decoder_precision: arithmetic of the tokenizer decoders (diffusion UNet, LULC ViT): "fp32" (default,
+            TerraTorch's numbers), "bf16" (autocast: ~3x faster on AMX CPUs and on GPUs; diffusion x0 off by
+            ~1e-3, LULC logits by ~1e-2 relative) or "auto" (bf16 where that is fast, else fp32). Token
+            sampling always runs in fp32. ``forward(decoder_precision=)`` overrides it.
     """
 
     def __init__(self, modalities: Sequence[str], output_modalities: Sequence[str],
@@ -148,7 +152,8 @@ class TerraMindGeneration(nn.Module):
                  decoding_steps: Union[int, Sequence[int]] = 1, temps: Union[float, Sequence[float]] = 1.0,
                  top_p: float = 0.8, top_k=0, timesteps: int = 50, standardize: bool = False,
                  offset: Optional[Mapping[str, float]] = None, pretraining_mean: Optional[Mapping] = None,
-                 pretraining_std: Optional[Mapping] = None, seed: Optional[int] = None, img_size: int = 224):
+                 pretraining_std: Optional[Mapping] = None, seed: Optional[int] = None, img_size: int = 224,
+                 decoder_precision: str = "fp32"):
         super().__init__()
         settings = _settings(modalities, output_modalities, decoding_steps=decoding_steps, temps=temps,
                              top_p=top_p, top_k=top_k, timesteps=timesteps, offset=offset,
@@ -161,6 +166,7 @@ class TerraMindGeneration(nn.Module):
         self.standardize = bool(standardize)
         self.seed = seed
         self.size = size
+        self.decoder_precision = _check_precision(decoder_precision)
         outputs = list(self.output_keys)
 
         # Multi-step decoding feeds decoded tokens back through the encoder: it needs the outputs'
@@ -251,12 +257,17 @@ class TerraMindGeneration(nn.Module):
 
     # ------------------------------------------------------------------ generation
     def _decode(self, key: str, tokens: torch.Tensor, grid, image_size, timesteps: int,
-                generator: torch.Generator) -> torch.Tensor:
+                generator: torch.Generator, precision: str) -> torch.Tensor:
         tokenizer = self.tokenizer[key]
         tokens = tokens.view(tokens.shape[0], *grid)
         if hasattr(tokenizer, "sampler"):  # diffusion decoder
-            return tokenizer.decode_tokens(tokens, image_size=image_size, timesteps=timesteps, generator=generator)
-        return tokenizer.decode_tokens(tokens, image_size=image_size)
+            return tokenizer.decode_tokens(tokens, image_size=image_size, timesteps=timesteps, generator=generator,
+                                           precision=precision)
+        from .tokenizers import resolve_precision
+
+        low = resolve_precision(precision, tokenizer.device) == "bf16"
+        with torch.autocast(tokenizer.device.type, dtype=torch.bfloat16, enabled=low):
+            return tokenizer.decode_tokens(tokens, image_size=image_size).float()
 
     def _destandardize(self, name: str, value: torch.Tensor) -> torch.Tensor:
         key = self.output_keys[name]
@@ -293,22 +304,24 @@ class TerraMindGeneration(nn.Module):
     @torch.inference_mode()
     def forward(self, d: Union[Mapping[str, torch.Tensor], torch.Tensor, None] = None,
                 standardize: Optional[bool] = None, timesteps: Optional[int] = None, verbose: bool = False,
-                seed: Optional[int] = None, **kwargs) -> Dict[str, torch.Tensor]:
+                seed: Optional[int] = None, decoder_precision: Optional[str] = None,
+                **kwargs) -> Dict[str, torch.Tensor]:
         """Generate every output. ``d``: ``{input name: tensor}`` (or one tensor for the first input, or
         keyword arguments). Returns ``{output name: [B, C, H, W]}`` (LULC: class logits [B, 10, H, W]) in
         physical units when standardizing."""
         tokens, info = self.generate_tokens(d, standardize=standardize, seed=seed, **kwargs)
-        return self.decode_outputs(tokens, info, timesteps)
+        return self.decode_outputs(tokens, info, timesteps, decoder_precision)
 
     @torch.inference_mode()
-    def decode_outputs(self, tokens: Mapping[str, torch.Tensor], info: dict,
-                       timesteps: Optional[int] = None) -> Dict[str, torch.Tensor]:
+    def decode_outputs(self, tokens: Mapping[str, torch.Tensor], info: dict, timesteps: Optional[int] = None,
+                       decoder_precision: Optional[str] = None) -> Dict[str, torch.Tensor]:
         """Decode ``generate_tokens`` results to images (de-standardized when the tokens were made so)."""
         timesteps = self.timesteps if timesteps is None else _check_timesteps(timesteps)
+        precision = self.decoder_precision if decoder_precision is None else _check_precision(decoder_precision)
         out = {}
         for name, key in self.output_keys.items():
             value = self._decode(key, tokens[name], info["grid"], info["image_size"], timesteps,
-                                 info["noise_generator"])
+                                 info["noise_generator"], precision)
             out[name] = self._destandardize(name, value) if info["standardize"] else value
         return out
 
@@ -344,6 +357,12 @@ def _check_timesteps(timesteps) -> int:
     if isinstance(timesteps, bool) or not isinstance(timesteps, int) or not 1 <= timesteps <= 1000:
         raise ValueError(f"timesteps (diffusion steps) must be an integer between 1 and 1000, got {timesteps!r}")
     return timesteps
+
+
+def _check_precision(precision: str) -> str:
+    if precision not in ("fp32", "bf16", "auto"):
+        raise ValueError(f"decoder_precision must be 'fp32', 'bf16' or 'auto', got {precision!r}")
+    return precision
 
 
 def _resolve_inputs(modalities) -> Dict[str, str]:
@@ -420,7 +439,7 @@ def build_generation(size: str, *, modalities=None, output_modalities=None, pret
         if key in kwargs and kwargs.pop(key) != fixed:
             raise ValueError(f"{key} is fixed to {fixed!r} in TerraMind 1.0")
     allowed = {"decoding_steps", "temps", "top_p", "top_k", "timesteps", "standardize", "offset",
-               "pretraining_mean", "pretraining_std", "seed"}
+               "pretraining_mean", "pretraining_std", "seed", "decoder_precision"}
     extra = sorted(set(kwargs) - allowed)
     if extra:
         raise TypeError(f"terramind_v1_{size}_generate got unexpected keyword arguments {extra}; "
