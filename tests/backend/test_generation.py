@@ -107,6 +107,18 @@ def test_offset_shifts_the_physical_output(generator):
     assert torch.allclose(shifted({"S2L2A": x}, seed=3)["NDVI"], plain({"S2L2A": x}, seed=3)["NDVI"] + 0.5, atol=1e-6)
 
 
+def test_bf16_decoders_stay_close(generator):
+    tokens, info = generator.generate_tokens({"S2L2A": _s2(1)}, seed=2)
+    exact = generator.decode_outputs(tokens, info)
+    fast = generator.decode_outputs(tokens, info, decoder_precision="bf16")
+    assert all(fast[k].dtype == torch.float32 and fast[k].shape == exact[k].shape for k in exact)
+    lulc = (fast["LULC"] - exact["LULC"]).abs().max() / exact["LULC"].abs().max()
+    assert lulc < 0.05 and (fast["LULC"].argmax(1) == exact["LULC"].argmax(1)).float().mean() > 0.9
+    assert (fast["NDVI"] - exact["NDVI"]).abs().max() <= 2 * NDVI_STD  # bounded like any decode
+    with pytest.raises(ValueError, match="decoder_precision"):
+        generator.decode_outputs(tokens, info, decoder_precision="fp8")
+
+
 def test_non_square_inputs(generator):
     x = _s2(1, 64, 128)
     tokens, info = generator.generate_tokens({"S2L2A": x}, seed=0)
