@@ -252,3 +252,39 @@ def test_extent_in_another_crs_and_smaller_than_a_window(tmp_path, analytic):  #
         out = ds.read(1)
     expected = ndvi_of(s2.astype(np.float32))[row0:row0 + out.shape[0], col0:col0 + out.shape[1]]
     np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+def test_scale_offset_and_nodata_override(tmp_path, analytic):  # noqa: F811
+    """0–1 float reflectance with scale 10000 reads as the original; a nodata override masks pixels."""
+    data, profile = read(sample("S2L2A"))
+    scaled = data.astype(np.float32) / 10000.0
+    scaled[:, :16, :] = -1.0  # a strip of a fill value the file itself does not declare
+    profile.update(dtype="float32", nodata=None)
+    path = tmp_path / "s2_float.tif"
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(scaled)
+    run_job(_job({"S2L2A": {"path": str(path), "scale": 10000, "nodata": -1.0}},
+                 {"embeddings": str(tmp_path / "e.tif")}, task="embed", tiling={"window": 224, "overlap": 32}))
+    emb, _ = read(tmp_path / "e.tif")
+    expected = data.astype(np.float32).reshape(12, 14, 16, 14, 16).mean(axis=(2, 4))
+    assert np.isnan(emb[:, 0]).all()  # the first patch row is all fill: nodata
+    np.testing.assert_allclose(emb[:, 1:], expected[:, 1:], rtol=1e-4)
+
+
+def test_polygon_in_lonlat_masks_outside(tmp_path, analytic):  # noqa: F811
+    from rasterio.warp import transform_geom
+
+    src = sample("S2L2A")
+    with rasterio.open(src) as ds:
+        b, crs = ds.bounds, ds.crs
+    triangle = {"type": "Polygon", "coordinates": [[(b.left + 400, b.bottom + 400), (b.left + 1200, b.bottom + 400),
+                                                    (b.left + 400, b.bottom + 1200), (b.left + 400, b.bottom + 400)]]}
+    ll = transform_geom(crs, "EPSG:4326", triangle)
+    wkt = "POLYGON ((" + ", ".join(f"{x!r} {y!r}" for x, y in ll["coordinates"][0]) + "))"
+    run_job(_job({"S2L2A": str(src)}, {"NDVI": str(tmp_path / "n.tif")},
+                 extent={"polygon_wkt": wkt, "crs": "EPSG:4326"}))
+    with rasterio.open(tmp_path / "n.tif") as ds:
+        out = ds.read(1)
+        assert ds.crs == crs and abs(ds.width - 80) <= 2 and abs(ds.height - 80) <= 2
+    assert np.isfinite(out[-3, 2]) and np.isnan(out[2, -3])  # lower-left kept, upper-right outside
+    assert 0.4 < np.isfinite(out).mean() < 0.6
