@@ -7,8 +7,9 @@ Run with the parity venv (both implementations in one process, same weights from
 Both run in fp32 with ``torch.set_float32_matmul_precision("highest")``: importing TerraTorch sets
 "medium" globally (its clay_v15 module does), which lets CPU matmuls drop to bf16 on AMX machines
 and changes results by ~1e-2. The TerraTorch number under its own "medium" setting is printed too,
-for information. Output: a Markdown table (best wall ms per batch, tiles/s, ratios = TerraTorch time /
-ours by best wall time, median wall time and median CPU time).
+for information, next to ours with ``precision="bf16"`` (the comparable low-precision mode).
+Output: a Markdown table (best wall ms per batch, tiles/s, ratios = TerraTorch time / ours by best
+wall time, median wall time and median CPU time; then the two low-precision modes).
 """
 from __future__ import annotations
 
@@ -67,18 +68,23 @@ def main() -> None:
     mods = a.modalities.split(",")
     tt = BACKBONE_REGISTRY.build(f"terramind_v1_{a.size}", modalities=mods, pretrained=True).eval()
     ours = build_backbone(a.size, modalities=mods, pretrained=True)
+    ours_bf16 = build_backbone(a.size, modalities=mods, pretrained=True, precision="bf16")
     channels = {m: ours.encoder_embeddings[ours.mod_name_mapping[m]].in_channels for m in mods}
 
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, size {a.size}, modalities {mods}")
     print("| batch | TerraTorch ms | ours ms | TerraTorch tiles/s | ours tiles/s | ratio (best wall) |"
-          " ratio (median wall) | ratio (median CPU time) | TerraTorch ms, its 'medium' precision |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          " ratio (median wall) | ratio (median CPU time) | TerraTorch 'medium' ms | ours bf16 ms | ratio bf16 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for batch in [int(b) for b in a.batches.split(",")]:
         gen = torch.Generator().manual_seed(batch)
         inputs = {m: torch.randn(batch, c, 224, 224, generator=gen) for m, c in channels.items()}
+        def run_bf16():
+            with torch.inference_mode():
+                return ours_bf16(dict(inputs))
+
         torch.set_float32_matmul_precision("medium")
         with torch.no_grad():
-            (t_medium,), _, _ = _race([lambda: tt(dict(inputs))], max(3, a.repeats // 3))
+            (t_medium, t_bf16), _, _ = _race([lambda: tt(dict(inputs)), run_bf16], max(3, a.repeats // 2))
         torch.set_float32_matmul_precision("highest")
 
         def run_tt():
@@ -93,7 +99,8 @@ def main() -> None:
         assert worst <= 1e-5, f"outputs differ: {worst:.2e} relative"
         (t_tt, t_ours), (m_tt, m_ours), (c_tt, c_ours) = _race([run_tt, run_ours], a.repeats)
         print(f"| {batch} | {t_tt * 1e3:.1f} | {t_ours * 1e3:.1f} | {batch / t_tt:.1f} | {batch / t_ours:.1f} | "
-              f"{t_tt / t_ours:.2f}x | {m_tt / m_ours:.2f}x | {c_tt / c_ours:.2f}x | {t_medium * 1e3:.1f} |")
+              f"{t_tt / t_ours:.2f}x | {m_tt / m_ours:.2f}x | {c_tt / c_ours:.2f}x | {t_medium * 1e3:.1f} | "
+              f"{t_bf16 * 1e3:.1f} | {t_medium / t_bf16:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -267,3 +267,17 @@ def test_other_image_sizes_interpolate_positions():
     with torch.no_grad():
         out = model(torch.randn(1, 12, 48, 80))
     assert out[-1].shape == (1, 15, 192) and math.isfinite(out[-1].abs().max().item())
+
+
+def test_bf16_precision_is_close_to_fp32_and_names_are_checked():
+    exact = build_backbone("tiny", modalities=["S2L2A"])
+    fast = build_backbone("tiny", modalities=["S2L2A"], precision="bf16")
+    fast.load_state_dict(exact.state_dict())
+    x = torch.randn(1, 12, 64, 64)
+    with torch.no_grad():
+        a, b = exact(x), fast(x)
+    assert all(o.dtype == torch.float32 for o in b)
+    worst = max(((p - q).abs().max() / q.abs().max()).item() for p, q in zip(b, a))
+    assert 0 < worst < 0.05
+    with pytest.raises(ValueError, match="precision must be one of"):
+        build_backbone("tiny", modalities=["S2L2A"], precision="fp16")

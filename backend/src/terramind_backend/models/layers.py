@@ -7,7 +7,8 @@ Speed (CPU inference, measured in bench/bench_embeddings.py):
 - ``Linear`` runs fp32 CPU inference through oneDNN (``torch.ops.mkldnn._linear_pointwise``), which
   fuses the MLP's exact GELU and the residual additions into the GEMMs (fewer passes over memory and
   fewer parallel regions, which matters most on a busy multi-threaded CPU); it falls back
-  to ``F.linear`` when autograd is recording, on other devices/dtypes, or when oneDNN is missing.
+  to ``F.linear`` when autograd is recording, under autocast (bf16), on other devices/dtypes, or
+  when oneDNN is missing.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ class Linear(nn.Linear):
 
     def _fast(self, x: torch.Tensor) -> bool:
         return (_ONEDNN and torch.backends.mkldnn.enabled and x.device.type == "cpu" and x.dtype == torch.float32
-                and self.weight.dtype == torch.float32
+                and self.weight.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
                 and not (torch.is_grad_enabled() and (self.weight.requires_grad or x.requires_grad)))
 
     def forward(self, x: torch.Tensor, gelu: bool = False, residual: Optional[torch.Tensor] = None) -> torch.Tensor:

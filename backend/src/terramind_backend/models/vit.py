@@ -13,6 +13,7 @@
 - ``pretrained`` (official HF weights via ``hub``; HF_HOME/HF_HUB_CACHE/HF_HUB_OFFLINE/HF_TOKEN apply),
   ``ckpt_path`` (local file in this model's key layout; wins over ``pretrained``),
   ``download_progress=callable(done_bytes, total_bytes|None, label)``.
+- ``precision`` (ours): "fp32" (default), "bf16" or "auto" transformer arithmetic (``build_backbone``).
 - ``encoder_norm`` (default True). Training-only arguments (drop rates, modality_drop_rate) are
   accepted for compatibility; this runtime is inference-only, so they change nothing.
 
@@ -113,6 +114,7 @@ class TerraMindViT(nn.Module):
         self.encoder_norm = LayerNorm(dim) if encoder_norm else nn.Identity()
         self.out_channels = [dim * (len(self.image_modalities) if merge_method == "concat" else 1)] * encoder_depth
         self.tokenizer = nn.ModuleDict(dict(tokenizers or {}))
+        self.precision = "fp32"  # transformer arithmetic: fp32 | bf16 | auto (see build_backbone)
         init_weights_mae(self)
 
     # ---------------------------------------------------------------- inputs
@@ -169,11 +171,20 @@ class TerraMindViT(nn.Module):
         x = torch.cat(tokens, dim=1) if len(tokens) > 1 else tokens[0]
 
         outputs = []
-        for block in self.encoder:
-            x = block(x)
-            outputs.append(x)  # blocks return new tensors, so no copy is needed
-        outputs[-1] = self.encoder_norm(x)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self._bf16(x.device)):
+            for block in self.encoder:
+                x = block(x)
+                outputs.append(x)  # blocks return new tensors, so no copy is needed
+            outputs[-1] = self.encoder_norm(x)
+        outputs = [o.float() for o in outputs]
         return [self._merge(out, list(inputs), counts, is_image) for out in outputs]
+
+    def _bf16(self, device: torch.device) -> bool:
+        if self.precision == "fp32":
+            return False
+        from .tokenizers.tokenizer import resolve_precision
+
+        return resolve_precision(self.precision, device) == "bf16"
 
     def _merge(self, out: torch.Tensor, names: List[str], counts: List[int], is_image: List[bool]):
         method = self.merge_method
@@ -221,8 +232,17 @@ def build_backbone(size: str, *, modalities=None, pretrained: bool = False, ckpt
                    bands: Optional[Mapping[str, List[str]]] = None, download_progress=None,
                    img_size: int = 224, merge_method: Optional[str] = "mean", patch_size: int = 16,
                    in_chans: int = 3, encoder_norm: bool = True, qk_norm: bool = False,
-                   **training_only) -> TerraMindViT:
-    """Build ``terramind_v1_<size>`` with TerraTorch's keyword arguments (see the module docstring)."""
+                   precision: str = "fp32", **training_only) -> TerraMindViT:
+    """Build ``terramind_v1_<size>`` with TerraTorch's keyword arguments (see the module docstring).
+
+    ``precision`` (ours): transformer arithmetic. "fp32" (default; matches TerraTorch within 1e-6),
+    "bf16" (autocast; ~1e-2 relative differences, like TerraTorch after its import switches
+    ``float32_matmul_precision`` to "medium") or "auto" (bf16 where it is fast: CUDA with bf16, CPUs
+    with AMX). Tokenizers and patch embeddings always run in fp32; outputs are fp32.
+    """
+    from .tokenizers.tokenizer import resolve_precision
+
+    resolve_precision(precision, torch.device("cpu"))  # validates the name
     for key in list(training_only):
         if key not in _TRAINING_ONLY:
             raise TypeError(f"build_backbone() got an unexpected keyword argument {key!r}")
@@ -232,6 +252,7 @@ def build_backbone(size: str, *, modalities=None, pretrained: bool = False, ckpt
     cfg.pop("decoder_depth")
     model = TerraMindViT(modalities, img_size=img_size, merge_method=merge_method, patch_size=patch_size,
                          in_chans=in_chans, encoder_norm=encoder_norm, **cfg)
+    model.precision = precision
     load_tokenizer_weights = bool(pretrained)  # as TerraTorch: tokenizers follow `pretrained`, even with ckpt_path
     tokenizers = {}
     for key in model.encoder_embeddings:
