@@ -193,6 +193,8 @@ def test_vqvae_shapes_and_inputs(lulc):
     assert logits.shape == (2, 10, 32, 64)
     rec, loss = lulc(classes)
     assert torch.equal(rec, logits) and float(loss) == 0.0
+    fast = lulc.decode_tokens(tokens, precision="bf16")
+    assert fast.dtype == torch.float32 and (fast.argmax(1) == logits.argmax(1)).float().mean() > 0.9
 
 
 def test_vqvae_errors(lulc):

@@ -65,7 +65,7 @@ def build_tokenizer(name: str, pretrained: bool = False, ckpt_path: Optional[str
         pretrained: load the official weights through the Hugging Face cache (``hub.official_state_dict``).
         ckpt_path: load this local checkpoint instead (same key layout); takes precedence over ``pretrained``.
         download_progress: ``callable(done_bytes, total_bytes | None, label)`` for the download.
-        kwargs: ``precision`` (DiVAE UNet arithmetic: ``fp32`` default, ``bf16``, ``auto``; see DiVAE), and
+        kwargs: ``precision`` (decoder arithmetic: ``fp32`` default, ``bf16``, ``auto``; see docs/models.md), and
             TerraTorch registry arguments: ``image_size`` (default 256) sizes the stored position grid; the
             architecture arguments TerraTorch's registry passes are accepted when they match.
     Weights load strictly: a missing or unexpected key raises.
@@ -76,8 +76,7 @@ def build_tokenizer(name: str, pretrained: bool = False, ckpt_path: Optional[str
     resolve_precision(precision, torch.device("cpu"))  # validate early
     _check_fixed_kwargs(spec, kwargs)
     model = _build(spec, image_size, pretrained, ckpt_path, download_progress)
-    if isinstance(model, DiVAE):
-        model.precision = precision
+    model.precision = precision
     return model.eval()
 
 

@@ -66,6 +66,9 @@ class ImageTokenizer(nn.Module):
         self.encoder = ViTEncoder(in_channels, resolution=image_size)
         self.quant_proj = nn.Conv2d(self.encoder.dim, latent_dim, 1)
         self.quantize = FiniteScalarQuantizer(levels)
+        # Decoder arithmetic: "fp32" (default; matches TerraTorch to ~1e-6 relative), "bf16" (autocast: several
+        # times faster on AMX CPUs and GPUs, outputs deviate, see docs/models.md) or "auto".
+        self.precision = "fp32"
         if self.quantize.dim != latent_dim:
             raise ValueError(f"{len(self.quantize.levels)} FSQ levels for a {latent_dim}-d latent")
 
@@ -115,6 +118,9 @@ class ImageTokenizer(nn.Module):
     def decode_quant(self, codes: torch.Tensor, **kwargs) -> torch.Tensor:
         raise NotImplementedError
 
+    def _low_precision(self, precision: Optional[str]) -> bool:
+        return resolve_precision(precision or self.precision, self.device) == "bf16"
+
     def decode_tokens(self, tokens: torch.Tensor, **kwargs) -> torch.Tensor:
         """Tokens ``[B, h, w]`` -> image; see ``decode_quant`` of the subclass for the keyword arguments."""
         return self.decode_quant(self.tokens_to_embedding(tokens), **kwargs)
@@ -127,10 +133,7 @@ class DiVAE(ImageTokenizer):
                  image_size: int = 256):
         super().__init__(name, in_channels, levels, latent_dim, image_size)
         self.decoder = PatchedUNet(in_channels, latent_dim)
-        self.sampler = DDIMSampler()
-        # UNet arithmetic: "fp32" (default; matches TerraTorch to ~1e-6), "bf16" (autocast: several times faster
-        # on AMX CPUs and GPUs, x0 deviates by ~1e-3) or "auto". The DDIM update always runs in fp32.
-        self.precision = "fp32"
+        self.sampler = DDIMSampler()  # the DDIM update always runs in fp32, whatever ``precision`` says
 
     def _decode_size(self, codes: torch.Tensor, image_size: ImageSize) -> Tuple[int, int]:
         h, w = (codes.shape[-2] * PATCH, codes.shape[-1] * PATCH) if image_size is None else _pair(image_size)
@@ -178,7 +181,7 @@ class DiVAE(ImageTokenizer):
                                  f"got {tuple(noise.shape)}")
             x = noise.to(self.device, torch.float32)
         steps = self.sampler.timesteps(timesteps, scheduler_timesteps_mode)
-        low = resolve_precision(precision or self.precision, self.device) == "bf16"
+        low = self._low_precision(precision)
         for i, t in enumerate(steps):
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=low):
                 x0 = self.decoder(x, t, codes, channels_last=low)
@@ -223,11 +226,15 @@ class VQVAE(ImageTokenizer):
         return super().prepare_input(x)
 
     @torch.inference_mode()
-    def decode_quant(self, codes: torch.Tensor, **_ignored) -> torch.Tensor:
-        """FSQ codes ``[B, 5, h, w]`` -> class logits ``[B, 10, 16h, 16w]``. Diffusion arguments are ignored."""
+    def decode_quant(self, codes: torch.Tensor, precision: Optional[str] = None, **_ignored) -> torch.Tensor:
+        """FSQ codes ``[B, 5, h, w]`` -> float32 class logits ``[B, 10, 16h, 16w]``. ``precision`` as for
+        DiVAE (default ``self.precision``); diffusion arguments are ignored."""
         if codes.dim() != 4 or codes.shape[1] != self.latent_dim:
             raise ValueError(f"{self.name}: expected codes [B, {self.latent_dim}, h, w], got {tuple(codes.shape)}")
-        return self.decoder(self.post_quant_proj(codes.to(self.device, torch.float32).contiguous()))
+        low = self._low_precision(precision)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=low):
+            logits = self.decoder(self.post_quant_proj(codes.to(self.device, torch.float32).contiguous()))
+        return logits.float()
 
     def forward(self, x: torch.Tensor, **_ignored) -> Tuple[torch.Tensor, torch.Tensor]:
         """Full reconstruction: ``(logits [B, 10, H, W], code loss [1])`` like TerraTorch."""

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..layers import Linear as FusedLinear
+
 PATCH = 16
 
 
@@ -30,62 +32,76 @@ def sincos_grid(n: int, dim: int, temperature: float = 10000.0) -> torch.Tensor:
     return grid.permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int, act: type = nn.GELU):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = act()
-        self.fc2 = nn.Linear(hidden, dim)
+# Two execution modes with the same parameters. "exact" (encoder) keeps TerraTorch's op order and kernels
+# (F.linear, softmax(q·kᵀ·s)·v), so FSQ rounding sees bit-identical latents and tokens match. "fused" (decoder)
+# uses scaled_dot_product_attention and the oneDNN linear path of ..layers, with GELU and the residual additions
+# fused into the GEMMs; it agrees to ~1e-6 relative.
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int, act: type = nn.GELU, fused: bool = False):
+        super().__init__()
+        linear = FusedLinear if fused else nn.Linear
+        self.fc1 = linear(dim, hidden)
+        self.act = act()
+        self.fc2 = linear(hidden, dim)
+        self.fused = fused
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """``residual + fc2(act(fc1(x)))``."""
+        if not self.fused:
+            return residual + self.fc2(self.act(self.fc1(x)))
+        if isinstance(self.act, nn.GELU) and self.act.approximate == "none":
+            h = self.fc1(x, gelu=True)
+        else:
+            h = self.act(self.fc1(x))
+        return self.fc2(h, residual=residual)
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention. ``fused=False`` keeps TerraTorch's exact op order (softmax(q·kᵀ·s)·v), which
-    the encoder uses so FSQ rounding sees bit-identical latents; the decoder uses PyTorch's fused kernel."""
-
-    def __init__(self, dim: int, num_heads: int, fused: bool):
+    def __init__(self, dim: int, num_heads: int, fused: bool = False):
         super().__init__()
         self.num_heads = num_heads
         self.scale = (dim // num_heads) ** -0.5
         self.fused = fused
-        self.qkv = nn.Linear(dim, dim * 3)
-        self.proj = nn.Linear(dim, dim)
+        linear = FusedLinear if fused else nn.Linear
+        self.qkv = linear(dim, dim * 3)
+        self.proj = linear(dim, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """``residual + proj(attention(x))``."""
         b, n, c = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
         if self.fused:
-            out = F.scaled_dot_product_attention(q, k, v)
-        else:
-            out = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1) @ v
-        return self.proj(out.transpose(1, 2).reshape(b, n, c))
+            out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, c)
+            return self.proj(out, residual=residual)
+        out = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1) @ v
+        return residual + self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 
 class Block(nn.Module):
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, fused_attention: bool = False):
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, fused: bool = False):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim, num_heads, fused_attention)
+        self.attn = Attention(dim, num_heads, fused)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), fused=fused)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        x = self.attn(self.norm1(x), residual=x)
+        return self.mlp(self.norm2(x), residual=x)
 
 
 class _ViTStack(nn.Module):
     """Shared body: frozen position grid, blocks and the residual post-MLP."""
 
-    def __init__(self, dim: int, depth: int, num_heads: int, resolution: int, fused_attention: bool):
+    def __init__(self, dim: int, depth: int, num_heads: int, resolution: int, fused: bool):
         super().__init__()
         self.dim = dim
         self.pos_emb = nn.Parameter(sincos_grid(resolution // PATCH, dim), requires_grad=False)
-        self.blocks = nn.Sequential(*[Block(dim, num_heads, fused_attention=fused_attention) for _ in range(depth)])
+        self.blocks = nn.Sequential(*[Block(dim, num_heads, fused=fused) for _ in range(depth)])
         self.norm_mlp = nn.LayerNorm(dim, eps=1e-6)
-        self.post_mlp = Mlp(dim, 4 * dim, act=nn.Tanh)
+        self.post_mlp = Mlp(dim, 4 * dim, act=nn.Tanh, fused=fused)
 
     def position_tokens(self, nh: int, nw: int) -> torch.Tensor:
         grid = self.pos_emb
@@ -96,7 +112,7 @@ class _ViTStack(nn.Module):
     def run(self, tokens: torch.Tensor, nh: int, nw: int) -> torch.Tensor:
         x = tokens + self.position_tokens(nh, nw)
         x = self.blocks(x)
-        return x + self.post_mlp(self.norm_mlp(x))
+        return self.post_mlp(self.norm_mlp(x), residual=x)
 
 
 class ViTEncoder(_ViTStack):
@@ -104,7 +120,7 @@ class ViTEncoder(_ViTStack):
 
     def __init__(self, in_channels: int, dim: int = 768, depth: int = 12, num_heads: int = 12,
                  resolution: int = 256):
-        super().__init__(dim, depth, num_heads, resolution, fused_attention=False)
+        super().__init__(dim, depth, num_heads, resolution, fused=False)
         self.in_channels = in_channels
         self.proj = nn.Conv2d(in_channels, dim, kernel_size=PATCH, stride=PATCH)
 
@@ -121,7 +137,7 @@ class ViTDecoder(_ViTStack):
 
     def __init__(self, out_channels: int, dim: int = 768, depth: int = 12, num_heads: int = 12,
                  resolution: int = 256):
-        super().__init__(dim, depth, num_heads, resolution, fused_attention=True)
+        super().__init__(dim, depth, num_heads, resolution, fused=True)
         self.out_channels = out_channels
         self.out_proj = nn.Linear(dim, out_channels * PATCH * PATCH)
 
