@@ -162,16 +162,17 @@ class TerraMindViT(nn.Module):
         modalities filled with ``missing_mod_token``); dict: {input name: [B, N_m, D]}; None: [B, sum N, D].
         """
         inputs = self._gather_inputs(d, kwargs)
+        device = next(iter(inputs.values())).device
         tokens, counts, is_image = [], [], []
-        for name, value in inputs.items():
-            x, emb = self._embed(name, value)
-            tokens.append(x + emb)
-            counts.append(x.shape[1])
-            is_image.append(self.mod_name_mapping[name] in self.image_modalities)
-        x = torch.cat(tokens, dim=1) if len(tokens) > 1 else tokens[0]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self._bf16(device)):
+            for name, value in inputs.items():
+                x, emb = self._embed(name, value)
+                tokens.append(x + emb)
+                counts.append(x.shape[1])
+                is_image.append(self.mod_name_mapping[name] in self.image_modalities)
+            x = torch.cat(tokens, dim=1) if len(tokens) > 1 else tokens[0]
 
-        outputs = []
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self._bf16(x.device)):
+            outputs = []
             for block in self.encoder:
                 x = block(x)
                 outputs.append(x)  # blocks return new tensors, so no copy is needed
@@ -212,7 +213,7 @@ class TerraMindViT(nn.Module):
 
 def _tokenize(tokenizer: nn.Module, key: str, value):
     """Token ids of a tokenized input: image tokenizers -> [B, h, w]; coords -> [B, L]."""
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast(value.device.type, enabled=False):  # tokenizers stay fp32
         if key == "coords":
             return tokenizer.encode(value)["tensor"]
         return tokenizer.encode(value)[-1]
@@ -238,7 +239,7 @@ def build_backbone(size: str, *, modalities=None, pretrained: bool = False, ckpt
     ``precision`` (ours): transformer arithmetic. "fp32" (default; matches TerraTorch within 1e-6),
     "bf16" (autocast; ~1e-2 relative differences, like TerraTorch after its import switches
     ``float32_matmul_precision`` to "medium") or "auto" (bf16 where it is fast: CUDA with bf16, CPUs
-    with AMX). Tokenizers and patch embeddings always run in fp32; outputs are fp32.
+    with AMX). Tokenizers always run in fp32; outputs are fp32.
     """
     from .tokenizers.tokenizer import resolve_precision
 
