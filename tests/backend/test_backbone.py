@@ -281,3 +281,10 @@ def test_bf16_precision_is_close_to_fp32_and_names_are_checked():
     assert 0 < worst < 0.05
     with pytest.raises(ValueError, match="precision must be one of"):
         build_backbone("tiny", modalities=["S2L2A"], precision="fp16")
+
+
+def test_float64_models_stay_float64():
+    model = build_backbone("tiny", modalities=["DEM"]).double()
+    with torch.no_grad():
+        out = model(torch.randn(1, 1, 32, 32, dtype=torch.float64))
+    assert all(o.dtype == torch.float64 for o in out)

@@ -164,7 +164,8 @@ class TerraMindViT(nn.Module):
         inputs = self._gather_inputs(d, kwargs)
         device = next(iter(inputs.values())).device
         tokens, counts, is_image = [], [], []
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self._bf16(device)):
+        low = self._bf16(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=low):
             for name, value in inputs.items():
                 x, emb = self._embed(name, value)
                 tokens.append(x + emb)
@@ -177,7 +178,8 @@ class TerraMindViT(nn.Module):
                 x = block(x)
                 outputs.append(x)  # blocks return new tensors, so no copy is needed
             outputs[-1] = self.encoder_norm(x)
-        outputs = [o.float() for o in outputs]
+        if low:  # bf16 arithmetic, fp32 results; other dtypes (e.g. float64 checks) are left alone
+            outputs = [o.float() for o in outputs]
         return [self._merge(out, list(inputs), counts, is_image) for out in outputs]
 
     def _bf16(self, device: torch.device) -> bool:
