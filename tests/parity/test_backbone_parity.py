@@ -270,7 +270,7 @@ def test_encoder_decoder_matches_terratorch_sampler(hub):
     from terramind_backend.models.encdec import TerraMind, transformer_config
     from terramind_backend.models.loading import filter_backbone_state
 
-    enc_keys, dec_keys = ["untok_sen2l2a@224", "tok_lulc@224"], ["tok_lulc@224", "tok_dem@224"]
+    enc_keys, dec_keys = ["untok_sen2l2a@224", "tok_lulc@224"], ["tok_lulc@224", "tok_dem@224", "coords"]
     info = MODALITY_INFO
     theirs = TheirTerraMind(
         encoder_embeddings={k: info[k]["encoder_embedding"](image_size=224, dim_tokens=192, **info[k]) for k in enc_keys},
@@ -282,7 +282,9 @@ def test_encoder_decoder_matches_terratorch_sampler(hub):
     ours = TerraMind(enc_keys, dec_keys, **transformer_config("tiny")).eval()
     clean, report = filter_backbone_state(state, ours)
     ours.load_state_dict(clean, strict=True)
-    assert list(ours.state_dict()) == list(theirs.state_dict()) and not report.missing
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert all(k.startswith("decoder_embeddings.coords.") for k in report.missing)  # not in the fake file
+    ours.decoder_embeddings["coords"].load_state_dict(theirs.decoder_embeddings["coords"].state_dict())
     sampler = GenerationSampler(theirs)
 
     gen = torch.Generator().manual_seed(11)
@@ -317,3 +319,13 @@ def test_encoder_decoder_matches_terratorch_sampler(hub):
         y = theirs.mask_token + theirs.decoder_embeddings["tok_lulc@224"].forward_embed(dict(target))["emb"]
         expected = theirs.decoder_embeddings["tok_lulc@224"].forward_logits(theirs.forward_decoder(y, context, mask, None))
         assert _rel(full, expected) <= TOL
+
+        # sequence target (coords): token embeddings + 1-D positions, causal self-attention
+        ids = torch.randint(7, 30000, (B, 4), generator=gen)
+        seq = theirs.decoder_embeddings["coords"].forward_embed(
+            {"tensor": ids, "target_mask": torch.zeros(B, 4, dtype=torch.bool)})
+        causal = torch.ones(4, 4, dtype=torch.bool).triu(1).expand(B, 4, 4)
+        expected = theirs.decoder_embeddings["coords"].forward_logits(
+            theirs.forward_decoder(seq["x"] + seq["emb"], context, mask, causal))
+        got = ours.decode_sequence_logits("coords", ids, ctx)
+        assert got.shape == (B, 4, 30000) and _rel(got, expected) <= TOL
