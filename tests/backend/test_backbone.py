@@ -288,3 +288,9 @@ def test_float64_models_stay_float64():
     with torch.no_grad():
         out = model(torch.randn(1, 1, 32, 32, dtype=torch.float64))
     assert all(o.dtype == torch.float64 for o in out)
+
+
+def test_built_and_run_under_inference_mode():
+    with torch.inference_mode():
+        model = build_backbone("tiny", modalities=["DEM"])
+        assert model(torch.randn(1, 1, 64, 48))[-1].shape == (1, 12, 192)

@@ -50,11 +50,14 @@ class _GridPositions(nn.Module):
         """[1, rows*cols, D] positions for a token grid (bicubic resize of the stored square grid)."""
         if (rows * self.patch_size[0], cols * self.patch_size[1]) == self.image_size:
             return self.pos_emb
-        key = (rows, cols, self.pos_emb.device, self.pos_emb.dtype, self.pos_emb._version)
+        # cache the last resize; the key holds the buffer's identity and contents version (loading or
+        # .to() replace or bump it). Inference tensors have no version counter: never cached then.
+        version = None if self.pos_emb.is_inference() else self.pos_emb._version
+        key = (rows, cols, self.pos_emb.data_ptr(), self.pos_emb.device, self.pos_emb.dtype, version)
         cached = self._resized.get(key)
-        if cached is None or torch.is_grad_enabled():
+        if cached is None or torch.is_grad_enabled() or version is None:
             cached = resize_grid(self.pos_emb, rows, cols)
-            if not torch.is_grad_enabled():
+            if not torch.is_grad_enabled() and version is not None:
                 self._resized = {key: cached}
         return cached
 
