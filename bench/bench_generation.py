@@ -52,7 +52,8 @@ def _build(impl: str, task: str, timesteps: int):
     return FULL_MODEL_REGISTRY.build("terramind_v1_tiny_generate", **kwargs).eval()
 
 
-def worker(impl: str, task: str, batch: int, timesteps: int, repeat: int, threads: int, clock: str) -> dict:
+def worker(impl: str, task: str, batch: int, timesteps: int, repeat: int, threads: int, clock: str,
+           warmup: int = 1) -> dict:
     import torch
 
     torch.set_num_threads(threads)
@@ -65,7 +66,8 @@ def worker(impl: str, task: str, batch: int, timesteps: int, repeat: int, thread
         random.seed(0)
         with torch.no_grad():
             return model({"S2L2A": x})
-    run()  # warm-up (allocator, oneDNN primitives, cached position grids)
+    for _ in range(warmup):  # allocator, oneDNN primitives, cached position grids
+        run()
     timer = time.process_time if clock == "cpu" else time.perf_counter
     times, walls = [], []
     for _ in range(repeat):
@@ -83,7 +85,8 @@ def worker(impl: str, task: str, batch: int, timesteps: int, repeat: int, thread
 
 def _spawn(impl, task, batch, args) -> dict:
     cmd = [sys.executable, __file__, "--worker", impl, task, str(batch), "--timesteps", str(args.timesteps),
-           "--repeat", str(args.repeat), "--threads", str(args.threads), "--clock", args.clock]
+           "--repeat", str(args.repeat), "--threads", str(args.threads), "--clock", args.clock,
+           "--warmup", str(args.warmup)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
     if proc.returncode:
         raise RuntimeError(f"{impl} {task} b{batch} failed:\n{proc.stderr[-3000:]}")
@@ -99,12 +102,16 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
     parser.add_argument("--bf16", action="store_true", help="also run ours with decoder_precision='bf16'")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs before the timed ones")
+    parser.add_argument("--impls", nargs="+", choices=("terratorch", "ours", "ours-bf16"),
+                        help="run only these (default: terratorch, ours [, ours-bf16 with --bf16])")
     parser.add_argument("--json", type=Path, help="also write all results here")
     parser.add_argument("--worker", nargs=3, metavar=("IMPL", "TASK", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         impl, task, batch = args.worker
-        print(json.dumps(worker(impl, task, int(batch), args.timesteps, args.repeat, args.threads, args.clock)))
+        print(json.dumps(worker(impl, task, int(batch), args.timesteps, args.repeat, args.threads, args.clock,
+                                args.warmup)))
         return 0
 
     results = []
@@ -114,14 +121,14 @@ def main(argv=None) -> int:
     for task in args.tasks:
         for batch in args.batches:
             pair = {}
-            impls = ["terratorch", "ours"] + (["ours-bf16"] if args.bf16 else [])
+            impls = args.impls or ["terratorch", "ours"] + (["ours-bf16"] if args.bf16 else [])
             for impl in impls:  # TerraTorch first: the ratio never favours a warm page cache
                 r = _spawn(impl, task, batch, args)
                 pair[impl] = r
                 results.append(r)
                 print(f"{task:5} {batch:5d} {impl:>10} {r['s_per_tile']:8.3f} {r['tiles_per_s']:8.3f} "
                       f"{r['peak_rss_mb']:11.0f}  {r['times_s']}, {r['wall_s']}", flush=True)
-            for impl in impls[1:]:
+            for impl in [i for i in impls if i != "terratorch" and "terratorch" in pair]:
                 ratio = pair[impl]["tiles_per_s"] / pair["terratorch"]["tiles_per_s"]
                 print(f"{task:5} {batch:5d} {'ratio':>10} {impl}/TerraTorch tiles/s = {ratio:.2f}x", flush=True)
     if args.json:
