@@ -8,8 +8,9 @@ Run with the TerraTorch environment (both implementations import there):
 Cases (224x224 tiles, 14x14 tokens):
 - ``build``: constructing + loading the pretrained tokenizer (DEM DiVAE, LULC VQVAE).
 - ``dem-decode``: DiVAE ``decode_tokens`` with ``--steps`` DDIM steps (the UNet dominates; the time per step
-  is what generation at N steps pays N times). Ours in fp32 (parity) and, separately, in ``precision="bf16"``.
+  is what generation at N steps pays N times).
 - ``lulc-decode``: VQVAE ``decode_tokens`` (ViT-B decoder), ``s2l2a-encode``: ViT-B encoder + FSQ.
+Decoders run ours in fp32 (the parity mode) and, as separate rows, in ``precision="bf16"``.
 Runs alternate ours/TerraTorch and keep the best of ``--repeat``. Times are CPU seconds of the process
 (``--clock cpu``, the default: with one thread this is the compute cost and is robust to other processes on a
 shared machine) or wall seconds (``--clock wall``).
@@ -111,7 +112,11 @@ def bench(batches, steps: int, repeat: int) -> list:
         for b in batches:
             tok = tokens_lulc[:b]
             t_ref, t_ours, a, o = _pairwise(lambda: ref.decode_tokens(tok), lambda: ours.decode_tokens(tok), repeat)
-            rows.append(_row("lulc-decode", b, t_ref, t_ours, (a - o).abs().max().item()))
+            rows.append(_row("lulc-decode", b, t_ref, t_ours, (a - o).abs().max().item(), "fp32"))
+            t_bf, o_bf = _best(lambda: ours.decode_tokens(tok, precision="bf16"), repeat)
+            agree = (a.argmax(1) == o_bf.argmax(1)).float().mean().item()
+            rows.append(_row("lulc-decode", b, t_ref, t_bf, (a - o_bf).abs().max().item(),
+                             f"ours precision=bf16, argmax agreement {agree:.4f}"))
     del ref, ours
     gc.collect()
 
