@@ -44,12 +44,13 @@ def pair(request, fake_hub, monkeypatch):
     precision = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("highest")
     name = f"terramind_v1_tokenizer_{request.param}"
-    ref = FULL_MODEL_REGISTRY.build(name, pretrained=True).eval()
-    ours = build_tokenizer(name, pretrained=True)
+    models = []
     try:
-        yield ref, ours
+        models.append(FULL_MODEL_REGISTRY.build(name, pretrained=True).eval())
+        models.append(build_tokenizer(name, pretrained=True))
+        yield tuple(models)
     finally:
-        del ref, ours
+        models.clear()
         gc.collect()
         torch.set_float32_matmul_precision(precision)
 
