@@ -29,7 +29,7 @@ def _check():
             from terramind_qgis.client import get_client
 
             hello = get_client().hello()
-            lines.append(f"backend: terramind {hello.get('version')} on {hello.get('device')} (torch {hello.get('torch')})")
+            lines.append(f"backend: terramind {hello.get('backend')} on {hello.get('device')} (torch {hello.get('torch')})")
         except Exception as exc:  # shown to the user, never fatal for QGIS
             lines.append(f"backend: not ready ({exc}); open TerraMind > Settings and backend… to install it")
         try:
