@@ -42,8 +42,8 @@ def _check():
 
 
 def _shoot():
-    window = qgis.utils.iface.mainWindow()
-    window.grab().save(os.path.join(RUN_DIR, "screenshot.png"), "PNG")
+    # the whole screen: the TerraMind dialog is a window of its own
+    QgsApplication.primaryScreen().grabWindow(0).save(os.path.join(RUN_DIR, "screenshot.png"), "PNG")
     exit_after = os.environ.get("TERRAMIND_EXIT_AFTER")
     if exit_after:
         QTimer.singleShot(int(float(exit_after) * 1000), _quit)
