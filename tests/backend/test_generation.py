@@ -17,6 +17,7 @@ from terramind_backend.models import build_model
 from terramind_backend.models.generation import TerraMindGeneration
 from terramind_backend.models.loading import filter_generate_state, load_official
 from terramind_backend.models.modalities import UnknownModalityError
+from terramind_backend.models import sampling
 from terramind_backend.models.sampling import linear_token_budget
 
 NDVI_MEAN, NDVI_STD = 0.327, 0.322
@@ -52,6 +53,42 @@ def _sibling(model: TerraMindGeneration, outputs, **kwargs) -> TerraMindGenerati
     other = TerraMindGeneration(["S2L2A"], outputs, tokenizers, size="tiny", timesteps=1, standardize=True, **kwargs)
     load_official(other, "terramind_v1_tiny", filter_generate_state)
     return other.eval()
+
+
+# ---------------------------------------------------------------------------------------------- sampling
+def test_sampling_primitives():
+    assert linear_token_budget(1, 196) == [196] and linear_token_budget(3, 10) == [4, 3, 3]
+    assert linear_token_budget(5, 3) == [1, 1, 1]  # more steps than tokens: one token per step
+    logits = torch.tensor([[5.0, 4.0, 0.0, -1.0], [0.0, 0.0, 9.0, 0.0]])
+    kept = sampling.filter_top_p(logits.clone(), 0.5)
+    assert torch.isfinite(kept).tolist() == [[True, False, False, False], [False, False, True, False]]
+    kept = sampling.filter_top_p(logits.clone(), 0.99)  # the first token crossing p is kept too
+    assert torch.isfinite(kept[0]).tolist() == [True, True, False, False]
+    assert torch.isfinite(sampling.filter_top_k(logits.clone(), 2)[0]).tolist() == [True, True, False, False]
+    assert sampling.sample_tokens(logits.clone(), temperature=0.0).tolist() == [0, 2]
+    g = torch.Generator().manual_seed(0)
+    draws = sampling.sample_tokens(logits[:1].repeat(500, 1), temperature=1.0, top_p=0.99, generator=g)
+    assert set(draws.tolist()) == {0, 1}
+
+
+def test_roar_decode_covers_every_position_once():
+    seen = []
+
+    def logits_fn(tokens, decoded, positions):
+        seen.append((int(decoded.sum()), positions.tolist()))
+        return torch.zeros(2, len(positions), 7).index_fill_(-1, torch.tensor([3]), 1.0)
+    result = sampling.roar_decode(logits_fn, 2, 10, seed=1, budget=[4, 3, 3], temperature=0.0)
+    assert [d for d, _ in seen] == [0, 4, 7]
+    assert sorted(p for _, ps in seen for p in ps) == list(range(10))
+    assert result.tokens.tolist() == [[3] * 10] * 2 and result.steps == 3
+
+
+def test_autoregressive_decode_stops_at_eos():
+    def step(ids):  # always predicts "previous id + 1"
+        return torch.nn.functional.one_hot(ids[:, -1] + 1, 10).float() * 10
+    out = sampling.autoregressive_decode(step, torch.tensor([[5], [2]]), max_new_tokens=8, eos_id=6, seed=0,
+                                         temperature=0.0)
+    assert out.tolist() == [[5, 6, 7, 8, 9], [2, 3, 4, 5, 6]]  # row 1 reaches EOS last; then decoding stops
 
 
 # ---------------------------------------------------------------------------------------------- outputs

@@ -172,15 +172,3 @@ def autoregressive_decode(step_logits_fn: Callable[[torch.Tensor], torch.Tensor]
         out = torch.cat([out, nxt[:, None].to(out.dtype)], dim=-1)
     return out
 
-
-def schedule_temperature(temps, index: int, count: int) -> float:
-    """Temperature of output ``index``: ``temps`` is one number for all outputs or one per output."""
-    if isinstance(temps, (int, float)):
-        return float(temps)
-    temps = list(temps)
-    if len(temps) != count:
-        raise ValueError(f"temps has {len(temps)} values for {count} outputs; give one number or one per output")
-    value = float(temps[index])
-    if math.isnan(value) or value < 0:
-        raise ValueError(f"temperature must be >= 0, got {value}")
-    return value
