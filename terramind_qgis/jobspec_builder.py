@@ -68,6 +68,7 @@ class JobChoices:
     merge_method: str = "mean"
     tim_modalities: list[str] = field(default_factory=lambda: ["LULC"])
     standardize: bool = True
+    precision: str = "auto"   # auto (bf16 where fast: CUDA, AMX CPUs) | fp32 (exact) | bf16
 
 
 @dataclass(frozen=True)
@@ -284,5 +285,6 @@ def build_jobspec(choices: JobChoices) -> dict:
         "seed": int(choices.seed),
         "options": {"layer": int(choices.layer), "merge_method": choices.merge_method,
                     "tim_modalities": list(choices.tim_modalities),
-                    "checkpoint": None, "probabilities": False, "standardize": bool(choices.standardize)},
+                    "checkpoint": None, "probabilities": False, "standardize": bool(choices.standardize),
+                    "precision": choices.precision},
     }

@@ -8,6 +8,7 @@ from .base import TaskSpec, TerraMindAlgorithm
 
 class SegmentAlgorithm(TerraMindAlgorithm):
     ALG_NAME = "segment"
+    uses_precision = False  # a fine-tuned checkpoint always runs in fp32
     DISPLAY = "Segment with a fine-tuned model"
     HELP = (
         "Runs a TerraMind segmentation model fine-tuned with TerraTorch (a Lightning <code>.ckpt</code>, "

@@ -29,7 +29,8 @@ def test_embed_matches_a_direct_backbone_call(tmp_path, fake_hub, cache):  # noq
     from terramind_backend.models.modalities import PRETRAINING_MEAN, PRETRAINING_STD
 
     src = sample("S2L2A")
-    result = run_job(_job({"S2L2A": str(src)}, {"embeddings": str(tmp_path / "emb.tif")}, "embed"), models=cache)
+    result = run_job(_job({"S2L2A": str(src)}, {"embeddings": str(tmp_path / "emb.tif")}, "embed",
+                          options={"precision": "fp32"}), models=cache)
     emb, prof = read(tmp_path / "emb.tif")
     _, sprof = read(src)
     assert emb.shape == (192, 14, 14) and prof["dtype"] == "float32"
@@ -45,6 +46,28 @@ def test_embed_matches_a_direct_backbone_call(tmp_path, fake_hub, cache):  # noq
         tokens = model({"S2L2A": torch.from_numpy((x - mean) / std)})[-1][0]
     expected = tokens.T.reshape(192, 14, 14).numpy()
     np.testing.assert_allclose(emb, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_default_precision_is_auto_and_stays_close_to_fp32(tmp_path, fake_hub, cache):  # noqa: F811
+    """Jobs default to precision "auto" (bf16 only where it is fast: CUDA, AMX CPUs); fp32 is on request."""
+    from terramind_backend.engine import parse_jobspec
+
+    assert parse_jobspec(_job({"S2L2A": "a.tif"}, {"embeddings": "e.tif"}, "embed")).options.precision == "auto"
+    src = str(sample("S2L2A"))
+    out = {}
+    for precision in ("fp32", "auto"):
+        run_job(_job({"S2L2A": src}, {"embeddings": str(tmp_path / f"{precision}.tif")}, "embed",
+                     options={"precision": precision}), models=cache)
+        out[precision] = read(tmp_path / f"{precision}.tif")[0]
+    scale = np.abs(out["fp32"]).max()
+    assert np.abs(out["auto"] - out["fp32"]).max() <= 0.05 * scale
+
+
+def test_unknown_precision_is_refused(tmp_path):
+    from terramind_backend.engine import JobValidationError, parse_jobspec
+
+    with pytest.raises(JobValidationError, match="options.precision must be one of auto, fp32, bf16"):
+        parse_jobspec(_job({"S2L2A": "a.tif"}, {"embeddings": "e.tif"}, "embed", options={"precision": "fp16"}))
 
 
 def test_embed_tiles_a_mosaic(tmp_path, fake_hub, cache):  # noqa: F811

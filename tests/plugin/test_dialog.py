@@ -115,7 +115,7 @@ def test_jobspec_from_the_widgets(dialog, layers, tmp_path):
         "tiling": {"window": 256, "overlap": 48, "batch_size": 2},
         "device": "cpu", "timesteps": 5, "seed": 42,
         "options": {"layer": -1, "merge_method": "mean", "tim_modalities": ["LULC"], "checkpoint": None,
-                    "probabilities": False, "standardize": True},
+                    "probabilities": False, "standardize": True, "precision": "auto"},
     }
 
 

@@ -188,12 +188,13 @@ def test_embed_spec_backbone_and_tim(provider, tmp_path):
     spec, destinations, _ = spec_for("terramind:embed", {
         "S2L2A": str(sample("S2L2A")), "LAYER": 3, "MERGE_METHOD": 2, "OUTPUT": out})
     assert spec["task"] == "embed" and spec["outputs"] == {"embeddings": out}
-    assert spec["options"] == {"layer": 3, "merge_method": "concat"}
+    assert spec["options"] == {"layer": 3, "merge_method": "concat", "precision": "auto"}
     assert destinations == {"embeddings": "OUTPUT"}
     spec, _, _ = spec_for("terramind:embed", {
         "S2L2A": str(sample("S2L2A")), "MODE": 1, "TIM_MODALITIES": [4, 5], "MODEL": 1, "OUTPUT": out})
     assert spec["task"] == "tim-embed" and spec["model"] == "terramind_v1_small"
-    assert spec["options"] == {"layer": -1, "merge_method": "mean", "tim_modalities": ["LULC", "NDVI"]}
+    assert spec["options"] == {"layer": -1, "merge_method": "mean", "tim_modalities": ["LULC", "NDVI"],
+                               "precision": "auto"}
 
 
 def test_segment_spec_takes_the_model_from_the_checkpoint(provider, tmp_path):
@@ -258,3 +259,12 @@ def test_toolbox_and_batch_dialogs_build_widgets_for_every_parameter(provider, q
     batch.mainWidget().addRow()  # a second row, as a user adds one per scene
     assert batch.mainWidget().batchRowCount() == 2
     batch.close()
+
+
+def test_precision_parameter_reaches_the_jobspec(provider, tmp_path):
+    """PRECISION (advanced) maps to options.precision; segment has no such parameter (checkpoints run in fp32)."""
+    spec, _, _ = spec_for("terramind:generate", {"S2L2A": str(sample("S2L2A")), "PRECISION": 1})
+    assert spec["options"]["precision"] == "fp32"
+    spec, _, _ = spec_for("terramind:generate", {"S2L2A": str(sample("S2L2A"))})
+    assert spec["options"]["precision"] == "auto"
+    assert algorithm("terramind:segment").parameterDefinition("PRECISION") is None

@@ -52,6 +52,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     g.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     g.add_argument("--checkpoint", help="local TerraMind checkpoint instead of the official weights")
+    g.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="model arithmetic: auto = bf16 where fast (CUDA, AMX CPUs), fp32 = exact (default auto)")
     _progress_args(p)
 
 
@@ -106,7 +108,7 @@ def build_spec(args) -> dict:
     spec = {"version": 1, "task": args.task, "model": args.model, "inputs": inputs, "crs": args.crs,
             "resolution": args.resolution, "device": args.device, "seed": args.seed,
             "tiling": {"window": args.window, "overlap": args.overlap, "batch_size": args.batch},
-            "options": {"checkpoint": args.checkpoint}}
+            "options": {"checkpoint": args.checkpoint, "precision": args.precision}}
     if args.bounds:
         spec["extent"] = {"bounds": list(args.bounds), "crs": args.bounds_crs or args.crs or _first_crs(inputs)}
     if args.task in ("embed", "tim-embed"):

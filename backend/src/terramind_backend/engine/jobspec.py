@@ -60,6 +60,12 @@ class Options:
     checkpoint: Optional[str] = None
     probabilities: bool = False
     standardize: bool = True
+    # Arithmetic of the heavy parts: "auto" = bf16 where the hardware has fast bf16 (CUDA, AMX CPUs),
+    # fp32 elsewhere; "fp32" = TerraTorch's exact arithmetic; "bf16" forces it (docs/benchmarks.md).
+    precision: str = "auto"
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -255,10 +261,14 @@ def _options(raw, warnings: List[str]) -> Options:
     for flag in ("probabilities", "standardize"):
         if flag in raw and not isinstance(raw[flag], bool):
             _fail(f"options.{flag}", f"options.{flag} must be true or false, got {raw[flag]!r}.")
+    precision = raw.get("precision", "auto")
+    if precision not in PRECISIONS:
+        _fail("options.precision", f"options.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
     return Options(layer=_int(raw.get("layer", -1), "options.layer"), merge_method=merge,
                    tim_modalities=tuple(tim_res),
                    checkpoint=None if ckpt is None else _path(ckpt, "options.checkpoint", None),
-                   probabilities=raw.get("probabilities", False), standardize=raw.get("standardize", True))
+                   probabilities=raw.get("probabilities", False), standardize=raw.get("standardize", True),
+                   precision=precision)
 
 
 _TOP_KEYS = ("version", "task", "model", "inputs", "outputs", "extent", "crs", "resolution", "tiling",

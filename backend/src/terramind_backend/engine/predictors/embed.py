@@ -30,6 +30,8 @@ class EmbedPredictor(Predictor):
         if self.tim:
             name += "_tim"
             kwargs["tim_modalities"] = list(spec.options.tim_modalities)
+        else:  # TiM keeps fp32: its token generation must match the plain backbone's arithmetic
+            kwargs["precision"] = spec.options.precision
         self.model = ctx.models.get(name, ctx.device, ctx.emit, **kwargs)
         dim = self._feature_dim(spec)
         out = OutputSpec(name=EMBED_OUTPUT, path=spec.outputs[EMBED_OUTPUT], kind="embeddings", dtype="float32",

@@ -25,6 +25,7 @@ class ReconstructPredictor(Predictor):
         kw = build_kwargs(spec)
         kw.pop("ckpt_path", None)  # options.checkpoint names a TerraMind checkpoint, not a tokenizer
         kw["pretrained"] = True
+        kw["precision"] = spec.options.precision
         self.tokenizers = {m: ctx.models.get(f"terramind_v1_tokenizer_{m.lower()}", ctx.device, ctx.emit, **kw)
                            for m in self.targets}
         self.products: List[Product] = [product_for(m, spec.outputs[m], spec.options.probabilities)
