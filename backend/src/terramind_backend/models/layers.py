@@ -9,6 +9,14 @@ Speed (CPU inference, measured in bench/bench_embeddings.py):
   fewer parallel regions, which matters most on a busy multi-threaded CPU); it falls back
   to ``F.linear`` when autograd is recording, under autocast (bf16), on other devices/dtypes, or
   when oneDNN is missing.
+
+Reference arithmetic (``set_reference_arithmetic``, off by default): the fused kernels above round
+differently from TerraTorch, which computes attention as scores = q·kᵀ · scale → masked_fill →
+softmax → ·v and every projection as a plain ``F.linear`` followed by separate GELU / residual
+additions. With the flag on, these layers evaluate in that order, so an fp32 forward reproduces
+TerraTorch's rounding (bit for bit on the same torch build). Fine-tuned segmentation turns it on: an
+argmax over near-tied logits must give TerraTorch's classes. Embeddings and generation keep the
+faster default path (differences there stay within ~1e-6 relative).
 """
 from __future__ import annotations
 
@@ -18,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Linear", "LayerNorm", "Attention", "CrossAttention", "Mlp", "GatedMlp", "Block", "DecoderBlock", "init_weights_mae"]
+__all__ = ["Linear", "LayerNorm", "Attention", "CrossAttention", "Mlp", "GatedMlp", "Block", "DecoderBlock",
+           "init_weights_mae", "set_reference_arithmetic", "uses_reference_arithmetic"]
 
 
 def _probe_onednn() -> bool:
@@ -39,8 +48,11 @@ _ONEDNN = _probe_onednn()
 class Linear(nn.Linear):
     """``nn.Linear`` (same parameters) with a oneDNN inference path and an optional fused GELU."""
 
+    reference = False  # True: always plain F.linear, then GELU / residual (see the module docstring)
+
     def _fast(self, x: torch.Tensor) -> bool:
-        return (_ONEDNN and torch.backends.mkldnn.enabled and x.device.type == "cpu" and x.dtype == torch.float32
+        return (not self.reference and _ONEDNN and torch.backends.mkldnn.enabled and x.device.type == "cpu"
+                and x.dtype == torch.float32
                 and self.weight.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
                 and not (torch.is_grad_enabled() and (self.weight.requires_grad or x.requires_grad)))
 
@@ -89,12 +101,28 @@ def _additive_mask(mask: Optional[torch.Tensor], dtype: torch.dtype) -> Optional
     return blocked.unsqueeze(1)
 
 
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor],
+            reference: bool) -> torch.Tensor:
+    """softmax(q·kᵀ/√d, blocked → -finfo.max)·v for [B, h, N, d] heads; mask [B, Nq|1, Nk], True = blocked.
+
+    ``reference``: unfused, in TerraTorch's order (scale applied to the scores, not to q), so the
+    rounding is the same as TerraTorch's; otherwise one fused SDPA kernel.
+    """
+    if not reference:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=_additive_mask(mask, q.dtype))
+    scores = torch.matmul(q, k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
+    if mask is not None:
+        scores = scores.masked_fill(mask.unsqueeze(1), -torch.finfo(scores.dtype).max)
+    return torch.matmul(scores.softmax(dim=-1), v)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention; ``qkv`` is one Linear producing [q | k | v], each split by heads."""
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, proj_bias: bool = True):
         super().__init__()
         self.num_heads = num_heads
+        self.reference = False  # see set_reference_arithmetic
         self.qkv = Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = Linear(dim, dim, bias=proj_bias)
 
@@ -103,7 +131,7 @@ class Attention(nn.Module):
         """Attention output, plus ``residual`` when given (added inside the output projection)."""
         B, N, C = x.shape
         q, k, v = self.qkv(x).view(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
-        x = F.scaled_dot_product_attention(q, k, v, attn_mask=_additive_mask(mask, q.dtype))
+        x = _attend(q, k, v, mask, self.reference)
         return self.proj(x.transpose(1, 2).reshape(B, N, C), residual=residual)
 
 
@@ -113,6 +141,7 @@ class CrossAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, proj_bias: bool = True):
         super().__init__()
         self.num_heads = num_heads
+        self.reference = False  # see set_reference_arithmetic
         self.q = Linear(dim, dim, bias=qkv_bias)
         self.kv = Linear(dim, dim * 2, bias=qkv_bias)
         self.proj = Linear(dim, dim, bias=proj_bias)
@@ -124,7 +153,7 @@ class CrossAttention(nn.Module):
         h = self.num_heads
         q = self.q(x).view(B, N, h, C // h).transpose(1, 2)
         k, v = self.kv(context).view(B, M, 2, h, C // h).permute(2, 0, 3, 1, 4)
-        x = F.scaled_dot_product_attention(q, k, v, attn_mask=_additive_mask(mask, q.dtype))
+        x = _attend(q, k, v, mask, self.reference)
         return self.proj(x.transpose(1, 2).reshape(B, N, C), residual=residual)
 
 
@@ -202,6 +231,20 @@ class DecoderBlock(nn.Module):
         y = self.self_attn(self.norm1(y), sa_mask, residual=y)
         y = self.cross_attn(self.query_norm(y), self.context_norm(context), xa_mask, residual=y)
         return self.mlp(self.norm2(y), residual=y)
+
+
+def set_reference_arithmetic(model: nn.Module, enabled: bool = True) -> nn.Module:
+    """Switch every Linear/Attention/CrossAttention in ``model`` to TerraTorch's op order (or back)."""
+    for m in model.modules():
+        if isinstance(m, (Linear, Attention, CrossAttention)):
+            m.reference = bool(enabled)
+    return model
+
+
+def uses_reference_arithmetic(model: nn.Module) -> bool:
+    """True when ``model`` has such layers and all of them run in reference arithmetic."""
+    flags = [m.reference for m in model.modules() if isinstance(m, (Linear, Attention, CrossAttention))]
+    return bool(flags) and all(flags)
 
 
 def init_weights_mae(model: nn.Module, skip_prefix: str = "tokenizer") -> None:

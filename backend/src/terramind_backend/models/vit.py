@@ -41,7 +41,7 @@ from torch import nn
 
 from .embeddings import ImageEncoderEmbedding, ImageTokenEncoderEmbedding, encoder_embedding_for
 from .encdec import transformer_config
-from .layers import Block, LayerNorm, init_weights_mae
+from .layers import Block, LayerNorm, init_weights_mae, set_reference_arithmetic, uses_reference_arithmetic
 from .modalities import MODALITY_INFO, PRETRAINED_BANDS, resolve_input_modality
 
 log = logging.getLogger("terramind_backend.models")
@@ -116,6 +116,17 @@ class TerraMindViT(nn.Module):
         self.tokenizer = nn.ModuleDict(dict(tokenizers or {}))
         self.precision = "fp32"  # transformer arithmetic: fp32 | bf16 | auto (see build_backbone)
         init_weights_mae(self)
+
+    def set_reference_arithmetic(self, enabled: bool = True) -> "TerraMindViT":
+        """fp32 transformer arithmetic in TerraTorch's op order (explicit softmax attention, plain
+        linear layers) instead of the fused kernels: slower, but rounds exactly like TerraTorch.
+        Covers every transformer layer inside (a TiM model's generator too). Returns ``self``."""
+        set_reference_arithmetic(self, enabled)
+        return self
+
+    @property
+    def reference_arithmetic(self) -> bool:
+        return uses_reference_arithmetic(self)
 
     # ---------------------------------------------------------------- inputs
     def _gather_inputs(self, d, kwargs) -> Dict[str, torch.Tensor]:

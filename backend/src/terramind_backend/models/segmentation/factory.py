@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..layers import set_reference_arithmetic
 from .decoders import DECODERS
 from .heads import SegmentationHead
 from .necks import NECKS, build_necks
@@ -225,9 +226,14 @@ def _build_backbone(config: SegmentationConfig) -> nn.Module:
 
 def build_segmentation_model(model_args: Union[dict, SegmentationConfig], *, backbone: Optional[nn.Module] = None
                              ) -> SegmentationModel:
-    """The model described by ``model_args`` with random weights (load a state dict next)."""
+    """The model described by ``model_args`` with random weights (load a state dict next).
+
+    The backbone runs in reference arithmetic (``layers.set_reference_arithmetic``): classes are an
+    argmax, and near-tied pixels only come out as TerraTorch's when the logits round the same way.
+    """
     config = model_args if isinstance(model_args, SegmentationConfig) else parse_model_args(model_args)
     encoder = backbone if backbone is not None else _build_backbone(config)
+    set_reference_arithmetic(encoder, True)
     channels = getattr(encoder, "out_channels", None)
     if channels is None:
         raise UnsupportedCheckpointError(f"Backbone {config.backbone} does not report out_channels", part="backbone")
