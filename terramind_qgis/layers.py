@@ -4,16 +4,20 @@ The engine writes a QGIS style ``<output>.qml`` next to every GeoTIFF; that styl
 missing (an older backend, or a file copied without it) ``style_layer`` builds a renderer in code:
 LULC paletted with class names, NDVI colour ramp over −1…1, DEM pseudocolour, SAR greyscale in dB,
 Sentinel-2 true colour.
+
+With the ``dem_hillshade`` setting on, a DEM output also gets a hillshade layer of the same file,
+placed right below it; the pseudocolour layer multiplies onto it so the relief shows through.
 """
 from __future__ import annotations
 
 import os
 from typing import Dict, List, Optional
 
-from qgis.core import (QgsColorRampShader, QgsContrastEnhancement, QgsMessageLog, QgsMultiBandColorRenderer,
-                       QgsPalettedRasterRenderer, QgsProject, QgsRasterBandStats, QgsRasterLayer,
-                       QgsRasterShader, QgsSingleBandGrayRenderer, QgsSingleBandPseudoColorRenderer, Qgis)
-from qgis.PyQt.QtGui import QColor
+from qgis.core import (QgsColorRampShader, QgsContrastEnhancement, QgsHillshadeRenderer, QgsMessageLog,
+                       QgsMultiBandColorRenderer, QgsPalettedRasterRenderer, QgsProject, QgsRasterBandStats,
+                       QgsRasterLayer, QgsRasterShader, QgsSingleBandGrayRenderer, QgsSingleBandPseudoColorRenderer,
+                       Qgis)
+from qgis.PyQt.QtGui import QColor, QPainter
 
 LOG_TAG = "TerraMind"
 
@@ -36,23 +40,34 @@ DEM_RAMP = ["#0b6e4f", "#6ba368", "#e9d985", "#b5793f", "#7a5230", "#ffffff"]
 TRUE_COLOUR = {"S2L2A": ((4, 3, 2), (0.0, 3000.0)), "S2L1C": ((4, 3, 2), (1000.0, 4000.0)),
                "RGB": ((1, 2, 3), (0.0, 255.0))}
 SAR_DB_RANGE = (-25.0, 0.0)
+# Light from the north-west, 45° up: the cartographic convention, so relief does not look inverted.
+HILLSHADE_AZIMUTH, HILLSHADE_ALTITUDE = 315.0, 45.0
+METRES_PER_DEGREE = 111320.0  # z factor for a DEM on a geographic grid (heights in m, cells in degrees)
 
 
-def add_output_layers(result: Dict, group_name: str, project: Optional[QgsProject] = None) -> List[QgsRasterLayer]:
+def add_output_layers(result: Dict, group_name: str, project: Optional[QgsProject] = None, *,
+                      hillshade: Optional[bool] = None) -> List[QgsRasterLayer]:
     """Load every output of a job result into ``project`` under a new top group ``group_name``.
 
-    Returns the layers added, in output order. An output that cannot be opened is reported in
-    the TerraMind log and skipped; the others are still added. Main thread only; a task can do
-    the slow part (``load_output_layers``) in its worker thread and call ``add_layers`` after.
+    Returns the layers added, top to bottom: one per output in output order, each DEM followed by
+    its hillshade when ``hillshade`` (default: the ``dem_hillshade`` setting) is on. An output that
+    cannot be opened is reported in the TerraMind log and skipped; the others are still added.
+    Main thread only; a task can do the slow part (``load_output_layers``) in its worker thread
+    and call ``add_layers`` after.
     """
-    return add_layers(load_output_layers(result), group_name, project)
+    return add_layers(load_output_layers(result, hillshade=hillshade), group_name, project)
 
 
-def load_output_layers(result: Dict) -> List[QgsRasterLayer]:
+def load_output_layers(result: Dict, *, hillshade: Optional[bool] = None) -> List[QgsRasterLayer]:
     """Open and style the outputs (any thread: the first GDAL open can take tens of ms). Layers
-    made off the main thread are handed over to it, so the project can take them."""
+    made off the main thread are handed over to it, so the project can take them. ``hillshade``
+    None reads the setting; a task reads it on the main thread and passes it in."""
     from qgis.PyQt.QtCore import QCoreApplication, QThread
 
+    if hillshade is None:
+        from .settings import Settings
+
+        hillshade = Settings().dem_hillshade
     app = QCoreApplication.instance()
     layers: List[QgsRasterLayer] = []
     for output in result.get("outputs") or []:
@@ -63,10 +78,34 @@ def load_output_layers(result: Dict) -> List[QgsRasterLayer]:
             QgsMessageLog.logMessage(f"Could not open output {name}: {path}", LOG_TAG, Qgis.Warning)
             continue
         apply_style(layer, output)
-        if app is not None and QThread.currentThread() != app.thread():
-            layer.moveToThread(app.thread())
-        layers.append(layer)
+        made = [layer]
+        if hillshade and (output.get("name") or "").upper() == "DEM":
+            shade = hillshade_layer(layer)
+            if shade is not None:
+                layer.setBlendMode(QPainter.CompositionMode_Multiply)
+                made.append(shade)  # after the DEM: add_layers puts it right below
+        for each in made:
+            if app is not None and QThread.currentThread() != app.thread():
+                each.moveToThread(app.thread())
+        layers += made
     return layers
+
+
+def hillshade_layer(dem: QgsRasterLayer) -> Optional[QgsRasterLayer]:
+    """A second layer on ``dem``'s file, named "<name> (hillshade)", drawn as multidirectional
+    hillshade lit from 315°/45°; None (logged) when the file does not open again."""
+    options = QgsRasterLayer.LayerOptions()
+    options.loadDefaultStyle = False  # the sidecar .qml is the pseudocolour style, not this one
+    layer = QgsRasterLayer(dem.source(), f"{dem.name()} (hillshade)", "gdal", options)
+    if not layer.isValid():
+        QgsMessageLog.logMessage(f"Could not open {dem.source()} again for its hillshade", LOG_TAG, Qgis.Warning)
+        return None
+    renderer = QgsHillshadeRenderer(layer.dataProvider(), 1, HILLSHADE_AZIMUTH, HILLSHADE_ALTITUDE)
+    renderer.setMultiDirectional(True)  # softer, and slopes facing away from the light keep detail
+    if layer.crs().isGeographic():
+        renderer.setZFactor(1.0 / METRES_PER_DEGREE)
+    layer.setRenderer(renderer)
+    return layer
 
 
 def add_layers(layers: List[QgsRasterLayer], group_name: str,

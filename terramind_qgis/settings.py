@@ -127,6 +127,15 @@ class Settings:
         self._set("tiling/batch_size", int(value.batch_size))
 
     @property
+    def dem_hillshade(self) -> bool:
+        """Add a hillshade of each generated DEM below its pseudocolour layer (task results only)."""
+        return self._get("layers/dem_hillshade", True, bool)
+
+    @dem_hillshade.setter
+    def dem_hillshade(self, value: bool) -> None:
+        self._set("layers/dem_hillshade", bool(value))
+
+    @property
     def torch_pin(self) -> str:
         """pip requirement for torch used by the one-click installer."""
         return self._get("install/torch", "torch==2.13.0")

@@ -1,5 +1,5 @@
-"""Settings and backend dialog: interpreter, device, weights cache, offline mode, HF token, tiling;
-a backend check (``terramind doctor --json``) and the one-click install with its live log.
+"""Settings and backend dialog: interpreter, device, weights cache, offline mode, HF token, tiling,
+DEM hillshade; a backend check (``terramind doctor --json``) and the one-click install with its live log.
 
 Everything slow runs in QgsTasks (doctor, install); the dialog only moves values between widgets
 and ``Settings``. The token field is never pre-filled: a stored token shows as a placeholder.
@@ -126,6 +126,14 @@ class SettingsDialog(QDialog):
         form.addRow("Batch size", self.batch)
         root.addWidget(tiling)
 
+        results = QGroupBox("Results")
+        box = QVBoxLayout(results)
+        self.dem_hillshade = QCheckBox("Add a hillshade under generated DEMs")
+        self.dem_hillshade.setToolTip("Generated elevation gets a second layer, shaded relief, below the colour "
+                                      "layer, which multiplies onto it so the terrain shows through.")
+        box.addWidget(self.dem_hillshade)
+        root.addWidget(results)
+
         status = QGroupBox("Backend status and installation")
         box = QVBoxLayout(status)
         buttons = QHBoxLayout()
@@ -156,7 +164,7 @@ class SettingsDialog(QDialog):
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
         root.addWidget(self.buttons)
-        self.resize(620, 640)
+        self.resize(620, 680)
 
     @staticmethod
     def _spin(low, high, step, suffix) -> QSpinBox:
@@ -208,6 +216,7 @@ class SettingsDialog(QDialog):
         self.window.setValue(t.window)
         self.overlap.setValue(t.overlap)
         self.batch.setValue(t.batch_size)
+        self.dem_hillshade.setChecked(s.dem_hillshade)
         self.torch_pin.setText(s.torch_pin)
         resolved = s.resolve_interpreter()
         self.resolved.setText(f"Using: {resolved}" if resolved else
@@ -220,6 +229,7 @@ class SettingsDialog(QDialog):
         s.cache_dir = self.cache_dir.text().strip()
         s.offline = self.offline.isChecked()
         s.tiling = Tiling(self.window.value(), self.overlap.value(), self.batch.value())
+        s.dem_hillshade = self.dem_hillshade.isChecked()
         s.torch_pin = self.torch_pin.text().strip()
         if self.token.text().strip():
             s.set_hf_token(self.token.text().strip())

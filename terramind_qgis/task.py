@@ -16,6 +16,7 @@ from qgis.core import Qgis, QgsProject, QgsTask
 from .client import BackendCancelled, BackendClient, BackendError, get_client
 from .layers import add_layers, load_output_layers
 from .log import log
+from .settings import Settings
 
 # Share of the progress bar per backend stage (start %, end %); the model weights download first.
 STAGES = {"download": (0.0, 15.0), "load": (15.0, 25.0), "tiles": (25.0, 100.0)}
@@ -54,6 +55,7 @@ class TerraMindTask(QgsTask):
         self.client = client or get_client()  # here, on the main thread: settings and token are read now
         self.group_name = group_name or description
         self.project = project
+        self.dem_hillshade = Settings().dem_hillshade  # read on the main thread, used in run()
         self.outcome: Any = None
         self._stage: Optional[str] = None
 
@@ -71,7 +73,7 @@ class TerraMindTask(QgsTask):
             self.outcome = Failed("runtime", f"{type(exc).__name__}: {exc}")
             return False
         try:  # opening and styling the rasters here keeps the GUI thread free in finished()
-            layers = load_output_layers(result)
+            layers = load_output_layers(result, hillshade=self.dem_hillshade)
         except Exception as exc:
             self.outcome = Failed("runtime", f"The job ran, but its outputs could not be opened: {exc}")
             return False

@@ -1,12 +1,15 @@
 """Output layers on real QGIS: one group per job, sidecar styles first, built-in styles otherwise."""
 import shutil
+import threading
 
 import pytest
-from qgis.core import (QgsMultiBandColorRenderer, QgsPalettedRasterRenderer, QgsProject, QgsRasterLayer,
+from qgis.core import (QgsMultiBandColorRenderer, QgsPalettedRasterRenderer, QgsProject, QgsRasterLayer, QgsSettings,
                        QgsSingleBandGrayRenderer, QgsSingleBandPseudoColorRenderer)
+from qgis.PyQt.QtGui import QPainter
 
 from tests.conftest import sample
 from terramind_qgis.layers import LULC_CLASSES, add_output_layers, style_layer
+from terramind_qgis.settings import Settings
 
 
 def output(tmp_path, modality, kind="continuous", name=None):
@@ -20,6 +23,14 @@ def project(qgis_new_project):
     return QgsProject.instance()
 
 
+@pytest.fixture
+def settings(qgis_app):
+    qs = QgsSettings()
+    qs.remove("terramind")
+    yield Settings(qs)
+    qs.remove("terramind")
+
+
 def test_one_group_per_job_with_layers_matching_the_files(project, tmp_path):
     result = {"outputs": [output(tmp_path, "LULC", "classes"), output(tmp_path, "NDVI")]}
     layers = add_output_layers(result, "TerraMind generate #1", project)
@@ -30,14 +41,14 @@ def test_one_group_per_job_with_layers_matching_the_files(project, tmp_path):
         reference = QgsRasterLayer(out["path"], "ref")
         assert layer.crs() == reference.crs() and layer.crs().authid().startswith("EPSG:327")
         assert layer.extent() == reference.extent()
-    second = add_output_layers({"outputs": [output(tmp_path, "DEM")]}, "TerraMind generate #2", project)
+    second = add_output_layers({"outputs": [output(tmp_path, "S1RTC")]}, "TerraMind generate #2", project)
     assert project.layerTreeRoot().children()[0].name() == "TerraMind generate #2"
     assert len(second) == 1
 
 
 def test_builtin_styles_per_modality(project, tmp_path):
     result = {"outputs": [output(tmp_path, m) for m in ("LULC", "NDVI", "DEM", "S1RTC", "S2L2A")]}
-    lulc, ndvi, dem, s1, s2 = add_output_layers(result, "styles", project)
+    lulc, ndvi, dem, s1, s2 = add_output_layers(result, "styles", project, hillshade=False)
 
     assert isinstance(lulc.renderer(), QgsPalettedRasterRenderer)
     legend = [label for label, _ in lulc.renderer().legendSymbologyItems()]
@@ -89,3 +100,80 @@ def test_style_layer_by_kind_for_segmentation_classes(project, tmp_path):
     style_layer(layer, "classes")
     assert isinstance(layer.renderer(), QgsPalettedRasterRenderer)
     assert len(layer.renderer().classes()) >= 2
+
+
+def test_dem_gets_a_hillshade_below_it_when_the_setting_is_on(project, settings, tmp_path):
+    assert settings.dem_hillshade is True  # the default
+    result = {"outputs": [output(tmp_path, "DEM"), output(tmp_path, "NDVI")]}
+    layers = add_output_layers(result, "relief", project)
+    assert [layer.name() for layer in layers] == ["DEM", "DEM (hillshade)", "NDVI"]
+    dem, shade, _ = layers
+    group = project.layerTreeRoot().findGroup("relief")
+    assert [node.layer() for node in group.findLayers()] == layers  # tree order: the hillshade right below
+    assert shade.source() == dem.source() and shade.extent() == dem.extent() and shade.crs() == dem.crs()
+    assert shade.renderer().type() == "hillshade"
+    assert (shade.renderer().azimuth(), shade.renderer().altitude()) == (315.0, 45.0)
+    assert shade.renderer().zFactor() == 1.0  # projected grid in metres: heights and cells agree
+    assert isinstance(dem.renderer(), QgsSingleBandPseudoColorRenderer)
+    assert dem.blendMode() == QPainter.CompositionMode_Multiply
+    assert shade.blendMode() == QPainter.CompositionMode_SourceOver and shade.opacity() == 1.0
+
+
+def test_hillshade_does_not_take_the_dems_sidecar_style(project, settings, tmp_path):
+    out = output(tmp_path, "DEM")
+    styled = QgsRasterLayer(out["path"], "x")
+    style_layer(styled, "DEM")
+    styled.setOpacity(0.5)
+    styled.saveNamedStyle(out["style"])
+    dem, shade = add_output_layers({"outputs": [out]}, "sidecar relief", project)
+    assert dem.renderer().type() == "singlebandpseudocolor" and dem.opacity() == 0.5
+    assert shade.renderer().type() == "hillshade" and shade.opacity() == 1.0
+
+
+def test_hillshade_of_a_dem_in_degrees_scales_heights(project, settings, tmp_path):
+    gdal = pytest.importorskip("osgeo.gdal")
+    path = tmp_path / "dem.tif"
+    assert gdal.Warp(str(path), str(sample("DEM")), dstSRS="EPSG:4326") is not None
+    out = {"name": "DEM", "path": str(path), "style": None, "kind": "continuous"}
+    _, shade = add_output_layers({"outputs": [out]}, "geographic", project)
+    assert shade.crs().isGeographic()
+    assert shade.renderer().zFactor() == pytest.approx(1 / 111320)
+
+
+def test_no_hillshade_when_the_setting_is_off(project, settings, tmp_path):
+    settings.dem_hillshade = False
+    layers = add_output_layers({"outputs": [output(tmp_path, "DEM")]}, "flat", project)
+    assert [layer.name() for layer in layers] == ["DEM"]
+    assert [node.layer() for node in project.layerTreeRoot().findGroup("flat").findLayers()] == layers
+    assert layers[0].blendMode() == QPainter.CompositionMode_SourceOver
+
+
+class _Answer:
+    """Stands in for the backend client: hands back ``result`` and notes the thread it ran on."""
+
+    def __init__(self, result):
+        self.result, self.thread = result, None
+
+    def run_job(self, spec, on_event=None, is_cancelled=None):
+        self.thread = threading.current_thread()
+        return self.result
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_task_opens_the_hillshade_in_its_worker_thread_when_set(project, settings, tmp_path, qtbot, on):
+    from qgis.core import QgsApplication
+    from terramind_qgis.task import Done, TerraMindTask
+
+    settings.dem_hillshade = on
+    client = _Answer({"outputs": [output(tmp_path, "DEM")], "elapsed_s": 0.1})
+    outcomes = []
+    task = TerraMindTask("TerraMind generate #7", {}, outcomes.append, client=client, project=project)
+    settings.dem_hillshade = not on  # the value at creation counts, not a later change
+    QgsApplication.taskManager().addTask(task)
+    qtbot.waitUntil(lambda: bool(outcomes), timeout=30_000)
+    (outcome,) = outcomes
+    assert isinstance(outcome, Done) and client.thread is not threading.main_thread()
+    names = ["DEM", "DEM (hillshade)"] if on else ["DEM"]
+    assert [layer.name() for layer in outcome.layers] == names
+    group = project.layerTreeRoot().findGroup("TerraMind generate #7")
+    assert [node.layer().name() for node in group.findLayers()] == names

@@ -36,6 +36,7 @@ def test_defaults(settings):
     assert settings.cache_dir == ""
     assert settings.tiling == Tiling(224, 32, 8)
     assert settings.torch_pin == "torch==2.13.0"
+    assert settings.dem_hillshade is True
 
 
 def test_values_round_trip_with_types(settings):
@@ -43,7 +44,9 @@ def test_values_round_trip_with_types(settings):
     settings.offline = True
     settings.cache_dir = "/data/hf"
     settings.tiling = Tiling(256, 64, 4)
+    settings.dem_hillshade = False
     again = Settings(QgsSettings())
+    assert again.dem_hillshade is False  # a bool, not the string "false"
     assert (again.device, again.offline, again.cache_dir, again.tiling) == ("cuda:1", True, "/data/hf",
                                                                           Tiling(256, 64, 4))
     assert again.offline is True  # a bool, not the string "true"

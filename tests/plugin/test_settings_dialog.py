@@ -33,9 +33,12 @@ def test_dialog_saves_values_and_keeps_the_token_out_of_settings(settings, qtbot
     dialog.window.setValue(256)
     dialog.overlap.setValue(48)
     dialog.batch.setValue(2)
+    assert dialog.dem_hillshade.isChecked()  # on by default
+    dialog.dem_hillshade.setChecked(False)
     dialog.token.setText("hf_DialogSecret42")
     dialog.accept()
     again = Settings(QgsSettings())
+    assert again.dem_hillshade is False
     assert (again.device, again.cache_dir, again.offline, again.tiling) == ("cpu", "/data/hf-cache", True,
                                                                           Tiling(256, 48, 2))
     assert again.hf_token() == "hf_DialogSecret42"
