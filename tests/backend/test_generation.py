@@ -151,6 +151,8 @@ def test_bf16_decoders_stay_close(generator):
     assert all(fast[k].dtype == torch.float32 and fast[k].shape == exact[k].shape for k in exact)
     lulc = (fast["LULC"] - exact["LULC"]).abs().max() / exact["LULC"].abs().max()
     assert lulc < 0.05 and (fast["LULC"].argmax(1) == exact["LULC"].argmax(1)).float().mean() > 0.9
+    # ...and bf16 really ran (a silently ignored setting would give bit-identical values)
+    assert lulc > 0 and not torch.equal(fast["NDVI"], exact["NDVI"])
     assert (fast["NDVI"] - exact["NDVI"]).abs().max() <= 2 * NDVI_STD  # bounded like any decode
     with pytest.raises(ValueError, match="decoder_precision"):
         generator.decode_outputs(tokens, info, decoder_precision="fp8")

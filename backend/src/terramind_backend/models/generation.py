@@ -263,11 +263,8 @@ class TerraMindGeneration(nn.Module):
         if hasattr(tokenizer, "sampler"):  # diffusion decoder
             return tokenizer.decode_tokens(tokens, image_size=image_size, timesteps=timesteps, generator=generator,
                                            precision=precision)
-        from .tokenizers import resolve_precision
-
-        low = resolve_precision(precision, tokenizer.device) == "bf16"
-        with torch.autocast(tokenizer.device.type, dtype=torch.bfloat16, enabled=low):
-            return tokenizer.decode_tokens(tokens, image_size=image_size).float()
+        # the tokenizer owns its arithmetic: an autocast around it would be switched off inside in fp32 mode
+        return tokenizer.decode_tokens(tokens, image_size=image_size, precision=precision).float()
 
     def _destandardize(self, name: str, value: torch.Tensor) -> torch.Tensor:
         key = self.output_keys[name]
