@@ -145,18 +145,12 @@ class SequenceEncoderEmbedding(nn.Module):
         return self.token_emb(ids.long()), pos + self.mod_emb
 
 
-class ImageTokenDecoderEmbedding(_GridPositions):
+class ImageTokenDecoderEmbedding(ImageTokenEncoderEmbedding):
     """Decoder side of an image-token modality: target position embeddings and the logits head."""
 
     def __init__(self, vocab_size: int, dim: int, patch_size: int = 16, image_size: int = 224):
-        super().__init__()
-        self.vocab_size = vocab_size
-        self._init_grid(dim, patch_size, image_size)
-        self.mod_emb = _mod_emb(dim)
-        self.token_emb = nn.Embedding(vocab_size, dim)
-        nn.init.normal_(self.token_emb.weight, std=INIT_STD)
-        self.to_logits = nn.Linear(dim, vocab_size, bias=False)
-        self.to_logits.weight = self.token_emb.weight  # tied, as in the checkpoints
+        super().__init__(vocab_size, dim, patch_size, image_size)
+        self.to_logits = _tied_logits(self.token_emb)
 
     def forward_embed(self, num_tokens: int) -> torch.Tensor:
         """[1, num_tokens, D] position + modality embedding of a square target grid."""
@@ -169,18 +163,12 @@ class ImageTokenDecoderEmbedding(_GridPositions):
         return F.linear(y, self.to_logits.weight)
 
 
-class SequenceDecoderEmbedding(nn.Module):
+class SequenceDecoderEmbedding(SequenceEncoderEmbedding):
     """Decoder side of a sequence modality (coordinates): positions over the target tokens, logits head."""
 
     def __init__(self, vocab_size: int, max_length: int, dim: int, padding_idx: int = 0):
-        super().__init__()
-        self.vocab_size, self.max_length, self.dim_tokens = vocab_size, max_length, dim
-        self.register_buffer("pos_emb", sincos_1d(MAX_SEQUENCE_POSITIONS, dim))
-        self.mod_emb = _mod_emb(dim)
-        self.token_emb = nn.Embedding(vocab_size, dim, padding_idx=padding_idx)
-        nn.init.normal_(self.token_emb.weight, std=INIT_STD)
-        self.to_logits = nn.Linear(dim, vocab_size, bias=False)
-        self.to_logits.weight = self.token_emb.weight
+        super().__init__(vocab_size, max_length, dim, padding_idx)
+        self.to_logits = _tied_logits(self.token_emb)
 
     def forward_embed(self, ids: torch.Tensor, target_mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """(token embeddings, position + modality embedding); positions count the target tokens
@@ -190,6 +178,13 @@ class SequenceDecoderEmbedding(nn.Module):
 
     def forward_logits(self, y: torch.Tensor) -> torch.Tensor:
         return F.linear(y, self.to_logits.weight)
+
+
+def _tied_logits(token_emb: nn.Embedding) -> nn.Linear:
+    """The logits head shares its weight with the token embedding, as in the checkpoints."""
+    head = nn.Linear(token_emb.embedding_dim, token_emb.num_embeddings, bias=False)
+    head.weight = token_emb.weight
+    return head
 
 
 def encoder_embedding_for(key: str, dim: int, image_size: int = 224) -> nn.Module:
