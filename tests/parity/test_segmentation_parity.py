@@ -272,10 +272,25 @@ def test_tim_checkpoint_matches_terratorch(tmp_path):
     path.unlink()
 
 
+def _assert_terratorch_classes(got, task, x):
+    """Classes from another process (the backend's torch build and thread count) against TerraTorch's own
+    prediction: identical except where TerraTorch's two best logits tie within float32 kernel rounding
+    (2e-3 of the logit scale; measured flips sit below 7e-4). In-process, `_compare` demands bit-identity."""
+    with torch.no_grad():
+        want = _predict(task, x)[0]
+        logits = task.model(x).output[0]
+    top2 = logits.topk(2, dim=0).values
+    near_tie = (top2[0] - top2[1]) <= 2e-3 * max(logits.abs().max().item(), 1.0)
+    flips = got != want
+    assert not (flips & ~near_tie).any(), f"{int((flips & ~near_tie).sum())} pixels differ from TerraTorch's classes " \
+                                          "where its top-2 logits are not tied"
+    assert int(flips.sum()) <= 0.01 * flips.numel(), f"{int(flips.sum())} near-tied pixels differ"
+
+
 @pytest.mark.parametrize("modalities", [("S2L2A",), ("S2L2A", "S1RTC")], ids=["s2", "s2+s1"])
 def test_cli_segment_job_gives_terratorch_classes(tmp_path, modalities):
     """The acceptance path: a TerraTorch-trained .ckpt through `terramind run` (the backend's own venv and
-    torch) on a TerraMesh tile gives exactly TerraTorch's predicted classes."""
+    torch) on a TerraMesh tile gives TerraTorch's predicted classes (up to float32 ties, see below)."""
     import subprocess
 
     backend_python = REPO / ".venv-backend" / "bin" / "python"
@@ -297,11 +312,7 @@ def test_cli_segment_job_gives_terratorch_classes(tmp_path, modalities):
     assert names.split(",")[:3] == LULC_NAMES[:3]
 
     x, _ = _tile(place, modalities)
-    x = _map(x, lambda v: v[None])
-    with torch.no_grad():
-        want = _predict(task, x)[0]
-    flips = int((got != want).sum())
-    assert flips == 0, f"{flips} pixels differ from TerraTorch's predicted classes"
+    _assert_terratorch_classes(got, task, _map(x, lambda v: v[None]))
 
 
 def test_described_checkpoint_is_json(tmp_path):
@@ -311,3 +322,36 @@ def test_described_checkpoint_is_json(tmp_path):
     described = json.loads(json.dumps(describe_checkpoint(path)))
     assert described["decoder"] == "FCNDecoder" and described["num_classes"] == 10
     assert described["inputs"][0]["modality"] == "S2L2A"
+
+
+def test_qgis_segment_gives_terratorch_classes(tmp_path):
+    """The same acceptance through QGIS: `qgis_process run terramind:segment` (real QGIS 3.22, the plugin as the zip
+    installs it, the backend venv) on a TerraTorch-trained checkpoint gives TerraTorch's predicted classes."""
+    import subprocess
+
+    qgis_process = Path("/usr/bin/qgis_process.bin")
+    backend_python = REPO / ".venv-backend" / "bin" / "python"
+    if not qgis_process.exists() or not backend_python.exists():
+        pytest.skip("QGIS (qgis_process.bin) or .venv-backend not installed")
+    task, path = _fit_and_save(tmp_path, "unet", CKPT_CASES["unet"])
+    plugins = tmp_path / "plugins"
+    subprocess.run(["bash", str(REPO / "scripts" / "package.sh"), "--stage-only", str(plugins)], check=True,
+                   capture_output=True)
+    runtime = tmp_path / "xdg"
+    runtime.mkdir(mode=0o700)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env.update(QGIS_PLUGINPATH=str(plugins), QT_QPA_PLATFORM="offscreen", XDG_RUNTIME_DIR=str(runtime),
+               QGIS_CUSTOM_CONFIG_PATH=str(tmp_path / "profile"), TERRAMIND_BACKEND_PYTHON=str(backend_python),
+               OMP_NUM_THREADS="1")
+    enabled = subprocess.run([str(qgis_process), "plugins", "enable", "terramind_qgis"], env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert enabled.returncode == 0, enabled.stdout + enabled.stderr
+    place, out = PLACES[1], tmp_path / "qgis_classes.tif"
+    run = subprocess.run([str(qgis_process), "run", "terramind:segment", "--", f"S2L2A={sample('S2L2A', place)}",
+                          f"CHECKPOINT={path}", "DEVICE=2", f"OUTPUT={out}"], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    with rasterio.open(out) as ds:
+        got = torch.from_numpy(ds.read(1).astype("int64"))
+    x, _ = _tile(place)
+    _assert_terratorch_classes(got, task, x[None])

@@ -39,8 +39,10 @@ class RowStripAccumulator:
                  flush: Callable[[int, np.ndarray], None]):
         self.height, self.width, self.size = height, width, size
         self._flush = flush
-        self._acc = np.zeros((channels, size, width), dtype=np.float32)
-        self._wsum = np.zeros((size, width), dtype=np.float32)
+        # float64 sums: a pixel covered by one window comes back bit-exact (w·v/w rounds back to v in
+        # float32), so blending never flips near-tied classes of a single window's prediction.
+        self._acc = np.zeros((channels, size, width), dtype=np.float64)
+        self._wsum = np.zeros((size, width), dtype=np.float64)
         self._top = 0
 
     def add(self, row: int, col: int, values: np.ndarray, weight: np.ndarray) -> None:
@@ -51,7 +53,7 @@ class RowStripAccumulator:
             self._advance(row)
         h = min(values.shape[1], self.height - row)
         w = min(values.shape[2], self.width - col)
-        self._acc[:, :h, col:col + w] += values[:, :h, :w] * weight[:h, :w]
+        self._acc[:, :h, col:col + w] += values[:, :h, :w].astype(np.float64) * weight[:h, :w]
         self._wsum[:h, col:col + w] += weight[:h, :w]
 
     def _advance(self, new_top: int) -> None:
