@@ -1,7 +1,7 @@
 """Render the TerraMind dialog with real TerraMesh layers and save docs/images/dialog.png.
 
 Run on a real X screen (the offscreen platform draws no native look):
-    xvfb-run -a -s "-screen 0 1400x1000x24" .venv-qgis/bin/python scripts/screenshot_dialog.py [out.png]
+    xvfb-run -a -s "-screen 0 1400x1100x24" .venv-qgis/bin/python scripts/screenshot_dialog.py [out.png]
 Reads ../shared/data/terramesh-samples (a development checkout only; the plugin never does).
 """
 from __future__ import annotations
@@ -60,7 +60,7 @@ def main(out: Path) -> None:
     dialog.input_list.add_row().set_layer(layers["S1RTC"])
     rows[0].bands_button.setChecked(True)
     dialog.advanced_box.setCollapsed(False)
-    dialog.resize(1240, 960)
+    dialog.resize(1240, 1000)
     dialog.show()
     for _ in range(20):
         app.processEvents()
