@@ -5,13 +5,9 @@ Agreement with TerraTorch is tested in tests/parity/test_generation_parity.py.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ for conftest's paths
 
 from terramind_backend.models import build_model
 from terramind_backend.models.generation import TerraMindGeneration
@@ -31,7 +27,7 @@ def _s2(batch=2, height=64, width=64, seed=0):
 @pytest.fixture(scope="module")
 def hub():
     mp = pytest.MonkeyPatch()
-    from conftest import FAKE_HUB
+    from tests.conftest import FAKE_HUB
 
     if not (FAKE_HUB / ".complete").exists():
         pytest.fail(f"{FAKE_HUB} missing: run scripts/fake_hub.sh (scripts/test.sh does it)")

@@ -2,18 +2,14 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-for _path in (Path(__file__).resolve().parents[1], Path(__file__).resolve().parents[2] / "backend" / "src"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
 
-from conftest import PLACES, sample  # noqa: E402
+from tests.conftest import PLACES, sample  # noqa: E402
 from terramind_backend.models.segmentation import (CheckpointError, ClassTableError,  # noqa: E402
                                                    UnsupportedCheckpointError, describe_checkpoint,
                                                    parse_model_args, read_checkpoint)

@@ -16,17 +16,12 @@ Coordinates at all (checked below). What can be compared is the rest of the path
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-for _path in (Path(__file__).resolve().parents[1], Path(__file__).resolve().parents[2] / "backend" / "src"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
 
-from conftest import fake_hub, fake_hub_small  # noqa: E402,F401  (fixtures of tests/conftest.py)
+from tests.conftest import fake_hub, fake_hub_small  # noqa: E402,F401  (fixtures of tests/conftest.py)
 from terratorch.registry import BACKBONE_REGISTRY  # noqa: E402
 
 from terramind_backend.models.vit import TerraMindViT as OurViT, build_backbone  # noqa: E402

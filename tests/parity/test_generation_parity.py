@@ -18,15 +18,10 @@ from __future__ import annotations
 
 import gc
 import random
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-for _path in (Path(__file__).resolve().parents[1], Path(__file__).resolve().parents[2] / "backend" / "src"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
 
 pytest.importorskip("terratorch")
 
@@ -46,7 +41,7 @@ def _terratorch_registry():
 def _offline_fake_hub(mp: pytest.MonkeyPatch) -> None:
     """Point both implementations at the fake hub. huggingface_hub reads HF_HUB_CACHE/HF_HUB_OFFLINE into
     ``constants`` at import (TerraTorch imports it first), so those are patched too."""
-    from conftest import FAKE_HUB
+    from tests.conftest import FAKE_HUB
     from huggingface_hub import constants
 
     if not (FAKE_HUB / ".complete").exists():

@@ -16,18 +16,14 @@ from __future__ import annotations
 import json
 import os
 import random
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 # tests/ (shared helpers) and backend/src, whatever the ini's pythonpath resolves to
-for _path in (Path(__file__).resolve().parents[1], Path(__file__).resolve().parents[2] / "backend" / "src"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
 
-from conftest import PLACES, REPO, sample  # noqa: E402
+from tests.conftest import PLACES, REPO, sample  # noqa: E402
 
 rasterio = pytest.importorskip("rasterio")
 

@@ -13,17 +13,12 @@ decode_tokens); TerraTorch's DiVAE ``forward`` assumes square inputs, so it is c
 from __future__ import annotations
 
 import gc
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-for _path in (Path(__file__).resolve().parents[1], Path(__file__).resolve().parents[2] / "backend" / "src"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
 
-from conftest import fake_hub  # noqa: E402,F401  (fixture)
+from tests.conftest import fake_hub  # noqa: E402,F401  (fixture)
 from terramind_backend.models.tokenizers import TOKENIZERS, build_tokenizer  # noqa: E402
 
 RTOL = 1e-4

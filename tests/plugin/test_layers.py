@@ -3,13 +3,12 @@ import shutil
 import threading
 
 import pytest
-from qgis.core import (QgsMultiBandColorRenderer, QgsPalettedRasterRenderer, QgsProject, QgsRasterLayer, QgsSettings,
+from qgis.core import (QgsMultiBandColorRenderer, QgsPalettedRasterRenderer, QgsProject, QgsRasterLayer,
                        QgsSingleBandGrayRenderer, QgsSingleBandPseudoColorRenderer)
 from qgis.PyQt.QtGui import QPainter
 
 from tests.conftest import sample
 from terramind_qgis.layers import LULC_CLASSES, add_output_layers, style_layer
-from terramind_qgis.settings import Settings
 
 
 def output(tmp_path, modality, kind="continuous", name=None):
@@ -21,14 +20,6 @@ def output(tmp_path, modality, kind="continuous", name=None):
 @pytest.fixture
 def project(qgis_new_project):
     return QgsProject.instance()
-
-
-@pytest.fixture
-def settings(qgis_app):
-    qs = QgsSettings()
-    qs.remove("terramind")
-    yield Settings(qs)
-    qs.remove("terramind")
 
 
 def test_one_group_per_job_with_layers_matching_the_files(project, tmp_path):

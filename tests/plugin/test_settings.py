@@ -14,14 +14,6 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def settings(qgis_app):
-    qs = QgsSettings()
-    qs.remove("terramind")
-    yield Settings(qs)
-    qs.remove("terramind")
-
-
-@pytest.fixture
 def master_password(qgis_app):
     manager = QgsApplication.authManager()
     assert not manager.isDisabled(), manager.disabledMessage()
