@@ -357,8 +357,10 @@ def _check_timesteps(timesteps) -> int:
 
 
 def _check_precision(precision: str) -> str:
-    if precision not in ("fp32", "bf16", "auto"):
-        raise ValueError(f"decoder_precision must be 'fp32', 'bf16' or 'auto', got {precision!r}")
+    from .tokenizers.tokenizer import PRECISIONS  # the decoders' own list: one source of the names
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"decoder_precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}")
     return precision
 
 
