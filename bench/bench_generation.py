@@ -9,7 +9,7 @@ For every (task, batch) each implementation runs in its own fresh subprocess, so
 (``ru_maxrss``) is that implementation's alone: model load + one warm-up + ``--repeat`` timed runs (best
 kept). Times are CPU seconds of the process (``--clock cpu``, default; with ``--threads 1`` that is the
 compute cost and holds on a shared, busy machine) or wall seconds (``--clock wall``).
-``--bf16`` adds a run of ours with ``decoder_precision="bf16"`` (tokenizer decoders in bf16: the AMX/GPU fast
+``--bf16`` adds a run of ours with ``precision="bf16"`` (transformer and tokenizer decoders in bf16, inverse-CDF token draws: the AMX/GPU fast
 path; not TerraTorch's arithmetic, so it is reported separately from the fp32 ratio).
 Tasks (tiny model, 224x224 S2L2A tiles, standardized, TerraTorch's default sampling: top_p 0.8, T 1):
 
@@ -45,7 +45,7 @@ def _build(impl: str, task: str, timesteps: int):
         from terramind_backend.models import build_model
 
         precision = "bf16" if impl == "ours-bf16" else "fp32"
-        return build_model("terramind_v1_tiny_generate", decoder_precision=precision, **kwargs)
+        return build_model("terramind_v1_tiny_generate", precision=precision, **kwargs)
     from terratorch.registry import FULL_MODEL_REGISTRY
 
     if impl != "terratorch-default":
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="timed runs after one warm-up (best is reported)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
-    parser.add_argument("--bf16", action="store_true", help="also run ours with decoder_precision='bf16'")
+    parser.add_argument("--bf16", action="store_true", help="also run ours with precision='bf16' (what precision='auto' picks on AMX CPUs and GPUs)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs before the timed ones")
     parser.add_argument("--impls", nargs="+", choices=("terratorch", "terratorch-default", "ours", "ours-bf16"),
                         help="run only these (default: terratorch, ours [, ours-bf16 with --bf16])")

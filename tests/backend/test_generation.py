@@ -67,6 +67,45 @@ def test_sampling_primitives():
     assert set(draws.tolist()) == {0, 1}
 
 
+def test_nucleus_threshold_matches_the_sorting_reference_with_ties():
+    """filter_top_p finds each row's threshold from sorted values; rows whose threshold ties the first removed
+    logit are redone by sorting. Coarsely quantised logits make such ties common."""
+    g = torch.Generator().manual_seed(3)
+    for scale, step in ((0.7, 0.0), (3.0, 0.25), (1.0, 0.5)):
+        logits = torch.randn(300, 97, generator=g) * scale
+        if step:
+            logits = (logits / step).round() * step
+        for top_k, top_p in ((0, 0.8), (0, 0.3), (10, 0.9), (0, 1.0)):
+            base = sampling.filter_top_k(logits.clone(), top_k)
+            expected = base.clone().masked_fill_(sampling._top_p_removal_by_sort(base, top_p), float("-inf"))
+            assert torch.equal(sampling.filter_top_p(base.clone(), top_p), expected), (scale, step, top_k, top_p)
+    ties = torch.tensor([[3.0, 1.0, 1.0, 1.0, -2.0]])  # p = .79, .10, .10, .10: the nucleus ends inside the tie
+    assert torch.isfinite(sampling.filter_top_p(ties.clone(), 0.8)).sum() == 2  # TerraTorch keeps one of three
+    assert torch.isfinite(sampling.filter_top_p(ties.clone(), 0.8, terratorch_ties=False)).sum() == 4
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_fast_draw_follows_the_filtered_distribution(temperature):
+    logits = torch.tensor([[0.5, 2.0, -3.0, 1.0, -1.0, 1.5]])  # nucleus 0.8 keeps 2.0, 1.5, 1.0
+    kept = sampling.filter_top_p(logits.clone(), 0.8)
+    expected = torch.softmax(kept / temperature, dim=-1)[0]
+    n = 200_000
+    draws = sampling.sample_tokens(logits.repeat(n, 1), temperature=temperature, top_p=0.8, exact=False,
+                                   generator=torch.Generator().manual_seed(0))
+    freq = torch.bincount(draws, minlength=6).double() / n
+    assert float((freq - expected.double()).abs().max()) < 0.006  # > 5 standard errors
+    assert freq[torch.isinf(kept[0])].sum() == 0  # filtered tokens are never drawn
+    again = sampling.sample_tokens(logits.repeat(n, 1), temperature=temperature, top_p=0.8, exact=False,
+                                   generator=torch.Generator().manual_seed(0))
+    assert torch.equal(draws, again)
+
+
+def test_fast_draw_never_picks_trailing_zero_probabilities():
+    probs = torch.tensor([[0.0, 0.25, 0.75, 0.0, 0.0]]).repeat(10_000, 1)
+    draws = sampling._inverse_cdf_draw(probs, torch.Generator().manual_seed(1))
+    assert set(draws.tolist()) == {1, 2}
+
+
 def test_roar_decode_covers_every_position_once():
     seen = []
 
@@ -143,15 +182,47 @@ def test_offset_shifts_the_physical_output(generator):
 def test_bf16_decoders_stay_close(generator):
     tokens, info = generator.generate_tokens({"S2L2A": _s2(1)}, seed=2)
     exact = generator.decode_outputs(tokens, info)
-    fast = generator.decode_outputs(tokens, info, decoder_precision="bf16")
+    fast = generator.decode_outputs(tokens, info, precision="bf16")
     assert all(fast[k].dtype == torch.float32 and fast[k].shape == exact[k].shape for k in exact)
     lulc = (fast["LULC"] - exact["LULC"]).abs().max() / exact["LULC"].abs().max()
     assert lulc < 0.05 and (fast["LULC"].argmax(1) == exact["LULC"].argmax(1)).float().mean() > 0.9
     # ...and bf16 really ran (a silently ignored setting would give bit-identical values)
     assert lulc > 0 and not torch.equal(fast["NDVI"], exact["NDVI"])
     assert (fast["NDVI"] - exact["NDVI"]).abs().max() <= 2 * NDVI_STD  # bounded like any decode
-    with pytest.raises(ValueError, match="decoder_precision"):
-        generator.decode_outputs(tokens, info, decoder_precision="fp8")
+    with pytest.raises(ValueError, match="precision must be"):
+        generator.decode_outputs(tokens, info, precision="fp8")
+
+
+def test_bf16_generation_keeps_bf16_weights_and_refuses_fp32_after(hub):
+    model = build_model("terramind_v1_tiny_generate", modalities=["S2L2A"], output_modalities=["LULC"],
+                        pretrained=True, timesteps=1, standardize=True, precision="bf16")
+    x = _s2(2)
+    out = model({"S2L2A": x}, seed=5)
+    assert out["LULC"].dtype == torch.float32 and out["LULC"].shape == (2, 10, 64, 64)
+    assert torch.isfinite(out["LULC"]).all()
+    assert torch.equal(out["LULC"], model({"S2L2A": x}, seed=5)["LULC"])  # seeded: reproducible
+    transformer = model.sampler.model
+    # what runs under autocast holds bf16 weights once; the input embedding (run before it) stays fp32
+    assert transformer.encoder[0].attn.qkv.weight.dtype == torch.bfloat16
+    assert transformer.decoder[0].mlp.fc1.weight.dtype == torch.bfloat16
+    assert transformer.mask_token.dtype == torch.float32 and transformer.encoder_norm.weight.dtype == torch.float32
+    assert all(p.dtype == torch.float32 for p in transformer.encoder_embeddings.parameters())
+    lulc = model.tokenizer["tok_lulc@224"]
+    linears = [m for m in lulc.decoder.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(m.weight.dtype == torch.bfloat16 for m in linears)
+    assert lulc.post_quant_proj.weight.dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in lulc.encoder.parameters())  # tokens of LULC inputs stay exact
+    with pytest.raises(ValueError, match="precision='fp32'"):
+        model({"S2L2A": x}, seed=5, precision="fp32")
+
+
+def test_fp32_model_asked_for_bf16_keeps_fp32_weights(generator):
+    x = _s2(1)
+    tokens, _ = generator.generate_tokens({"S2L2A": x}, seed=8, precision="bf16")
+    assert tokens["LULC"].shape == (1, 4, 4)
+    assert generator.sampler.model.encoder[0].attn.qkv.weight.dtype == torch.float32
+    exact, _ = generator.generate_tokens({"S2L2A": x}, seed=8)  # fp32 still works, TerraTorch's stream
+    assert torch.equal(exact["LULC"], generator.generate_tokens({"S2L2A": x}, seed=8)[0]["LULC"])
 
 
 def test_non_square_inputs(generator):

@@ -71,9 +71,11 @@ def test_sampling_primitives_match_terratorch():
     reference = GenerationSampler(torch.nn.Identity())
     g = torch.Generator().manual_seed(1)
     logits = torch.randn(64, 4375, generator=g) * 4
-    for top_k, top_p in ((0, 0.8), (20, 0.0), (50, 0.9), (0.01, 0.5), (0, 0.0)):
-        ours = sampling.filter_top_p(sampling.filter_top_k(logits.clone(), top_k), top_p)
-        assert torch.equal(ours, reference.top_k_top_p_filtering(logits.clone(), top_k, top_p))
+    tied = (logits * 2).round() / 2  # many logits tie with the nucleus boundary: TerraTorch's sort order decides
+    for values in (logits, tied):
+        for top_k, top_p in ((0, 0.8), (20, 0.0), (50, 0.9), (0.01, 0.5), (0, 0.0), (0, 0.99)):
+            ours = sampling.filter_top_p(sampling.filter_top_k(values.clone(), top_k), top_p)
+            assert torch.equal(ours, reference.top_k_top_p_filtering(values.clone(), top_k, top_p))
     for temperature in (1.0, 0.7, 0.0):
         torch.manual_seed(11)
         expected, _ = reference.sample_tokens(logits.clone(), temperature, 0, 0.8)

@@ -17,6 +17,11 @@ Where we differ from TerraTorch on purpose (docs/models.md, "Generation: where w
 - the encoder runs once for all outputs (TerraTorch re-encodes per output; results are the same);
 - nothing reseeds torch's global RNG and the caller's input dict is never modified.
 
+``precision`` (ours) picks the arithmetic of the whole generation: ``"fp32"`` (default) is TerraTorch's, down
+to its random stream; ``"bf16"`` runs the transformer and the tokenizer decoders in bf16 (autocast) and draws
+tokens by inverse CDF (same distribution, other stream, see ``sampling.sample_tokens``); ``"auto"`` is bf16
+where bf16 matrix units make it fast (CUDA, AMX CPUs) and fp32 elsewhere.
+
 State-dict keys match TerraTorch's ``TerraMindGeneration``: ``sampler.model.*`` (the encoder-decoder)
 and ``tokenizer.<key>.*``. Only the tokenizers that are needed are built: those of tokenized inputs
 and of the outputs.
@@ -30,6 +35,7 @@ import torch
 from torch import nn
 
 from . import sampling
+from .bf16_weights import check_not_converted, convert_matmul_weights
 from .encdec import Context, EncoderInput, TerraMind, transformer_config
 from .modalities import (MODALITY_INFO, PRETRAINING_MEAN, PRETRAINING_STD, UnknownModalityError, modality_id,
                          resolve_input_modality, resolve_output_modality)
@@ -87,13 +93,14 @@ def encoder_input(parts: Sequence[Tuple[str, torch.Tensor, torch.Tensor]]) -> En
 
 def generate_image_tokens(model: TerraMind, key: str, parts, ctx: Context, grid: Tuple[int, int], *,
                           steps: int, temperature: float, top_k, top_p: float, seed: int,
-                          first_step: int) -> sampling.RoarResult:
+                          first_step: int, low_precision: bool = False) -> sampling.RoarResult:
     """ROAR-decode the ``rows x cols`` tokens of image target ``key`` from the encoder context ``ctx``.
 
     Decoder queries are ``mask_token`` + the target's position/modality embedding with full
     self-attention among the positions decoded in a step. With several steps, the tokens decoded so
     far join the encoder input (``parts`` + the target's token embedding), so later steps condition on
-    them (the model needs an encoder embedding for ``key``).
+    them (the model needs an encoder embedding for ``key``). ``low_precision``: bf16 transformer and the
+    inverse-CDF draw (see the module docstring).
     """
     rows, cols = grid
     batch = ctx.context.shape[0]
@@ -101,19 +108,26 @@ def generate_image_tokens(model: TerraMind, key: str, parts, ctx: Context, grid:
     queries = model.mask_token + (dec.grid_pos_emb(rows, cols) + dec.mod_emb)  # [1, N, D]
 
     def logits_fn(tokens: torch.Tensor, decoded: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        context = ctx
-        if bool(decoded.any()):
-            done = decoded.nonzero()[:, 0]
-            x, emb = embed_token_grid(model.encoder_embeddings[key], tokens, rows, cols)
-            extra = (key, x[:, done], emb.expand(batch, -1, -1)[:, done])
-            context = model.encode(encoder_input(list(parts) + [extra]))
-        y = queries[:, positions].expand(batch, -1, -1)
-        y = model.forward_decoder(y, context.context, xa_mask=context.mask)
-        return dec.forward_logits(y)
+        with _transformer_arithmetic(ctx.context.device, low_precision):
+            context = ctx
+            if bool(decoded.any()):
+                done = decoded.nonzero()[:, 0]
+                x, emb = embed_token_grid(model.encoder_embeddings[key], tokens, rows, cols)
+                extra = (key, x[:, done], emb.expand(batch, -1, -1)[:, done])
+                context = model.encode(encoder_input(list(parts) + [extra]))
+            y = queries[:, positions].expand(batch, -1, -1)
+            y = model.forward_decoder(y, context.context, xa_mask=context.mask)
+            return dec.forward_logits(y).float()  # sampling always runs in fp32
 
     budget = sampling.linear_token_budget(steps, rows * cols)
     return sampling.roar_decode(logits_fn, batch, rows * cols, seed=seed, first_step=first_step, budget=budget,
-                                temperature=temperature, top_k=top_k, top_p=top_p, device=ctx.context.device)
+                                temperature=temperature, top_k=top_k, top_p=top_p, device=ctx.context.device,
+                                exact=not low_precision)
+
+
+def _transformer_arithmetic(device: torch.device, low_precision: bool):
+    """bf16 autocast for the encoder-decoder when ``low_precision``, else plain fp32 (autocast off)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=low_precision)
 
 
 class _Sampler(nn.Module):
@@ -141,10 +155,11 @@ class TerraMindGeneration(nn.Module):
         pretraining_mean, pretraining_std: override the statistics (``{internal key: [per channel]}``).
         seed: default sampling seed; None draws one from Python's ``random`` per call (as TerraTorch).
         img_size: size of the stored position grids (224).
-        decoder_precision: arithmetic of the tokenizer decoders (diffusion UNet, LULC ViT): "fp32" (default,
-            TerraTorch's numbers), "bf16" (autocast: ~3x faster on AMX CPUs and on GPUs; diffusion x0 off by
-            ~1e-3, LULC logits by ~1e-2 relative) or "auto" (bf16 where that is fast, else fp32). Token
-            sampling always runs in fp32. ``forward(decoder_precision=)`` overrides it.
+        precision: "fp32" (default: TerraTorch's arithmetic and random stream), "bf16" (transformer and
+            tokenizer decoders under bf16 autocast, ~2-3x faster on AMX CPUs and GPUs, diffusion x0 off by
+            ~1e-3 and LULC logits by ~1e-2 relative; tokens drawn by inverse CDF) or "auto" (bf16 where it is
+            fast, else fp32). Filtering and sampling always compute in fp32. ``forward(precision=)`` and
+            ``generate_tokens``/``decode_outputs(precision=)`` override it.
     """
 
     def __init__(self, modalities: Sequence[str], output_modalities: Sequence[str],
@@ -153,7 +168,7 @@ class TerraMindGeneration(nn.Module):
                  top_p: float = 0.8, top_k=0, timesteps: int = 50, standardize: bool = False,
                  offset: Optional[Mapping[str, float]] = None, pretraining_mean: Optional[Mapping] = None,
                  pretraining_std: Optional[Mapping] = None, seed: Optional[int] = None, img_size: int = 224,
-                 decoder_precision: str = "fp32"):
+                 precision: str = "fp32"):
         super().__init__()
         settings = _settings(modalities, output_modalities, decoding_steps=decoding_steps, temps=temps,
                              top_p=top_p, top_k=top_k, timesteps=timesteps, offset=offset,
@@ -166,7 +181,7 @@ class TerraMindGeneration(nn.Module):
         self.standardize = bool(standardize)
         self.seed = seed
         self.size = size
-        self.decoder_precision = _check_precision(decoder_precision)
+        self.precision = _check_precision(precision)
         outputs = list(self.output_keys)
 
         # Multi-step decoding feeds decoded tokens back through the encoder: it needs the outputs'
@@ -182,6 +197,24 @@ class TerraMindGeneration(nn.Module):
         if missing:
             raise ValueError(f"Tokenizers missing for {missing}")
         self.tokenizer = nn.ModuleDict({k: tokenizers[k] for k in needed})
+        for key in self.output_keys.values():  # the decoders follow the model's precision (and keep bf16 weights)
+            self.tokenizer[key].precision = self.precision
+
+    def _low_precision(self, precision: Optional[str], device: torch.device) -> bool:
+        """Whether token generation runs in bf16; a model configured for bf16 converts the transformer's matmul
+        weights once (``bf16_weights``) and refuses fp32 after."""
+        from .tokenizers.tokenizer import resolve_precision
+
+        model = self.sampler.model
+        requested = self.precision if precision is None else _check_precision(precision)
+        low = resolve_precision(requested, device) == "bf16"
+        if not low:
+            check_not_converted(model.encoder, "This generation model")
+        elif resolve_precision(self.precision, device) == "bf16":
+            # only what runs under autocast: the input embeddings run in fp32 before it
+            convert_matmul_weights([model.encoder, model.decoder_proj_context, model.decoder,
+                                    model.decoder_embeddings])
+        return low
 
     @property
     def output_modalities(self) -> List[str]:
@@ -277,7 +310,7 @@ class TerraMindGeneration(nn.Module):
 
     @torch.inference_mode()
     def generate_tokens(self, d=None, *, standardize: Optional[bool] = None, seed: Optional[int] = None,
-                        **kwargs) -> Tuple[Dict[str, torch.Tensor], dict]:
+                        precision: Optional[str] = None, **kwargs) -> Tuple[Dict[str, torch.Tensor], dict]:
         """Token ids ``{output name: [B, rows, cols]}`` plus decoding info (grid, image size, noise generator)."""
         d = self._collect_inputs(d, kwargs)
         standardize = self.standardize if standardize is None else bool(standardize)
@@ -286,12 +319,14 @@ class TerraMindGeneration(nn.Module):
         seed = seed if seed is not None else (self.seed if self.seed is not None else sampling.draw_seed())
         parts = self._encoder_parts(d, grid, standardize)
         model = self.sampler.model
-        ctx = model.encode(encoder_input(parts))
+        low = self._low_precision(precision, model.mask_token.device)
+        with _transformer_arithmetic(model.mask_token.device, low):
+            ctx = model.encode(encoder_input(parts))
         tokens, step, result = {}, 0, None
         for i, (name, key) in enumerate(self.output_keys.items()):
             result = generate_image_tokens(model, key, parts, ctx, grid, steps=self.decoding_steps[i],
                                            temperature=self.temps[i], top_k=self.top_k, top_p=self.top_p,
-                                           seed=int(seed), first_step=step)
+                                           seed=int(seed), first_step=step, low_precision=low)
             step += result.steps
             tokens[name] = result.tokens.view(-1, *grid)
         info = {"grid": grid, "image_size": (height, width), "standardize": standardize,
@@ -301,20 +336,20 @@ class TerraMindGeneration(nn.Module):
     @torch.inference_mode()
     def forward(self, d: Union[Mapping[str, torch.Tensor], torch.Tensor, None] = None,
                 standardize: Optional[bool] = None, timesteps: Optional[int] = None, verbose: bool = False,
-                seed: Optional[int] = None, decoder_precision: Optional[str] = None,
+                seed: Optional[int] = None, precision: Optional[str] = None,
                 **kwargs) -> Dict[str, torch.Tensor]:
         """Generate every output. ``d``: ``{input name: tensor}`` (or one tensor for the first input, or
         keyword arguments). Returns ``{output name: [B, C, H, W]}`` (LULC: class logits [B, 10, H, W]) in
         physical units when standardizing."""
-        tokens, info = self.generate_tokens(d, standardize=standardize, seed=seed, **kwargs)
-        return self.decode_outputs(tokens, info, timesteps, decoder_precision)
+        tokens, info = self.generate_tokens(d, standardize=standardize, seed=seed, precision=precision, **kwargs)
+        return self.decode_outputs(tokens, info, timesteps, precision)
 
     @torch.inference_mode()
     def decode_outputs(self, tokens: Mapping[str, torch.Tensor], info: dict, timesteps: Optional[int] = None,
-                       decoder_precision: Optional[str] = None) -> Dict[str, torch.Tensor]:
+                       precision: Optional[str] = None) -> Dict[str, torch.Tensor]:
         """Decode ``generate_tokens`` results to images (de-standardized when the tokens were made so)."""
         timesteps = self.timesteps if timesteps is None else _check_timesteps(timesteps)
-        precision = self.decoder_precision if decoder_precision is None else _check_precision(decoder_precision)
+        precision = self.precision if precision is None else _check_precision(precision)
         out = {}
         for name, key in self.output_keys.items():
             value = self._decode(key, tokens[name], info["grid"], info["image_size"], timesteps,
@@ -360,7 +395,7 @@ def _check_precision(precision: str) -> str:
     from .tokenizers.tokenizer import PRECISIONS  # the decoders' own list: one source of the names
 
     if precision not in PRECISIONS:
-        raise ValueError(f"decoder_precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}")
+        raise ValueError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}")
     return precision
 
 
@@ -438,7 +473,7 @@ def build_generation(size: str, *, modalities=None, output_modalities=None, pret
         if key in kwargs and kwargs.pop(key) != fixed:
             raise ValueError(f"{key} is fixed to {fixed!r} in TerraMind 1.0")
     allowed = {"decoding_steps", "temps", "top_p", "top_k", "timesteps", "standardize", "offset",
-               "pretraining_mean", "pretraining_std", "seed", "decoder_precision"}
+               "pretraining_mean", "pretraining_std", "seed", "precision"}
     extra = sorted(set(kwargs) - allowed)
     if extra:
         raise TypeError(f"terramind_v1_{size}_generate got unexpected keyword arguments {extra}; "

@@ -11,7 +11,10 @@ private ``torch.Generator`` seeded with ``seed + i`` (TerraTorch calls ``torch.m
 which draws the random order (``rand(N)``) and then the samples (``multinomial``). The generator left by
 the last step is what TerraTorch's diffusion decoders would draw their initial noise from, so it is
 handed on (``RoarResult.noise_generator``). When ``seed`` is None, it is drawn from Python's ``random``
-exactly as TerraTorch does, so ``random.seed(s)`` reproduces a TerraTorch run.
+exactly as TerraTorch does, so ``random.seed(s)`` reproduces a TerraTorch run. The fast path
+(``exact=False``, used by ``precision="bf16"``) keeps the same filtering but draws each token from one
+uniform variate (inverse CDF) instead of ``multinomial``'s one exponential variate per vocabulary entry:
+the same distribution, a different random stream.
 
 Everything here is model-agnostic: the decoder is a callback returning logits.
 """
@@ -22,6 +25,7 @@ import random
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -66,32 +70,84 @@ def filter_top_k(logits: torch.Tensor, top_k) -> torch.Tensor:
     return logits.masked_fill_(logits < kth, float("-inf"))
 
 
-def filter_top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+def _sorted_descending(logits: torch.Tensor) -> torch.Tensor:
+    """The values of every row of ``[M, V]`` logits in descending order (values only, no indices).
+
+    On the CPU numpy's vectorised sort does this ~15x faster than ``torch.sort`` (17 ms against 310 ms for
+    1,568 rows of the 4,375-entry LULC vocabulary on one AVX-512 core); the values are the same either way.
+    """
+    if logits.device.type == "cpu" and logits.dtype == torch.float32:
+        ascending = np.sort(logits.detach().numpy(), axis=-1)
+        return torch.from_numpy(np.ascontiguousarray(ascending[..., ::-1]))
+    return torch.sort(logits, dim=-1, descending=True).values
+
+
+def _top_p_removal_by_sort(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """TerraTorch's nucleus removal mask, computed its way (sort with indices, scatter back)."""
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    cumulative = torch.cumsum(F.softmax(sorted_logits, dim=-1), dim=-1)
+    remove_sorted = torch.zeros_like(cumulative, dtype=torch.bool)
+    remove_sorted[..., 1:] = cumulative[..., :-1] > top_p
+    return torch.empty_like(remove_sorted).scatter_(-1, order, remove_sorted)
+
+
+def filter_top_p(logits: torch.Tensor, top_p: float, terratorch_ties: bool = True) -> torch.Tensor:
     """Nucleus filtering of ``[M, V]`` logits in place: keep the most likely tokens up to cumulative
     probability ``top_p``, including the first token that crosses it (the removal mask is shifted right
     by one, so the top token always survives). 0 disables it.
 
     Same arithmetic as TerraTorch (softmax of the descending-sorted logits, then cumsum), so the kept
-    sets are identical; the mask is scattered back instead of argsort+gather, which saves a second sort.
+    sets are identical. Instead of sorting indices and scattering a mask back, it finds each row's
+    threshold (the smallest kept logit) from the sorted values alone and keeps ``logits >= threshold``.
+    That differs from TerraTorch only when the threshold value is tied with the first removed token:
+    those rows (rare for fp32 logits) are redone TerraTorch's way, so its sort decides which of the tied tokens
+    survive. ``terratorch_ties=False`` keeps all of them instead (bf16 logits tie often, and TerraTorch's
+    choice among equal tokens is arbitrary anyway).
     """
     if not top_p or top_p <= 0.0:
         return logits
-    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-    cumulative = torch.cumsum(F.softmax(sorted_logits, dim=-1), dim=-1)
-    remove_sorted = torch.zeros_like(cumulative, dtype=torch.bool)
-    remove_sorted[..., 1:] = cumulative[..., :-1] > top_p
-    remove = torch.empty_like(remove_sorted).scatter_(-1, order, remove_sorted)
+    descending = _sorted_descending(logits)
+    cumulative = torch.cumsum(F.softmax(descending, dim=-1), dim=-1)
+    vocab = logits.shape[-1]
+    kept = 1 + (cumulative[..., :-1] <= top_p).sum(dim=-1, keepdim=True)  # cumsum is monotone
+    threshold = descending.gather(-1, kept - 1)
+    first_removed = descending.gather(-1, kept.clamp(max=vocab - 1))
+    remove = logits < threshold
+    straddling = ((kept < vocab) & (first_removed == threshold))[..., 0].nonzero()[:, 0]
+    if straddling.numel() and terratorch_ties:
+        remove[straddling] = _top_p_removal_by_sort(logits[straddling], top_p)
     return logits.masked_fill_(remove, float("-inf"))
 
 
+def _inverse_cdf_draw(probs: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+    """One index per row of ``[M, V]`` probabilities from one uniform per row (inverse CDF).
+
+    The same distribution as ``torch.multinomial(probs, 1)``, which on the CPU draws an exponential
+    variate for every vocabulary entry (6.9 M per batch of 8 LULC tiles) where this draws 1,568.
+    """
+    cdf = torch.cumsum(probs, dim=-1)
+    total = cdf[..., -1:].contiguous()
+    u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device, dtype=cdf.dtype) * total
+    picked = torch.searchsorted(cdf, u, right=True)  # first entry whose cdf exceeds u: a non-zero one
+    last = torch.searchsorted(cdf, total, right=False)  # u rounded up to the total: the last non-zero entry
+    return torch.minimum(picked, last)[:, 0]
+
+
 def sample_tokens(logits: torch.Tensor, *, temperature: float = 1.0, top_k=0, top_p: float = 0.0,
-                  generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """One token per row of ``[M, V]`` logits (int64 ``[M]``). May overwrite ``logits``."""
+                  generator: Optional[torch.Generator] = None, exact: bool = True) -> torch.Tensor:
+    """One token per row of ``[M, V]`` logits (int64 ``[M]``). May overwrite ``logits``.
+
+    ``exact`` (default) draws with ``torch.multinomial`` exactly as TerraTorch, so a seeded generator gives
+    its tokens; ``exact=False`` draws from the same filtered distribution by inverse CDF, ~5x cheaper on
+    the CPU but a different random stream (used with ``precision="bf16"``, which is not bit-exact anyway).
+    """
     if is_greedy(temperature):
         return torch.argmax(logits, dim=-1)
-    logits = filter_top_p(filter_top_k(logits, top_k), top_p)
+    logits = filter_top_p(filter_top_k(logits, top_k), top_p, terratorch_ties=exact)
     probs = F.softmax(logits / temperature, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator)[:, 0]
+    if exact:
+        return torch.multinomial(probs, 1, generator=generator)[:, 0]
+    return _inverse_cdf_draw(probs, generator)
 
 
 def linear_token_budget(steps: int, num_tokens: int) -> List[int]:
@@ -126,12 +182,12 @@ LogitsFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 def roar_decode(logits_fn: LogitsFn, batch_size: int, num_tokens: int, *, seed: int, first_step: int = 0,
                 budget: Sequence[int] = None, temperature: float = 1.0, top_k=0, top_p: float = 0.8,
-                device="cpu") -> RoarResult:
+                device="cpu", exact: bool = True) -> RoarResult:
     """Decode ``num_tokens`` image tokens by random-order autoregression.
 
     ``budget`` (default: all at once) lists how many positions each step decodes; step ``i`` (global
     index ``first_step + i``) is seeded with ``seed + first_step + i``. ``logits_fn`` sees the tokens
-    decoded so far, so multi-step decoding can condition on them.
+    decoded so far, so multi-step decoding can condition on them. ``exact``: see ``sample_tokens``.
     """
     device = torch.device(device)
     budget = list(budget) if budget is not None else [num_tokens]
@@ -145,8 +201,8 @@ def roar_decode(logits_fn: LogitsFn, batch_size: int, num_tokens: int, *, seed: 
         positions = roar_order(decoded, generator)[:n_select]
         logits = logits_fn(tokens, decoded, positions)
         vocab = logits.shape[-1]
-        samples = sample_tokens(logits.reshape(-1, vocab), temperature=temperature, top_k=top_k, top_p=top_p,
-                                generator=generator).view(batch_size, n_select)
+        samples = sample_tokens(logits.reshape(-1, vocab).float(), temperature=temperature, top_k=top_k,
+                                top_p=top_p, generator=generator, exact=exact).view(batch_size, n_select)
         tokens[:, positions] = samples
         decoded[positions] = True
     last_seed = seed + first_step + len(budget) - 1

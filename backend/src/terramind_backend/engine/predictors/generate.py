@@ -23,7 +23,7 @@ class GeneratePredictor(Predictor):
         name = f"terramind_v1_{spec.size}_generate"
         self.model = ctx.models.get(name, ctx.device, ctx.emit, modalities=list(spec.inputs),
                                     output_modalities=self.targets, standardize=self.standardize,
-                                    timesteps=spec.timesteps, decoder_precision=spec.options.precision,
+                                    timesteps=spec.timesteps, precision=spec.options.precision,
                                     **build_kwargs(spec))
         self.products: List[Product] = [product_for(m, spec.outputs[m], spec.options.probabilities)
                                         for m in self.targets]

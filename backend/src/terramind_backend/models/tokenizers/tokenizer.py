@@ -9,12 +9,13 @@ non-square images and token grids are supported throughout.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..bf16_weights import check_not_converted, convert_matmul_weights
 from .ddim import DDIMSampler
 from .fsq import FiniteScalarQuantizer
 from .unet import PATCH as UNET_PATCH, DOWNSAMPLINGS, PatchedUNet
@@ -118,8 +119,18 @@ class ImageTokenizer(nn.Module):
     def decode_quant(self, codes: torch.Tensor, **kwargs) -> torch.Tensor:
         raise NotImplementedError
 
+    def _decoder_modules(self) -> List[nn.Module]:
+        return [self.decoder]
+
     def _low_precision(self, precision: Optional[str]) -> bool:
-        return resolve_precision(precision or self.precision, self.device) == "bf16"
+        """Whether this decode runs in bf16. A tokenizer whose own ``precision`` resolves to bf16 converts its
+        decoder's matmul weights to bf16 on the first such decode (``bf16_weights``); it refuses fp32 after."""
+        low = resolve_precision(precision or self.precision, self.device) == "bf16"
+        if not low:
+            check_not_converted(self.decoder, f"The {self.name} tokenizer")
+        elif resolve_precision(self.precision, self.device) == "bf16":
+            convert_matmul_weights(self._decoder_modules())
+        return low
 
     def decode_tokens(self, tokens: torch.Tensor, **kwargs) -> torch.Tensor:
         """Tokens ``[B, h, w]`` -> image; see ``decode_quant`` of the subclass for the keyword arguments."""
@@ -208,6 +219,9 @@ class VQVAE(ImageTokenizer):
         super().__init__(name, in_channels, levels, latent_dim, image_size)
         self.decoder = ViTDecoder(in_channels, resolution=image_size)
         self.post_quant_proj = nn.Conv2d(latent_dim, self.decoder.dim, 1)
+
+    def _decoder_modules(self) -> List[nn.Module]:
+        return [self.decoder, self.post_quant_proj]
 
     def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_tensor(x) and (x.dim() == 3 or (x.dim() == 4 and x.shape[1] == 1 and self.n_channels != 1)):
