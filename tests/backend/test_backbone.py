@@ -279,6 +279,14 @@ def test_bf16_precision_is_close_to_fp32_and_names_are_checked():
     assert all(o.dtype == torch.float32 for o in b)
     worst = max(((p - q).abs().max() / q.abs().max()).item() for p, q in zip(b, a))
     assert 0 < worst < 0.05
+    # the first bf16 forward kept the blocks' matmul weights in bf16 (same numbers as autocast's per-call cast)
+    assert fast.encoder[0].attn.qkv.weight.dtype == torch.bfloat16
+    assert fast.encoder[0].norm1.weight.dtype == torch.float32
+    with torch.no_grad():
+        assert all(torch.equal(p, q) for p, q in zip(fast(x), b))
+    fast.precision = "fp32"
+    with pytest.raises(ValueError, match="holds bf16 weights"):
+        fast(x)
     with pytest.raises(ValueError, match="precision must be one of"):
         build_backbone("tiny", modalities=["S2L2A"], precision="fp16")
 

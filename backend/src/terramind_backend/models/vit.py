@@ -194,11 +194,16 @@ class TerraMindViT(nn.Module):
         return [self._merge(out, list(inputs), counts, is_image) for out in outputs]
 
     def _bf16(self, device: torch.device) -> bool:
-        if self.precision == "fp32":
-            return False
+        """Whether this forward runs in bf16; the first one converts the matmul weights that run under autocast
+        to bf16 for good (``bf16_weights``: autocast would re-cast them every call)."""
+        from .bf16_weights import check_not_converted, convert_matmul_weights
         from .tokenizers.tokenizer import resolve_precision
 
-        return resolve_precision(self.precision, device) == "bf16"
+        if self.precision != "fp32" and resolve_precision(self.precision, device) == "bf16":
+            convert_matmul_weights([self.encoder, self.encoder_embeddings])
+            return True
+        check_not_converted(self.encoder, "This backbone")
+        return False
 
     def _merge(self, out: torch.Tensor, names: List[str], counts: List[int], is_image: List[bool]):
         method = self.merge_method
