@@ -108,6 +108,25 @@ def hillshade_layer(dem: QgsRasterLayer) -> Optional[QgsRasterLayer]:
     return layer
 
 
+def add_hillshade_below(dem: QgsRasterLayer, project: QgsProject) -> Optional[QgsRasterLayer]:
+    """Put ``dem``'s hillshade right below it in ``project``'s layer tree (top of the tree when ``dem`` is not
+    in it) and let the DEM's colours multiply onto it. Main thread. None when the file does not reopen."""
+    shade = hillshade_layer(dem)
+    if shade is None:
+        return None
+    dem.setBlendMode(QPainter.CompositionMode_Multiply)
+    project.addMapLayer(shade, False)
+    root = project.layerTreeRoot()
+    node = root.findLayer(dem.id())
+    if node is None:
+        root.insertLayer(0, shade)
+    else:
+        parent = node.parent()
+        parent.insertLayer(parent.children().index(node) + 1, shade)
+    dem.triggerRepaint()
+    return shade
+
+
 def add_layers(layers: List[QgsRasterLayer], group_name: str,
                project: Optional[QgsProject] = None) -> List[QgsRasterLayer]:
     """Add ready layers to ``project`` under a new top group (main thread)."""

@@ -84,7 +84,7 @@ class TerraMindAlgorithm(QgsProcessingAlgorithm):
 
     def __init__(self):
         super().__init__()
-        self._styles = {}   # output path -> sidecar .qml, filled in the worker, applied on the main thread
+        self._styles = {}   # output path -> (sidecar .qml, is a DEM), filled in the worker, used on the main thread
         self._client = None
 
     # -- identity ------------------------------------------------------------------------------
@@ -307,7 +307,7 @@ class TerraMindAlgorithm(QgsProcessingAlgorithm):
                 continue
             results[name] = output["path"]
             if output.get("style"):
-                self._styles[output["path"]] = output["style"]
+                self._styles[output["path"]] = (output["style"], str(output.get("name") or "").upper() == "DEM")
         missing = sorted(set(destinations.values()) - set(results))
         if missing:
             raise QgsProcessingException(self.tr(f"The backend did not write {', '.join(missing)}."))
@@ -318,11 +318,14 @@ class TerraMindAlgorithm(QgsProcessingAlgorithm):
 
     def postProcessAlgorithm(self, context, feedback):  # noqa: N802
         # Main thread, before the toolbox loads the layers: give each layer its engine style.
+        from ..settings import Settings
+
         layers = context.layersToLoadOnCompletion()
-        for path, qml in self._styles.items():
+        hillshade = Settings().dem_hillshade
+        for path, (qml, is_dem) in self._styles.items():
             key = _matching_key(layers, path)
             if key is not None:
-                attach_style(context, key, qml)
+                attach_style(context, key, qml, hillshade=hillshade and is_dem)
         return {}
 
 

@@ -168,3 +168,36 @@ def test_task_opens_the_hillshade_in_its_worker_thread_when_set(project, setting
     assert [layer.name() for layer in outcome.layers] == names
     group = project.layerTreeRoot().findGroup("TerraMind generate #7")
     assert [node.layer().name() for node in group.findLayers()] == names
+
+
+@pytest.mark.parametrize("setting", [True, False])
+def test_processing_dem_output_gets_its_hillshade_like_dialog_jobs(project, settings, tmp_path, setting):
+    """The toolbox's post-processor (``SidecarStyle``) runs after Processing put the layer in the project:
+    with the setting on, the DEM gets the sidecar style and its hillshade right below it."""
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback
+
+    from terramind_qgis.processing.styling import SidecarStyle
+
+    settings.dem_hillshade = setting
+    out = output(tmp_path, "DEM")
+    styled = QgsRasterLayer(out["path"], "x")
+    style_layer(styled, "DEM")
+    styled.saveNamedStyle(out["style"])
+    options = QgsRasterLayer.LayerOptions()
+    options.loadDefaultStyle = False
+    dem = QgsRasterLayer(out["path"], "Generated DEM", "gdal", options)  # as Processing loads it: no style
+    group = project.layerTreeRoot().addGroup("results")
+    project.addMapLayer(dem, False)
+    group.addLayer(dem)
+    context = QgsProcessingContext()
+    context.setProject(project)
+    SidecarStyle(out["style"], hillshade=settings.dem_hillshade).postProcessLayer(dem, context,
+                                                                                  QgsProcessingFeedback())
+    assert dem.renderer().type() == "singlebandpseudocolor"
+    names = [node.layer().name() for node in group.findLayers()]
+    if setting:
+        assert names == ["Generated DEM", "Generated DEM (hillshade)"]
+        assert group.findLayers()[1].layer().renderer().type() == "hillshade"
+        assert dem.blendMode() == QPainter.CompositionMode_Multiply
+    else:
+        assert names == ["Generated DEM"] and dem.blendMode() == QPainter.CompositionMode_SourceOver

@@ -268,3 +268,27 @@ def test_precision_parameter_reaches_the_jobspec(provider, tmp_path):
     spec, _, _ = spec_for("terramind:generate", {"S2L2A": str(sample("S2L2A"))})
     assert spec["options"]["precision"] == "auto"
     assert algorithm("terramind:segment").parameterDefinition("PRECISION") is None
+
+
+@pytest.mark.parametrize("setting", [True, False])
+def test_post_processing_asks_for_a_hillshade_only_for_dem_outputs(provider, settings, tmp_path, setting):
+    """What collect_results records (style, is a DEM) and the dem_hillshade setting decide, on the main thread,
+    which loaded layers get a hillshade."""
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback, QgsProject
+
+    settings.dem_hillshade = setting
+    alg = algorithm("terramind:generate")
+    context = QgsProcessingContext()
+    context.setProject(QgsProject.instance())
+    outputs = []
+    for name in ("DEM", "LULC"):
+        path = str(tmp_path / f"{name.lower()}.tif")
+        outputs.append({"name": name, "path": path, "style": path[:-4] + ".qml"})
+        context.addLayerToLoadOnCompletion(path, QgsProcessingContext.LayerDetails(name, QgsProject.instance(),
+                                                                                   f"OUTPUT_{name}"))
+    destinations = {"DEM": "OUTPUT_DEM", "LULC": "OUTPUT_LULC"}
+    alg.collect_results({"outputs": outputs}, destinations, context, QgsProcessingFeedback())
+    alg.postProcessAlgorithm(context, QgsProcessingFeedback())
+    processors = {o["name"]: context.layerToLoadOnCompletionDetails(o["path"]).postProcessor() for o in outputs}
+    assert processors["DEM"].qml == outputs[0]["style"] and processors["DEM"].hillshade is setting
+    assert processors["LULC"].qml == outputs[1]["style"] and processors["LULC"].hillshade is False
