@@ -414,7 +414,9 @@ class TerraMindDialog(QDialog):
                              ("Exact fp32 (matches TerraTorch, slower)", "fp32"), ("bf16", "bf16")):
             self.precision_combo.addItem(label, value)
         self.precision_combo.setToolTip("Arithmetic of the model. bf16 is 2-3x faster where the hardware supports "
-                                        "it and changes values by about 1 %; fp32 reproduces TerraTorch exactly.")
+                                        "it and changes values by about 1 % (generation: same sampling, other "
+                                        "random draws); fp32 reproduces TerraTorch exactly, with a seed its "
+                                        "samples too.")
         form.addRow("Window", self.window_spin)
         form.addRow("Overlap", self.overlap_spin)
         form.addRow("Batch size", self.batch_spin)
