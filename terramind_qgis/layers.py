@@ -80,9 +80,8 @@ def load_output_layers(result: Dict, *, hillshade: Optional[bool] = None) -> Lis
         apply_style(layer, output)
         made = [layer]
         if hillshade and (output.get("name") or "").upper() == "DEM":
-            shade = hillshade_layer(layer)
+            shade = paired_hillshade(layer)
             if shade is not None:
-                layer.setBlendMode(QPainter.CompositionMode_Multiply)
                 made.append(shade)  # after the DEM: add_layers puts it right below
         for each in made:
             if app is not None and QThread.currentThread() != app.thread():
@@ -108,13 +107,20 @@ def hillshade_layer(dem: QgsRasterLayer) -> Optional[QgsRasterLayer]:
     return layer
 
 
-def add_hillshade_below(dem: QgsRasterLayer, project: QgsProject) -> Optional[QgsRasterLayer]:
-    """Put ``dem``'s hillshade right below it in ``project``'s layer tree (top of the tree when ``dem`` is not
-    in it) and let the DEM's colours multiply onto it. Main thread. None when the file does not reopen."""
+def paired_hillshade(dem: QgsRasterLayer) -> Optional[QgsRasterLayer]:
+    """``dem``'s hillshade layer, with the DEM set to multiply its colours onto it; None as ``hillshade_layer``."""
     shade = hillshade_layer(dem)
+    if shade is not None:
+        dem.setBlendMode(QPainter.CompositionMode_Multiply)
+    return shade
+
+
+def add_hillshade_below(dem: QgsRasterLayer, project: QgsProject) -> Optional[QgsRasterLayer]:
+    """Put ``dem``'s paired hillshade right below it in ``project``'s layer tree (top of the tree when ``dem``
+    is not in it). Main thread. None when the file does not reopen."""
+    shade = paired_hillshade(dem)
     if shade is None:
         return None
-    dem.setBlendMode(QPainter.CompositionMode_Multiply)
     project.addMapLayer(shade, False)
     root = project.layerTreeRoot()
     node = root.findLayer(dem.id())

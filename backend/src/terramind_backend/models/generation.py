@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from . import sampling
-from .bf16_weights import check_not_converted, convert_matmul_weights
+from .bf16_weights import runs_in_bf16
 from .encdec import Context, EncoderInput, TerraMind, transformer_config
 from .modalities import (MODALITY_INFO, PRETRAINING_MEAN, PRETRAINING_STD, UnknownModalityError, modality_id,
                          resolve_input_modality, resolve_output_modality)
@@ -117,7 +117,7 @@ def generate_image_tokens(model: TerraMind, key: str, parts, ctx: Context, grid:
                 context = model.encode(encoder_input(list(parts) + [extra]))
             y = queries[:, positions].expand(batch, -1, -1)
             y = model.forward_decoder(y, context.context, xa_mask=context.mask)
-            return dec.forward_logits(y).float()  # sampling always runs in fp32
+            return dec.forward_logits(y)  # roar_decode samples in fp32
 
     budget = sampling.linear_token_budget(steps, rows * cols)
     return sampling.roar_decode(logits_fn, batch, rows * cols, seed=seed, first_step=first_step, budget=budget,
@@ -203,18 +203,12 @@ class TerraMindGeneration(nn.Module):
     def _low_precision(self, precision: Optional[str], device: torch.device) -> bool:
         """Whether token generation runs in bf16; a model configured for bf16 converts the transformer's matmul
         weights once (``bf16_weights``) and refuses fp32 after."""
-        from .tokenizers.tokenizer import resolve_precision
-
         model = self.sampler.model
-        requested = self.precision if precision is None else _check_precision(precision)
-        low = resolve_precision(requested, device) == "bf16"
-        if not low:
-            check_not_converted(model.encoder, "This generation model")
-        elif resolve_precision(self.precision, device) == "bf16":
-            # only what runs under autocast: the input embeddings run in fp32 before it
-            convert_matmul_weights([model.encoder, model.decoder_proj_context, model.decoder,
-                                    model.decoder_embeddings])
-        return low
+        requested = None if precision is None else _check_precision(precision)
+        # only what runs under autocast: the input embeddings run in fp32 before it
+        return runs_in_bf16(self.precision, requested, device, [model.encoder, model.decoder_proj_context,
+                                                                model.decoder, model.decoder_embeddings],
+                            "This generation model")
 
     @property
     def output_modalities(self) -> List[str]:

@@ -196,14 +196,9 @@ class TerraMindViT(nn.Module):
     def _bf16(self, device: torch.device) -> bool:
         """Whether this forward runs in bf16; the first one converts the matmul weights that run under autocast
         to bf16 for good (``bf16_weights``: autocast would re-cast them every call)."""
-        from .bf16_weights import check_not_converted, convert_matmul_weights
-        from .tokenizers.tokenizer import resolve_precision
+        from .bf16_weights import runs_in_bf16
 
-        if self.precision != "fp32" and resolve_precision(self.precision, device) == "bf16":
-            convert_matmul_weights([self.encoder, self.encoder_embeddings])
-            return True
-        check_not_converted(self.encoder, "This backbone")
-        return False
+        return runs_in_bf16(self.precision, None, device, [self.encoder, self.encoder_embeddings], "This backbone")
 
     def _merge(self, out: torch.Tensor, names: List[str], counts: List[int], is_image: List[bool]):
         method = self.merge_method

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..bf16_weights import check_not_converted, convert_matmul_weights
+from ..bf16_weights import runs_in_bf16
 from .ddim import DDIMSampler
 from .fsq import FiniteScalarQuantizer
 from .unet import PATCH as UNET_PATCH, DOWNSAMPLINGS, PatchedUNet
@@ -125,12 +125,8 @@ class ImageTokenizer(nn.Module):
     def _low_precision(self, precision: Optional[str]) -> bool:
         """Whether this decode runs in bf16. A tokenizer whose own ``precision`` resolves to bf16 converts its
         decoder's matmul weights to bf16 on the first such decode (``bf16_weights``); it refuses fp32 after."""
-        low = resolve_precision(precision or self.precision, self.device) == "bf16"
-        if not low:
-            check_not_converted(self.decoder, f"The {self.name} tokenizer")
-        elif resolve_precision(self.precision, self.device) == "bf16":
-            convert_matmul_weights(self._decoder_modules())
-        return low
+        return runs_in_bf16(self.precision, precision, self.device, self._decoder_modules(),
+                            f"The {self.name} tokenizer")
 
     def decode_tokens(self, tokens: torch.Tensor, **kwargs) -> torch.Tensor:
         """Tokens ``[B, h, w]`` -> image; see ``decode_quant`` of the subclass for the keyword arguments."""
