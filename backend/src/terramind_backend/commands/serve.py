@@ -27,9 +27,8 @@ def _protocol_streams():
     events_fd = os.dup(1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    events = io.open(events_fd, "w", encoding="utf-8", newline="\n", buffering=1)
-    requests = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", newline=None)
-    return requests, events
+    events = io.open(events_fd, "w", encoding="utf-8", errors="backslashreplace", newline="\n", buffering=1)
+    return sys.stdin.buffer, events  # bytes: protocol.safe_io decodes (and caps) each line on its own
 
 
 def _lower_priority() -> None:

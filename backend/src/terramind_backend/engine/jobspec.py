@@ -6,6 +6,7 @@ backends accept newer clients, but each is reported in `JobSpec.warnings`.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -109,7 +110,8 @@ def _fail(field_name: str, message: str):
 
 
 def _int(value, name: str, lo: Optional[int] = None, hi: Optional[int] = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or int(value) != value:
         _fail(name, f"{name} must be an integer, got {value!r}.")
     value = int(value)
     if lo is not None and value < lo:
@@ -122,8 +124,8 @@ def _int(value, name: str, lo: Optional[int] = None, hi: Optional[int] = None) -
 def _float(value, name: str, allow_none: bool = True) -> Optional[float]:
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        _fail(name, f"{name} must be a number, got {value!r}.")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        _fail(name, f"{name} must be a finite number, got {value!r}.")
     return float(value)
 
 
@@ -240,7 +242,7 @@ def _tiling(raw, task: str, warnings: List[str]) -> Tiling:
     return Tiling(window=window, overlap=overlap, batch_size=batch)
 
 
-def _options(raw, warnings: List[str]) -> Options:
+def _options(raw, warnings: List[str], base_dir: Optional[str]) -> Options:
     raw = raw or {}
     if not isinstance(raw, dict):
         _fail("options", f"options must be an object, got {raw!r}.")
@@ -266,7 +268,7 @@ def _options(raw, warnings: List[str]) -> Options:
         _fail("options.precision", f"options.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
     return Options(layer=_int(raw.get("layer", -1), "options.layer"), merge_method=merge,
                    tim_modalities=tuple(tim_res),
-                   checkpoint=None if ckpt is None else _path(ckpt, "options.checkpoint", None),
+                   checkpoint=None if ckpt is None else _path(ckpt, "options.checkpoint", base_dir),
                    probabilities=raw.get("probabilities", False), standardize=raw.get("standardize", True),
                    precision=precision)
 
@@ -281,6 +283,8 @@ def parse_jobspec(raw: Any, base_dir: Optional[str] = None) -> JobSpec:
         return raw
     if not isinstance(raw, dict):
         _fail(None, f"A JobSpec must be a JSON object, got {type(raw).__name__}.")
+    if base_dir is not None and not isinstance(base_dir, str):
+        _fail("base_dir", f"base_dir must be a folder path (a string), got {type(base_dir).__name__} {base_dir!r}.")
     warnings: List[str] = []
     _known_keys(raw, _TOP_KEYS, "", warnings)
     version = raw.get("version", VERSION)
@@ -322,7 +326,7 @@ def parse_jobspec(raw: Any, base_dir: Optional[str] = None) -> JobSpec:
                    crs=crs, resolution=resolution, tiling=_tiling(raw.get("tiling"), task, warnings),
                    device=device, timesteps=_int(raw.get("timesteps", 10), "timesteps", lo=1, hi=1000),
                    seed=_int(raw.get("seed", 0), "seed", lo=0, hi=2**63 - 1),
-                   options=_options(raw.get("options"), warnings), warnings=tuple(warnings))
+                   options=_options(raw.get("options"), warnings, base_dir), warnings=tuple(warnings))
     if task == "tim-embed" and spec.options.merge_method == "concat":
         _fail("options.merge_method", "tim-embed supports merge_method 'mean' or 'max'.")
     return spec

@@ -127,6 +127,17 @@ def _check_outputs(spec: JobSpec) -> None:
             raise JobValidationError(f"Output {key}: {path} exists and is read-only.", name)
 
 
+def _check_checkpoint(spec: JobSpec) -> None:
+    path = spec.options.checkpoint
+    if path is None:
+        return
+    if not os.path.isfile(path):
+        raise JobValidationError(f"options.checkpoint: file not found: {path} (a relative path is resolved against "
+                                 f"the JobSpec's folder).", "options.checkpoint")
+    if not os.access(path, os.R_OK):
+        raise JobValidationError(f"options.checkpoint: {path} is not readable.", "options.checkpoint")
+
+
 def inspect_job(spec: JobSpec) -> Layout:
     """Open every input (metadata only), resolve the target grid and check the outputs."""
     sources = {mod: _source(mod, spec) for mod in spec.inputs}
@@ -170,4 +181,5 @@ def inspect_job(spec: JobSpec) -> Layout:
             raise JobValidationError(f"Input {mod} ({os.path.basename(src.path)}) does not overlap the extent.",
                                      f"inputs.{mod}.path")
     _check_outputs(spec)
+    _check_checkpoint(spec)
     return Layout(grid=grid, sources=sources, polygon=polygon)

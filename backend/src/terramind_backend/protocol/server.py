@@ -27,6 +27,7 @@ from typing import Any, Callable, Dict, Optional, TextIO
 
 from .. import __version__
 from .messages import OPS, PROTOCOL_VERSION, ProtocolError, decode_request, encode_event, error_event
+from .safe_io import request_lines
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +83,13 @@ class Server:
     def serve(self) -> int:
         """Read requests until ``shutdown`` or end of input; return the process exit code."""
         self._worker.start()
-        for raw in self._reader:
-            line = raw.strip()
-            if not line:
-                continue
+        for line in request_lines(self._reader):
             try:
-                request = decode_request(line)
+                if isinstance(line, ProtocolError):
+                    raise line
+                if not line.strip():
+                    continue
+                request = decode_request(line.strip())
             except ProtocolError as exc:
                 self._send(error_event(exc.job, "protocol", str(exc), exc.field))
                 continue
@@ -109,8 +111,9 @@ class Server:
             self._cancel(request["job"])
         elif op == "run":
             with self._jobs_lock:
-                if job in self._jobs:
-                    self._send(error_event(job, "protocol", f"Job id {job!r} is already queued or running.", "id"))
+                if job in self._jobs:  # not tagged with the id: that job's client must not read it as its end
+                    self._send(error_event(None, "protocol", f"Run request refused: job id {job!r} is already "
+                                                             f"queued or running; use a new id.", "id"))
                     return
                 self._jobs[job] = threading.Event()
                 cancel = self._jobs[job]
