@@ -9,6 +9,7 @@ The "analytic" predictors plug into the engine's task registry like real ones:
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import rasterio
 from affine import Affine
 
 from tests.conftest import sample
-from terramind_backend.engine import predictors
+from terramind_backend.engine import tasks
 from terramind_backend.engine.predictors.base import Predictor, Product, product_for
 from terramind_backend.engine.writer import OutputSpec
 
@@ -57,8 +58,6 @@ class AnalyticGenerate(Predictor):
 
 
 class AnalyticEmbed(Predictor):
-    patch_aligned = True
-
     def __init__(self, ctx):
         out = OutputSpec(name="embeddings", path=ctx.spec.outputs["embeddings"], kind="embeddings", dtype="float32",
                          band_names=[f"feature {i}" for i in range(12)], nodata=float("nan"), scale=16)
@@ -77,8 +76,8 @@ def build(ctx):
 @pytest.fixture
 def analytic(monkeypatch):
     """Route generate/embed to the analytic predictors for this test."""
-    monkeypatch.setitem(predictors._TASKS, "generate", __name__)
-    monkeypatch.setitem(predictors._TASKS, "embed", __name__)
+    for task in ("generate", "embed"):
+        monkeypatch.setitem(tasks.TASKS, task, dataclasses.replace(tasks.TASKS[task], predictor=__name__))
     monkeypatch.setattr(AnalyticGenerate, "fail_at", None, raising=False)
     monkeypatch.setattr(AnalyticGenerate, "fail_with", RuntimeError, raising=False)
     return AnalyticGenerate

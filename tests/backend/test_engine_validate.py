@@ -136,3 +136,29 @@ def test_unknown_keys_are_reported_not_fatal(tmp_path):
 def test_input_path_shorthand_and_case_insensitive_names(tmp_path):
     spec = parse_jobspec(_spec(tmp_path, inputs={"s2l2a": str(sample("S2L2A"))}))
     assert list(spec.inputs) == ["S2L2A"] and spec.inputs["S2L2A"].bands is None
+
+
+def test_task_table_drives_parsing_and_a_registered_task_works(tmp_path, monkeypatch):
+    """A task added through `tasks.register` gets its rules from the table: output keys, patch-aligned
+    overlap, required checkpoint and merge methods, with no task name tested anywhere else."""
+    from terramind_backend.engine import predictors, tasks
+
+    monkeypatch.setitem(tasks.TASKS, "patchy", tasks.Task(
+        "patchy", "terramind_backend.engine.predictors.embed", ("a", "b"), required_outputs=("a",),
+        patch_aligned=True, needs_checkpoint=True, merge_methods=("max",)))
+    base = {"task": "patchy", "inputs": _s2(), "outputs": {"a": str(tmp_path / "a.tif")},
+            "options": {"checkpoint": str(tmp_path / "m.ckpt"), "merge_method": "max"}}
+    assert parse_jobspec(base).task == "patchy" and predictors.available("patchy")
+    for change, message, field in (
+            ({"outputs": {"c": str(tmp_path / "c.tif")}}, "patchy outputs are 'a' and optionally 'b'", "outputs.c"),
+            ({"outputs": {"b": str(tmp_path / "b.tif")}}, "patchy needs outputs.a", "outputs.a"),
+            ({"tiling": {"overlap": 8}}, "multiple of 16", "tiling.overlap"),
+            ({"options": {"merge_method": "max"}}, "patchy needs options.checkpoint", "options.checkpoint"),
+            ({"options": {"checkpoint": "m.ckpt", "merge_method": "mean"}}, "supports merge_method 'max'",
+             "options.merge_method")):
+        with pytest.raises(JobValidationError) as err:
+            parse_jobspec({**base, **change})
+        assert message in err.value.message and err.value.field == field
+    with pytest.raises(JobValidationError) as err:  # the checkpoint file is checked with the other files
+        validate_job(base)
+    assert "file not found" in err.value.message and err.value.field == "options.checkpoint"

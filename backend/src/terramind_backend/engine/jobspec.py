@@ -13,14 +13,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import JobValidationError
-from .modalities import GENERATION_OUTPUTS, INPUT_MODALITIES, MODALITIES, TOKENIZED, resolve
+from .modalities import GENERATION_OUTPUTS, INPUT_MODALITIES, MODALITIES, resolve
+from .tasks import TASKS, Task
 
 VERSION = 1
-TASKS = ("generate", "embed", "tim-embed", "segment", "reconstruct")
 MODEL_SIZES = ("tiny", "small", "base", "large")
 PATCH = 16  # TerraMind patch size: windows and embedding strides are multiples of it
-EMBED_OUTPUT = "embeddings"
-SEGMENT_OUTPUTS = ("classes", "probabilities")
 MERGE_METHODS = ("mean", "max", "concat")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 _MODEL = re.compile(r"^terramind_v1_(tiny|small|base|large)(_tim|_generate)?$")
@@ -171,34 +169,39 @@ def _input(mod: str, value, base_dir: Optional[str], any_band_count: bool = Fals
                      nodata=_float(value.get("nodata"), f"{where}.nodata"))
 
 
-def _outputs(task: str, raw, inputs: Dict[str, InputSpec], base_dir: Optional[str]) -> Dict[str, str]:
+def _output_key(task: Task, key: str, inputs: Dict[str, InputSpec]) -> str:
+    """The canonical output key, or a JobValidationError saying what the task can write."""
+    name = f"outputs.{key}"
+    if not task.modality_outputs:
+        if key not in task.outputs:
+            if len(task.outputs) == 1:
+                _fail(name, f"{task.name} writes one output named {task.outputs[0]!r}, got {key!r}.")
+            _fail(name, f"{task.name} outputs are {task.describe_outputs()}, got {key!r}.")
+        return key
+    mod = resolve(key)
+    if mod not in task.outputs:
+        _fail(name, f"{task.name} cannot produce {key!r}; outputs are: {task.describe_outputs()}.")
+    if task.outputs_are_inputs and mod not in inputs:
+        _fail(name, f"{task.name} rebuilds an input through its tokenizer: add a {mod} input or remove this output.")
+    if task.outputs_are_inputs is False and mod in inputs:
+        _fail(name, f"{mod} is already an input; {task.name} outputs must be other modalities "
+                    f"(use task 'reconstruct' to round-trip an input).")
+    return mod
+
+
+def _outputs(task: Task, raw, inputs: Dict[str, InputSpec], base_dir: Optional[str]) -> Dict[str, str]:
     if not isinstance(raw, dict) or not raw:
         _fail("outputs", "outputs must name at least one output file, e.g. {\"LULC\": \"lulc.tif\"}.")
     outputs: Dict[str, str] = {}
     for key, path in raw.items():
         name = f"outputs.{key}"
-        if task in ("generate", "reconstruct"):
-            mod = resolve(key)
-            allowed = GENERATION_OUTPUTS if task == "generate" else TOKENIZED
-            if mod not in allowed:
-                _fail(name, f"{task} cannot produce {key!r}; outputs are: {', '.join(allowed)}.")
-            if task == "reconstruct" and mod not in inputs:
-                _fail(name, f"reconstruct rebuilds an input through its tokenizer: add a {mod} input or remove this output.")
-            if task == "generate" and mod in inputs:
-                _fail(name, f"{mod} is already an input; generate outputs must be other modalities "
-                            f"(use task 'reconstruct' to round-trip an input).")
-            key = mod
-        elif task in ("embed", "tim-embed"):
-            if key != EMBED_OUTPUT:
-                _fail(name, f"{task} writes one output named {EMBED_OUTPUT!r}, got {key!r}.")
-        elif task == "segment":
-            if key not in SEGMENT_OUTPUTS:
-                _fail(name, f"segment outputs are 'classes' and optionally 'probabilities', got {key!r}.")
+        key = _output_key(task, key, inputs)
         outputs[key] = _path(path, name, base_dir)
         if not outputs[key].lower().endswith((".tif", ".tiff")):
             _fail(name, f"{name} must be a GeoTIFF path ending in .tif or .tiff, got {path!r}.")
-    if task == "segment" and "classes" not in outputs:
-        _fail("outputs.classes", "segment needs outputs.classes (the class map path).")
+    for key in task.required_outputs:
+        if key not in outputs:
+            _fail(f"outputs.{key}", f"{task.name} needs outputs.{key} (the {key} file path).")
     return outputs
 
 
@@ -223,7 +226,7 @@ def _extent(raw) -> Optional[Extent]:
     _fail("extent", "extent needs either bounds [minx, miny, maxx, maxy] or polygon_wkt.")
 
 
-def _tiling(raw, task: str, warnings: List[str]) -> Tiling:
+def _tiling(raw, task: Task, warnings: List[str]) -> Tiling:
     raw = raw or {}
     if not isinstance(raw, dict):
         _fail("tiling", f"tiling must be an object, got {raw!r}.")
@@ -235,14 +238,14 @@ def _tiling(raw, task: str, warnings: List[str]) -> Tiling:
     if overlap * 2 > window - PATCH:
         _fail("tiling.overlap", f"tiling.overlap ({overlap}) is too large for window {window}: "
                                 f"use at most {(window - PATCH) // 2}.")
-    if task in ("embed", "tim-embed") and overlap % PATCH:
-        _fail("tiling.overlap", f"Embeddings are written per {PATCH} px patch, so tiling.overlap must be a multiple "
-                                f"of {PATCH}, got {overlap}.")
+    if task.patch_aligned and overlap % PATCH:
+        _fail("tiling.overlap", f"{task.name} writes one value per {PATCH} px patch, so tiling.overlap must be a "
+                                f"multiple of {PATCH}, got {overlap}.")
     batch = _int(raw.get("batch_size", 8), "tiling.batch_size", lo=1, hi=1024)
     return Tiling(window=window, overlap=overlap, batch_size=batch)
 
 
-def _options(raw, warnings: List[str], base_dir: Optional[str]) -> Options:
+def _options(raw, task: Task, warnings: List[str], base_dir: Optional[str]) -> Options:
     raw = raw or {}
     if not isinstance(raw, dict):
         _fail("options", f"options must be an object, got {raw!r}.")
@@ -250,6 +253,8 @@ def _options(raw, warnings: List[str], base_dir: Optional[str]) -> Options:
     merge = raw.get("merge_method", "mean")
     if merge not in MERGE_METHODS:
         _fail("options.merge_method", f"options.merge_method must be one of {', '.join(MERGE_METHODS)}, got {merge!r}.")
+    if task.merge_methods is not None and merge not in task.merge_methods:
+        _fail("options.merge_method", f"{task.name} supports merge_method {' or '.join(map(repr, task.merge_methods))}.")
     tim = raw.get("tim_modalities", ["LULC"])
     if not isinstance(tim, (list, tuple)) or not tim:
         _fail("options.tim_modalities", f"options.tim_modalities must be a non-empty list, got {tim!r}.")
@@ -260,6 +265,9 @@ def _options(raw, warnings: List[str], base_dir: Optional[str]) -> Options:
             _fail("options.tim_modalities", f"Unknown TiM modality {m!r}; choose from {', '.join(GENERATION_OUTPUTS)}.")
         tim_res.append(r)
     ckpt = raw.get("checkpoint")
+    if task.needs_checkpoint and not ckpt:
+        _fail("options.checkpoint", f"{task.name} needs options.checkpoint: the fine-tuned TerraTorch checkpoint "
+                                    "(.ckpt) to run.")
     for flag in ("probabilities", "standardize"):
         if flag in raw and not isinstance(raw[flag], bool):
             _fail(f"options.{flag}", f"options.{flag} must be true or false, got {raw[flag]!r}.")
@@ -290,9 +298,9 @@ def parse_jobspec(raw: Any, base_dir: Optional[str] = None) -> JobSpec:
     version = raw.get("version", VERSION)
     if version != VERSION:
         _fail("version", f"Unsupported JobSpec version {version!r}; this backend reads version {VERSION}.")
-    task = raw.get("task")
-    if task not in TASKS:
-        _fail("task", f"Unknown task {task!r}; choose one of {', '.join(TASKS)}.")
+    task = TASKS.get(raw.get("task")) if isinstance(raw.get("task"), str) else None
+    if task is None:
+        _fail("task", f"Unknown task {raw.get('task')!r}; choose one of {', '.join(TASKS)}.")
     model = raw.get("model", "terramind_v1_tiny")
     if not isinstance(model, str) or not _MODEL.match(model.strip()):
         _fail("model", f"Unknown model {model!r}; use terramind_v1_tiny, terramind_v1_small, "
@@ -309,7 +317,7 @@ def parse_jobspec(raw: Any, base_dir: Optional[str] = None) -> JobSpec:
             _fail(f"inputs.{key}", f"Unknown modality {key!r}; known modalities: {', '.join(INPUT_MODALITIES)}.")
         if mod in inputs:
             _fail(f"inputs.{key}", f"Modality {mod} is given twice.")
-        inputs[mod] = _input(mod, value, base_dir, any_band_count=task == "segment")
+        inputs[mod] = _input(mod, value, base_dir, any_band_count=task.checkpoint_sets_bands)
 
     outputs = _outputs(task, raw.get("outputs"), inputs, base_dir)
     crs = raw.get("crs")
@@ -322,11 +330,9 @@ def parse_jobspec(raw: Any, base_dir: Optional[str] = None) -> JobSpec:
     device = str(raw.get("device", "auto") or "auto").strip().lower()
     if not _DEVICE.match(device):
         _fail("device", f"Unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps.")
-    spec = JobSpec(task=task, model=model, inputs=inputs, outputs=outputs, extent=_extent(raw.get("extent")),
+    spec = JobSpec(task=task.name, model=model, inputs=inputs, outputs=outputs, extent=_extent(raw.get("extent")),
                    crs=crs, resolution=resolution, tiling=_tiling(raw.get("tiling"), task, warnings),
                    device=device, timesteps=_int(raw.get("timesteps", 10), "timesteps", lo=1, hi=1000),
                    seed=_int(raw.get("seed", 0), "seed", lo=0, hi=2**63 - 1),
-                   options=_options(raw.get("options"), warnings, base_dir), warnings=tuple(warnings))
-    if task == "tim-embed" and spec.options.merge_method == "concat":
-        _fail("options.merge_method", "tim-embed supports merge_method 'mean' or 'max'.")
+                   options=_options(raw.get("options"), task, warnings, base_dir), warnings=tuple(warnings))
     return spec

@@ -19,6 +19,7 @@ from .errors import JobCancelled, JobValidationError
 from .jobspec import PATCH, JobSpec, parse_jobspec
 from .predictors.base import Context, Product
 from .styles import style_for
+from .tasks import TASKS
 from .tiling import batches, plan_windows
 from .validate import inspect_job
 from .writer import OutputWriter, style_path
@@ -138,7 +139,7 @@ def run_job(spec, *, emit: Optional[Emit] = None, cancel: Optional[threading.Eve
         emit({"event": "log", "level": "warning", "message": warning})
     device = _resolve_device(spec.device)
     predictor = predictors.load(spec.task).build(Context(spec, layout, models, device, emit))
-    grid = layout.grid.padded_to(PATCH) if predictor.patch_aligned else layout.grid
+    grid = _work_grid(spec, layout)
     windows = plan_windows(grid.height, grid.width, spec.tiling.window, spec.tiling.overlap)
     total = len(windows)
     emit({"event": "log", "level": "info",
@@ -210,7 +211,7 @@ def plan_job(spec, base_dir: Optional[str] = None) -> dict:
     """What a job would do, without loading a model or writing anything (CLI ``--dry-run``)."""
     spec = parse_jobspec(spec, base_dir=base_dir)
     layout = inspect_job(spec)
-    grid = layout.grid.padded_to(PATCH) if spec.task in ("embed", "tim-embed") else layout.grid
+    grid = _work_grid(spec, layout)
     windows = plan_windows(grid.height, grid.width, spec.tiling.window, spec.tiling.overlap)
     return {"task": spec.task, "model": spec.model,
             "grid": {"crs": layout.grid.crs.to_string(), "transform": list(layout.grid.transform)[:6],
@@ -220,6 +221,11 @@ def plan_job(spec, base_dir: Optional[str] = None) -> dict:
                        for m, s in layout.sources.items()},
             "windows": len(windows), "batches": -(-len(windows) // spec.tiling.batch_size),
             "outputs": dict(spec.outputs), "warnings": list(spec.warnings)}
+
+
+def _work_grid(spec: JobSpec, layout):
+    """The grid windows are cut from: padded to whole patches for tasks that write per patch."""
+    return layout.grid.padded_to(PATCH) if TASKS[spec.task].patch_aligned else layout.grid
 
 
 def _progress(done: int, total: int, eta: Optional[float], message: str) -> dict:

@@ -20,6 +20,7 @@ from .errors import JobValidationError
 from .grid import Bounds, Grid, build_grid, geojson_bounds, intersect, wkt_to_geojson
 from .jobspec import JobSpec, parse_jobspec
 from .modalities import MODALITIES
+from .tasks import TASKS
 
 MAX_PIXELS = 200_000 * 200_000  # refuse absurd grids (a typo in resolution) before allocating anything
 
@@ -77,7 +78,7 @@ def _source(mod: str, spec: JobSpec) -> SourceInfo:
                                  f"north-up grid first.", f"{where}.path")
     need = MODALITIES[mod].channels
     if item.bands is None:
-        if spec.task == "segment":  # the checkpoint's backbone_bands decide; the segment predictor checks
+        if TASKS[spec.task].checkpoint_sets_bands:  # e.g. segment: its predictor checks against the checkpoint
             need = count
         if count != need:
             raise JobValidationError(
@@ -99,7 +100,7 @@ def _output_files(spec: JobSpec):
     files = []
     for key, path in spec.outputs.items():
         files.append((key, path, f"outputs.{key}"))
-        if spec.options.probabilities and spec.task in ("generate", "reconstruct") and key == "LULC":
+        if spec.options.probabilities and TASKS[spec.task].modality_outputs and key == "LULC":
             stem, _ = os.path.splitext(path)
             files.append((f"{key}_probabilities", f"{stem}_probabilities.tif", f"outputs.{key}"))
     return files

@@ -48,10 +48,10 @@ class Context:
 
 
 class Predictor:
-    """Base class: ``products`` (list of Product), ``patch_aligned`` and ``predict``."""
+    """Base class: ``products`` (list of Product) and ``predict``; the task table says whether the
+    work grid is padded to whole patches (`Task.patch_aligned`)."""
 
     products: List[Product]
-    patch_aligned: bool = False   # True: the work grid is padded to whole 16 px patches
 
     def predict(self, arrays: Dict[str, np.ndarray], valid: np.ndarray, batch_index: int) -> Dict[str, np.ndarray]:
         raise NotImplementedError

@@ -10,14 +10,13 @@ from typing import Dict, List
 
 import numpy as np
 
-from ..jobspec import EMBED_OUTPUT, PATCH
+from ..jobspec import PATCH
+from ..tasks import EMBED_OUTPUT
 from ..writer import OutputSpec
 from .base import FLOAT_NODATA, Context, Predictor, Product, batch_seed, build_kwargs, call_seeded, standardize, torch_batch
 
 
 class EmbedPredictor(Predictor):
-    patch_aligned = True
-
     def __init__(self, ctx: Context):
         spec = ctx.spec
         self.device = ctx.device

@@ -66,15 +66,11 @@ def class_outputs(spec, classes) -> List[OutputSpec]:
 
 
 class SegmentPredictor(Predictor):
-    patch_aligned = False  # the model pads each window itself, as TerraTorch's PixelWiseModel does
+    # not patch-aligned: the model pads each window itself, as TerraTorch's PixelWiseModel does;
+    # the task table makes options.checkpoint required and validation checks that it exists
 
     def __init__(self, ctx: Context):
         spec = ctx.spec
-        if not spec.options.checkpoint:
-            raise JobValidationError("segment needs options.checkpoint: the fine-tuned TerraTorch checkpoint "
-                                     "(.ckpt) to run.", "options.checkpoint")
-        if not os.path.isfile(spec.options.checkpoint):
-            raise JobValidationError(f"Checkpoint not found: {spec.options.checkpoint}", "options.checkpoint")
         self.device = ctx.device
         self.standardize = spec.options.standardize
         self.seed = spec.seed
