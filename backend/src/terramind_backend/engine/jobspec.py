@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from .errors import JobValidationError
 from .modalities import GENERATION_OUTPUTS, INPUT_MODALITIES, MODALITIES, resolve
 from .tasks import TASKS, Task
+from ..models.precision import PRECISIONS  # torch-free: the models' own list of names
 
 VERSION = 1
 MODEL_SIZES = ("tiny", "small", "base", "large")
@@ -64,7 +65,6 @@ class Options:
     precision: str = "auto"
 
 
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)

@@ -8,40 +8,21 @@ cast autocast does) and halves their memory.
 
 A converted module must then always run under bf16 autocast (``F.linear`` refuses fp32 inputs with bf16
 weights), so models convert only when their *configured* precision resolves to bf16 and refuse a later fp32
-call with a clear message. ``runs_in_bf16`` is that policy, shared by the backbone, the generation
+call with a clear message: that policy is ``precision.runs_in_bf16``, shared by the backbone, the generation
 transformer and the tokenizer decoders. Everything else (norms, embeddings, position grids, biases of
 non-matmul layers) stays fp32, as it would under autocast.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["MATMUL_MODULES", "runs_in_bf16", "convert_matmul_weights", "is_converted"]
+__all__ = ["MATMUL_MODULES", "convert_matmul_weights", "is_converted"]
 
 MATMUL_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _FLAG = "_terramind_bf16_weights"
-
-
-def runs_in_bf16(configured: str, requested: Optional[str], device: torch.device, modules: Sequence[nn.Module],
-                 what: str) -> bool:
-    """Whether a call runs in bf16: ``requested`` (None = ``configured``) resolved on ``device``.
-
-    When the model's ``configured`` precision resolves to bf16, the first bf16 call converts ``modules`` (what
-    runs under autocast) for good; an fp32 call on converted modules is refused with a message naming ``what``.
-    """
-    from .tokenizers.tokenizer import resolve_precision
-
-    if resolve_precision(requested or configured, device) != "bf16":
-        if any(is_converted(m) for m in modules):
-            raise ValueError(f"{what} was built with precision 'bf16' (or 'auto' resolving to bf16 here) and "
-                             f"holds bf16 weights; build it with precision='fp32' for fp32 arithmetic.")
-        return False
-    if resolve_precision(configured, device) == "bf16":
-        convert_matmul_weights(modules)
-    return True
 
 
 def convert_matmul_weights(modules: Sequence[nn.Module]) -> int:

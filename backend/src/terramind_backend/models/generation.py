@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from . import sampling
-from .bf16_weights import runs_in_bf16
+from .precision import check_precision, runs_in_bf16
 from .encdec import Context, EncoderInput, TerraMind, transformer_config
 from .modalities import (MODALITY_INFO, PRETRAINING_MEAN, PRETRAINING_STD, UnknownModalityError, modality_id,
                          resolve_input_modality, resolve_output_modality)
@@ -181,7 +181,7 @@ class TerraMindGeneration(nn.Module):
         self.standardize = bool(standardize)
         self.seed = seed
         self.size = size
-        self.precision = _check_precision(precision)
+        self.precision = check_precision(precision)
         outputs = list(self.output_keys)
 
         # Multi-step decoding feeds decoded tokens back through the encoder: it needs the outputs'
@@ -204,9 +204,8 @@ class TerraMindGeneration(nn.Module):
         """Whether token generation runs in bf16; a model configured for bf16 converts the transformer's matmul
         weights once (``bf16_weights``) and refuses fp32 after."""
         model = self.sampler.model
-        requested = None if precision is None else _check_precision(precision)
         # only what runs under autocast: the input embeddings run in fp32 before it
-        return runs_in_bf16(self.precision, requested, device, [model.encoder, model.decoder_proj_context,
+        return runs_in_bf16(self.precision, precision, device, [model.encoder, model.decoder_proj_context,
                                                                 model.decoder, model.decoder_embeddings],
                             "This generation model")
 
@@ -343,7 +342,7 @@ class TerraMindGeneration(nn.Module):
                        precision: Optional[str] = None) -> Dict[str, torch.Tensor]:
         """Decode ``generate_tokens`` results to images (de-standardized when the tokens were made so)."""
         timesteps = self.timesteps if timesteps is None else _check_timesteps(timesteps)
-        precision = self.precision if precision is None else _check_precision(precision)
+        precision = self.precision if precision is None else check_precision(precision)
         out = {}
         for name, key in self.output_keys.items():
             value = self._decode(key, tokens[name], info["grid"], info["image_size"], timesteps,
@@ -383,14 +382,6 @@ def _check_timesteps(timesteps) -> int:
     if isinstance(timesteps, bool) or not isinstance(timesteps, int) or not 1 <= timesteps <= 1000:
         raise ValueError(f"timesteps (diffusion steps) must be an integer between 1 and 1000, got {timesteps!r}")
     return timesteps
-
-
-def _check_precision(precision: str) -> str:
-    from .tokenizers.tokenizer import PRECISIONS  # the decoders' own list: one source of the names
-
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}")
-    return precision
 
 
 def _resolve_inputs(modalities) -> Dict[str, str]:

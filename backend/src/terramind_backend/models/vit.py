@@ -196,7 +196,7 @@ class TerraMindViT(nn.Module):
     def _bf16(self, device: torch.device) -> bool:
         """Whether this forward runs in bf16; the first one converts the matmul weights that run under autocast
         to bf16 for good (``bf16_weights``: autocast would re-cast them every call)."""
-        from .bf16_weights import runs_in_bf16
+        from .precision import runs_in_bf16
 
         return runs_in_bf16(self.precision, None, device, [self.encoder, self.encoder_embeddings], "This backbone")
 
@@ -254,9 +254,9 @@ def build_backbone(size: str, *, modalities=None, pretrained: bool = False, ckpt
     ``float32_matmul_precision`` to "medium") or "auto" (bf16 where it is fast: CUDA with bf16, CPUs
     with AMX). Tokenizers always run in fp32; outputs are fp32.
     """
-    from .tokenizers.tokenizer import resolve_precision
+    from .precision import check_precision
 
-    resolve_precision(precision, torch.device("cpu"))  # validates the name
+    check_precision(precision)
     for key in list(training_only):
         if key not in _TRAINING_ONLY:
             raise TypeError(f"build_backbone() got an unexpected keyword argument {key!r}")

@@ -12,7 +12,8 @@ import torch
 
 from .ddim import DDIMSampler
 from .fsq import FiniteScalarQuantizer
-from .tokenizer import DiVAE, ImageTokenizer, VQVAE, resolve_precision
+from ..precision import check_precision
+from .tokenizer import DiVAE, ImageTokenizer, VQVAE
 from .unet import PatchedUNet
 from .vit import ViTDecoder, ViTEncoder
 
@@ -73,7 +74,7 @@ def build_tokenizer(name: str, pretrained: bool = False, ckpt_path: Optional[str
     spec = tokenizer_spec(name)
     image_size = int(kwargs.pop("image_size", 256))
     precision = kwargs.pop("precision", "fp32")
-    resolve_precision(precision, torch.device("cpu"))  # validate early
+    check_precision(precision)
     _check_fixed_kwargs(spec, kwargs)
     model = _build(spec, image_size, pretrained, ckpt_path, download_progress)
     model.precision = precision

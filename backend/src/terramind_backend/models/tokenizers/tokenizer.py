@@ -15,33 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..bf16_weights import runs_in_bf16
+from ..precision import runs_in_bf16
 from .ddim import DDIMSampler
 from .fsq import FiniteScalarQuantizer
 from .unet import PATCH as UNET_PATCH, DOWNSAMPLINGS, PatchedUNet
 from .vit import PATCH, ViTDecoder, ViTEncoder
 
 ImageSize = Union[int, Sequence[int], None]
-PRECISIONS = ("fp32", "bf16", "auto")
-
-
-def fast_bf16_available(device: torch.device) -> bool:
-    """Whether bf16 matrix math is much faster than fp32 here: CUDA with bf16, or a CPU with AMX tiles."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-        return bool(probe()) if probe is not None else False
-    return False
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``fp32``/``bf16`` as given; ``auto`` = ``bf16`` where ``fast_bf16_available`` else ``fp32``."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "auto":
-        return "bf16" if fast_bf16_available(device) else "fp32"
-    return precision
 
 
 def _pair(size) -> Tuple[int, int]:
