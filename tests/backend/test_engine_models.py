@@ -90,7 +90,7 @@ def test_generate_lulc_is_deterministic_per_seed(tmp_path, fake_hub, cache):  # 
     assert not np.array_equal(read(tmp_path / "a_probabilities.tif")[0], read(tmp_path / "c_probabilities.tif")[0])
     with rasterio.open(tmp_path / "a.tif") as ds:
         assert ds.colormap(1)[1][:3] == (0x31, 0x71, 0xAD)
-    assert len([k for k in cache._models if k[0] == "terramind_v1_tiny_generate"]) == 1  # built once, reused
+    assert cache.usage()["models"].count("terramind_v1_tiny_generate") == 1  # built once, reused
 
 
 @pytest.mark.slow

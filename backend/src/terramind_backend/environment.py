@@ -57,6 +57,9 @@ def describe() -> Dict[str, Any]:
              "memory_gib": round(torch.cuda.get_device_properties(i).total_memory / 2**30, 1)}
             for i in range(torch.cuda.device_count())
         ]
+    from .engine.model_cache import cache_budget
+
+    info["model_cache"] = cache_budget()
     info["cached_weights"] = [
         {"name": c.name, "repo_id": c.repo_id, "filename": c.filename, "size_mb": round(c.size_bytes / 2**20, 1)}
         for c in cached_official_weights()

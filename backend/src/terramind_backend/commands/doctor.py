@@ -29,6 +29,9 @@ def run(args) -> int:
     print(f"rasterio/GDAL   {info['rasterio']} / {info['gdal']}")
     print(f"HF hub          {info['huggingface_hub']}  cache: {info['hf_cache']}")
     print(f"offline mode    {'on' if info['hf_offline'] else 'off'}   HF token: {'set' if info['hf_token'] else 'not set'}")
+    cache = info["model_cache"]
+    budget = cache.get("problem") or f"{cache['budget_mb']:.0f} MB ({cache['budget_source']})"
+    print(f"model cache     {budget}; models beyond it are unloaded, least recently used first")
     cached = info["cached_weights"]
     print(f"cached weights  {len(cached)} file(s)")
     for c in cached:

@@ -14,6 +14,9 @@ def register(subparsers) -> None:
                    help="requests on stdin, events on stdout (the only transport so far)")
     p.add_argument("--log-level", default=os.environ.get("TERRAMIND_LOG_LEVEL", "INFO"),
                    help="level of the diagnostic log written to stderr (default INFO)")
+    p.add_argument("--model-cache-mb", type=float, default=None,
+                   help="memory for models kept loaded between jobs; least recently used ones are unloaded "
+                        "beyond it (default: $TERRAMIND_MODEL_CACHE_MB, else 40%% of physical memory)")
     p.set_defaults(func=run)
 
 
@@ -49,6 +52,13 @@ def run(args) -> int:
     from ..protocol.server import JobLogHandler, Server
 
     _lower_priority()
+    if args.model_cache_mb is not None:
+        from ..engine.model_cache import BUDGET_ENV
+
+        if not args.model_cache_mb > 0:
+            print("terramind serve: --model-cache-mb must be a positive number of megabytes", file=sys.stderr)
+            return 2
+        os.environ[BUDGET_ENV] = str(args.model_cache_mb)
     requests, events = _protocol_streams()
     logging.basicConfig(stream=sys.stderr, level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -27,7 +27,7 @@ def plan_job(spec, base_dir=None) -> dict:
 
 def __getattr__(name):
     if name == "ModelCache":
-        from .runner import ModelCache
+        from .model_cache import ModelCache
 
         return ModelCache
     raise AttributeError(name)

@@ -17,6 +17,7 @@ from .align import AlignedReader
 from .blending import RowStripAccumulator, weight_kernel
 from .errors import JobCancelled, JobValidationError
 from .jobspec import PATCH, JobSpec, parse_jobspec
+from .model_cache import ModelCache
 from .predictors.base import Context, Product
 from .styles import style_for
 from .tasks import TASKS
@@ -25,60 +26,6 @@ from .validate import inspect_job
 from .writer import OutputWriter, style_path
 
 Emit = Callable[[dict], None]
-
-
-class ModelCache:
-    """Built models kept between jobs, keyed by (name, kwargs, device)."""
-
-    def __init__(self):
-        self._models: Dict[tuple, object] = {}
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def _key(name: str, device: str, kwargs: dict) -> tuple:
-        return (name, device, repr(sorted(kwargs.items())))
-
-    def get(self, name: str, device: str, emit: Optional[Emit] = None, **kwargs):
-        from .. import build_model
-
-        key = self._key(name, device, kwargs)
-        with self._lock:
-            if key in self._models:
-                return self._models[key]
-            emit = emit or (lambda e: None)
-            emit({"event": "progress", "stage": "load", "done": 0, "total": 1, "fraction": 0.0, "eta_s": None,
-                  "message": f"Loading {name}"})
-
-            started: Dict[str, float] = {}
-
-            def download(done, total, label):
-                t0 = started.setdefault(label, time.monotonic())
-                rate = done / max(time.monotonic() - t0, 1e-6)
-                eta = round((total - done) / rate, 1) if total and done and rate > 0 else None
-                emit({"event": "progress", "stage": "download", "done": int(done), "total": int(total or 0),
-                      "fraction": (done / total) if total else 0.0, "eta_s": eta,
-                      "message": f"Downloading {label}"})
-
-            model = build_model(name, download_progress=download, **kwargs)
-            model = model.eval().to(device)
-            self._models[key] = model
-            emit({"event": "progress", "stage": "load", "done": 1, "total": 1, "fraction": 1.0, "eta_s": None,
-                  "message": f"Loaded {name}"})
-            return model
-
-    def get_or_load(self, key: tuple, loader: Callable[[], object]):
-        """Any other cached object (e.g. a segmentation checkpoint) under a caller-made key."""
-        with self._lock:
-            if key not in self._models:
-                self._models[key] = loader()
-            return self._models[key]
-
-    def __len__(self) -> int:
-        return len(self._models)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._models.clear()
 
 
 def _polygon_mask(polygon, grid, row_off: int, rows: int):

@@ -176,6 +176,9 @@ class Server:
         except Exception as exc:  # still answer: the client shows why the backend cannot run jobs
             info["problem"] = f"{type(exc).__name__}: {exc}"
         info.pop("terramind_backend", None)
+        usage = getattr(self._models, "usage", None)
+        if usage is not None:  # live use of the warm cache (describe() gave the budget only)
+            info["model_cache"] = {**info.get("model_cache", {}), **usage()}
         self._send(encode_event("hello", job, **info))
 
     def _op_validate(self, job: str, request: Dict[str, Any]) -> None:

@@ -21,9 +21,9 @@ class GeneratePredictor(Predictor):
         self.standardize = spec.options.standardize
         self.targets = list(spec.outputs)
         name = f"terramind_v1_{spec.size}_generate"
+        # timesteps and standardize are passed per call (predict), so they are no part of the cache key
         self.model = ctx.models.get(name, ctx.device, ctx.emit, modalities=list(spec.inputs),
-                                    output_modalities=self.targets, standardize=self.standardize,
-                                    timesteps=spec.timesteps, precision=spec.options.precision,
+                                    output_modalities=self.targets, precision=spec.options.precision,
                                     **build_kwargs(spec))
         self.products: List[Product] = [product_for(m, spec.outputs[m], spec.options.probabilities)
                                         for m in self.targets]
