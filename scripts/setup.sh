@@ -37,8 +37,8 @@ if [ ! -x "$ROOT/.venv-backend/bin/python" ]; then
   say "creating .venv-backend with $($PY --version)"
   "$PY" -m venv "$ROOT/.venv-backend"
 fi
-if ! "$ROOT/.venv-backend/bin/python" -c "import torch, rasterio, huggingface_hub, safetensors, terramind_backend" >/dev/null 2>&1; then
-  say "installing the backend (torch, rasterio, huggingface_hub, safetensors) into .venv-backend"
+if ! "$ROOT/.venv-backend/bin/python" -c "import torch, rasterio, fiona, huggingface_hub, safetensors, terramind_backend" >/dev/null 2>&1; then
+  say "installing the backend (torch, rasterio, fiona, huggingface_hub, safetensors) into .venv-backend"
   "$ROOT/.venv-backend/bin/pip" install -q "torch==2.13.0"
   "$ROOT/.venv-backend/bin/pip" install -q -e "$ROOT/backend"
 fi

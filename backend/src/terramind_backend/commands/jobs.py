@@ -199,7 +199,8 @@ def _execute(spec, args, base_dir=None) -> int:
     else:
         for out in result["outputs"]:
             print(f"{out['name']}: {out['path']}")
-        print(f"{result['tiles']} windows on {result['device']} in {result['elapsed_s']:.1f} s", file=sys.stderr)
+        work = f"{result['tiles']} windows" if "tiles" in result else f"{result.get('epochs_run', 0)} epoch(s)"
+        print(f"{work} on {result['device']} in {result['elapsed_s']:.1f} s", file=sys.stderr)
     return 0
 
 

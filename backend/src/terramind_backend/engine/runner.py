@@ -20,7 +20,7 @@ from .jobspec import PATCH, JobSpec, parse_jobspec
 from .model_cache import ModelCache
 from .predictors.base import Context, Product
 from .styles import style_for
-from .tasks import TASKS
+from .tasks import TASKS, own_job
 from .tiling import batches, plan_windows
 from .validate import inspect_job
 from .writer import OutputWriter, style_path
@@ -78,6 +78,9 @@ def run_job(spec, *, emit: Optional[Emit] = None, cancel: Optional[threading.Eve
     emit = emit or (lambda event: None)
     cancel = cancel or threading.Event()
     models = models if models is not None else ModelCache()
+    job = own_job(spec)
+    if job is not None:  # a task with its own JobSpec form and loop (engine/tasks.py)
+        return job.run(spec, emit=emit, cancel=cancel, models=models, base_dir=base_dir)
     spec: JobSpec = parse_jobspec(spec, base_dir=base_dir)
     if not predictors.available(spec.task):
         raise JobValidationError(f"Task {spec.task!r} is not available in this backend build.", "task")
@@ -156,6 +159,9 @@ def run_job(spec, *, emit: Optional[Emit] = None, cancel: Optional[threading.Eve
 
 def plan_job(spec, base_dir: Optional[str] = None) -> dict:
     """What a job would do, without loading a model or writing anything (CLI ``--dry-run``)."""
+    job = own_job(spec)
+    if job is not None:
+        return job.plan(spec, base_dir=base_dir)
     spec = parse_jobspec(spec, base_dir=base_dir)
     layout = inspect_job(spec)
     grid = _work_grid(spec, layout)

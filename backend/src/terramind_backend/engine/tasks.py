@@ -7,6 +7,7 @@ plus its predictor module (docs/architecture.md, "Adding a task").
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
@@ -28,6 +29,9 @@ class Task:
     needs_checkpoint: bool = False               # options.checkpoint names the model to run
     checkpoint_sets_bands: bool = False          # inputs may have any band count: the checkpoint says which
     merge_methods: Optional[Tuple[str, ...]] = None  # allowed options.merge_method (None: all of them)
+    # A task with its own JobSpec form and loop instead of windows over one grid (e.g. finetune): a module with
+    # run(raw, *, emit, cancel, models, base_dir), validate(raw, base_dir) and plan(raw, base_dir).
+    job: Optional[str] = None
 
     def describe_outputs(self) -> str:
         """The output keys in words, for error messages."""
@@ -52,6 +56,13 @@ def get(name: str) -> Optional[Task]:
     return TASKS.get(name)
 
 
+def own_job(spec):
+    """The job module of a task that runs its own job (``Task.job``) for a raw or parsed spec, else None."""
+    name = spec.get("task") if isinstance(spec, dict) else getattr(spec, "task", None)
+    task = TASKS.get(name) if isinstance(name, str) else None
+    return importlib.import_module(task.job) if task is not None and task.job else None
+
+
 for _task in (
     Task("generate", f"{_PREDICTORS}.generate", GENERATION_OUTPUTS, modality_outputs=True, outputs_are_inputs=False),
     Task("embed", f"{_PREDICTORS}.embed", (EMBED_OUTPUT,), required_outputs=(EMBED_OUTPUT,), patch_aligned=True),
@@ -60,5 +71,7 @@ for _task in (
     Task("segment", f"{_PREDICTORS}.segment", ("classes", "probabilities"), required_outputs=("classes",),
          needs_checkpoint=True, checkpoint_sets_bands=True),
     Task("reconstruct", f"{_PREDICTORS}.reconstruct", TOKENIZED, modality_outputs=True, outputs_are_inputs=True),
+    Task("finetune", "terramind_backend.finetune.job", ("checkpoint",), required_outputs=("checkpoint",),
+         job="terramind_backend.finetune.job"),
 ):
     register(_task)

@@ -20,7 +20,7 @@ from .errors import JobValidationError
 from .grid import Bounds, Grid, build_grid, geojson_bounds, intersect, wkt_to_geojson
 from .jobspec import JobSpec, parse_jobspec
 from .modalities import MODALITIES
-from .tasks import TASKS
+from .tasks import TASKS, own_job
 
 MAX_PIXELS = 200_000 * 200_000  # refuse absurd grids (a typo in resolution) before allocating anything
 
@@ -45,6 +45,9 @@ class Layout:
 
 def validate_job(spec, base_dir: Optional[str] = None) -> JobSpec:
     """Validate a JobSpec dict (or JobSpec) completely; raise `JobValidationError(message, field)`."""
+    job = own_job(spec)
+    if job is not None:  # a task with its own JobSpec form (engine/tasks.py)
+        return job.validate(spec, base_dir=base_dir)
     parsed = parse_jobspec(spec, base_dir=base_dir)
     if not predictors.available(parsed.task):
         raise JobValidationError(f"Task {parsed.task!r} is not available in this backend build.", "task")

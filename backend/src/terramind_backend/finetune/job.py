@@ -199,3 +199,30 @@ def run_finetune(raw, *, emit: Optional[Emit] = None, cancel=None, models=None,
             "best_val_miou": round(trainer.best_miou, 6), "stopped": stopped,
             "classes": [dict(c.to_dict(), label=v) for c, v in zip(prepared.classes, prepared.label_values)],
             "inputs": [{"modality": n, "bands": len(means[n])} for n in names]}
+
+
+def plan_finetune(raw, base_dir: Optional[str] = None) -> dict:
+    """What a run would train on (CLI ``--dry-run``): classes, chips, split, model; loads and writes nothing."""
+    from .model import model_args
+    from .split import split_chips
+
+    spec = parse_finetune(raw, base_dir)
+    prepared = prepare(spec)
+    try:
+        opts = spec.training_options
+        train_idx, val_idx = split_chips(prepared.chips, opts.chip_size, opts.block_size, opts.val_fraction, spec.seed)
+        return {"task": spec.task, "model": spec.model, "model_args": model_args(spec, len(prepared.classes)),
+                "classes": [dict(c.to_dict(), label=v, pixels=n) for c, v, n in
+                            zip(prepared.classes, prepared.label_values, prepared.class_pixels)],
+                "scenes": [{"grid": {"crs": s.layout.grid.crs.to_string(), "width": s.layout.grid.width,
+                                     "height": s.layout.grid.height}, "labelled_chips": len(s.chips)}
+                           for s in prepared.scenes],
+                "train_chips": len(train_idx), "val_chips": len(val_idx),
+                "steps_per_epoch": -(-len(train_idx) // opts.batch_size), "epochs": opts.epochs,
+                "outputs": {"checkpoint": spec.checkpoint}, "warnings": list(spec.warnings)}
+    finally:
+        prepared.close()
+
+
+# the engine's interface for tasks with their own job (engine/tasks.py: Task.job)
+run, validate, plan = run_finetune, validate_finetune, plan_finetune

@@ -14,6 +14,7 @@ from ..engine.errors import JobValidationError
 from ..engine.jobspec import (_DEVICE, _MODEL, VERSION, InputSpec, _float, _input, _int,
                               _known_keys, _options, _path, _str)
 from ..engine.modalities import INPUT_MODALITIES, resolve
+from ..engine.tasks import TASKS
 
 TASK = "finetune"
 DECODERS = ("UNetDecoder", "UperNetDecoder", "FCNDecoder")
@@ -274,7 +275,7 @@ def parse_finetune(raw: Any, base_dir: Optional[str] = None) -> FinetuneSpec:
     resolution = _float(raw.get("resolution", 10.0) or 10.0, "resolution", allow_none=False)
     if resolution <= 0:
         _fail("resolution", f"resolution must be a positive pixel size, got {resolution}.")
-    options = _options(raw.get("options"), [])  # shared vocabulary: merge_method, tim_modalities
+    options = _options(raw.get("options"), TASKS[TASK], [], base_dir)  # shared: merge_method, tim_modalities
     topts = _training_options(raw.get("training_options"), tim_from_model, warnings)
     if topts.tim and options.merge_method == "concat":
         _fail("options.merge_method", "TiM backbones support merge_method 'mean' or 'max'.")
