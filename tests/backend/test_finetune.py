@@ -55,7 +55,7 @@ def spec_for(tmp_path, s2, labels, **options):
 
 def polygons_of(lulc_path, dst, crs="EPSG:4326", text=True):
     """The label raster as polygons with a class field, in another CRS (what a user digitises)."""
-    import fiona
+    fiona = pytest.importorskip("fiona", reason="backend dependency fiona missing: re-run scripts/setup.sh")
     from rasterio.features import shapes
     from rasterio.warp import transform_geom
 
