@@ -166,6 +166,7 @@ class _Bar:
 
 def _execute(spec, args, base_dir=None) -> int:
     from ..engine import JobCancelled, JobValidationError, plan_job, run_job
+    from ..signals import on_signals, signal_name, termination_signals
 
     if args.dry_run:
         try:
@@ -180,8 +181,15 @@ def _execute(spec, args, base_dir=None) -> int:
             print(json.dumps(event), flush=True)
     else:
         emit = _Bar(not args.quiet)
+    stopped = []
+
+    def stop(signum):  # SIGTERM: cancel, so the engine removes its temporary files
+        stopped.append(signum)
+        raise JobCancelled(f"Stopped by {signal_name(signum)}; no output was written.")
+
     try:
-        result = run_job(spec, emit=emit, base_dir=base_dir)
+        with on_signals(termination_signals(), stop):
+            result = run_job(spec, emit=emit, base_dir=base_dir)
     except JobValidationError as exc:
         where = f" [{exc.field}]" if exc.field else ""
         if args.json_progress:
@@ -189,11 +197,12 @@ def _execute(spec, args, base_dir=None) -> int:
                   flush=True)
         print(f"terramind: invalid job{where}: {exc.message}", file=sys.stderr)
         return EXIT_INVALID
-    except (JobCancelled, KeyboardInterrupt):
+    except (JobCancelled, KeyboardInterrupt) as exc:
+        message = str(exc) if isinstance(exc, JobCancelled) else "Job cancelled; no output was written."
         if args.json_progress:
-            print(json.dumps({"event": "error", "kind": "cancelled", "message": "cancelled", "field": None}), flush=True)
-        print("terramind: cancelled; no output was written", file=sys.stderr)
-        return EXIT_CANCELLED
+            print(json.dumps({"event": "error", "kind": "cancelled", "message": message, "field": None}), flush=True)
+        print(f"terramind: {message}", file=sys.stderr)
+        return 128 + stopped[0] if stopped else EXIT_CANCELLED
     if args.json_progress:
         print(json.dumps({"event": "result", **result}), flush=True)
     else:

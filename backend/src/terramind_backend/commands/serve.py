@@ -67,7 +67,10 @@ def run(args) -> int:
     os.environ.setdefault("TQDM_DISABLE", "1")  # huggingface_hub bars would only clutter stderr
     server = Server(requests, events)
     logging.getLogger().addHandler(JobLogHandler(server))
-    code = server.serve()
+    from ..signals import on_signals, termination_signals
+
+    with on_signals(termination_signals(include_interrupt=True), server.request_termination):
+        code = server.serve()
     # Jobs are finished or cleaned up by now. Skip the interpreter's teardown: with models loaded,
     # freeing them and torch's atexit work take seconds, and the client waits for the exit.
     logging.shutdown()

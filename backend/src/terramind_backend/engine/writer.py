@@ -7,8 +7,8 @@ running per-band statistics, which the style uses for its stretch.
 """
 from __future__ import annotations
 
+import logging
 import os
-import uuid
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 from xml.sax.saxutils import escape
@@ -19,6 +19,9 @@ from rasterio.shutil import copy as rio_copy
 from rasterio.windows import Window
 
 from .grid import Grid
+from .leftovers import sweep_stale, temp_path
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -47,11 +50,6 @@ def _hex_rgba(color: str) -> Tuple[int, int, int, int]:
     return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16), 255
 
 
-def _temp_path(path: str, suffix: str) -> str:
-    folder, base = os.path.split(path)
-    return os.path.join(folder, f".{base}.{uuid.uuid4().hex[:8]}.{suffix}")
-
-
 def _aux_xml(spec: OutputSpec) -> str:
     cats = "".join(f"<Category>{escape(n)}</Category>" for n in spec.class_names)
     return ("<PAMDataset>\n  <PAMRasterBand band=\"1\">\n"
@@ -64,7 +62,9 @@ class OutputWriter:
 
     def __init__(self, spec: OutputSpec, grid: Grid):
         self.spec, self.grid = spec, grid
-        self._tmp = _temp_path(spec.path, "part.tif")
+        for stale in sweep_stale(spec.path):  # litter of a killed earlier run writing this output
+            log.info("removed %s, left by an earlier run that did not finish", stale)
+        self._tmp = temp_path(spec.path, "part.tif")
         self._extra: List[str] = []
         profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=spec.count, dtype=spec.dtype,
                        crs=grid.crs, transform=grid.transform, nodata=spec.nodata, tiled=True,
@@ -123,22 +123,24 @@ class OutputWriter:
     def finish(self, style_xml: Optional[str]) -> None:
         """Close and convert to COG, still under temp names (call `commit` to publish)."""
         self._ds.close()
-        cog = _temp_path(self.spec.path, "cog.tif")
+        cog = temp_path(self.spec.path, "cog.tif")
         resampling = "NEAREST" if self.spec.kind == "classes" else "AVERAGE"
+        self._extra.append((cog, None))  # known to abort() from before it exists: a failed copy leaves no litter
         rio_copy(self._tmp, cog, driver="COG", compress="DEFLATE", resampling=resampling,
                  overview_resampling=resampling, BIGTIFF="IF_SAFER", blocksize=cog_blocksize(self.spec))
+        self._extra.pop()
         os.remove(self._tmp)
         self._tmp = cog
         if self.spec.class_names:
-            aux = _temp_path(self.spec.path, "aux.xml")
+            aux = temp_path(self.spec.path, "aux.xml")
+            self._extra.append((aux, self.spec.path + ".aux.xml"))
             with open(aux, "w", encoding="utf-8") as f:
                 f.write(_aux_xml(self.spec))
-            self._extra.append((aux, self.spec.path + ".aux.xml"))
         if style_xml is not None:
-            qml = _temp_path(self.spec.path, "qml")
+            qml = temp_path(self.spec.path, "qml")
+            self._extra.append((qml, style_path(self.spec.path)))
             with open(qml, "w", encoding="utf-8") as f:
                 f.write(style_xml)
-            self._extra.append((qml, style_path(self.spec.path)))
 
     def commit(self) -> None:
         """Move every temp file into place; a stale .aux.xml of an older file at the path is removed."""
@@ -156,15 +158,20 @@ class OutputWriter:
         self._extra = []
 
     def abort(self) -> None:
-        """Remove every temp file; the destination is left as it was."""
+        """Remove every temp file; the destination is left as it was. Never raises: a cleanup that fails
+        (the folder was deleted or made read-only) must not hide the job's own error or stop the other
+        outputs' cleanup; what cannot be removed now is swept by the next job writing this output."""
         try:
             if not self._ds.closed:
                 self._ds.close()
         except Exception:  # noqa: BLE001 - cleanup must go on
             pass
         for path in [self._tmp] + [t for t, _ in self._extra]:
-            if path and os.path.exists(path):
-                os.remove(path)
+            if path and os.path.lexists(path):
+                try:
+                    os.remove(path)
+                except OSError as exc:
+                    log.warning("could not remove %s: %s", path, exc.strerror or exc)
         self._tmp, self._extra = None, []
 
 

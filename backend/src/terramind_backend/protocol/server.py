@@ -16,11 +16,9 @@ for any cancel, so no output is left and the process stays warm.
 from __future__ import annotations
 
 import ctypes
-import glob
 import logging
 import os
 import queue
-import re
 import threading
 import traceback
 from typing import Any, Callable, Dict, Optional, TextIO
@@ -32,6 +30,16 @@ from .safe_io import request_lines
 log = logging.getLogger(__name__)
 
 _STOP = object()          # job-queue sentinel: the worker ends
+
+
+class _Terminated(BaseException):
+    """Raised in the reader thread by a termination signal."""
+
+    def __init__(self, signum: int, name: str):
+        super().__init__(name)
+        self.signum, self.name = signum, name
+
+
 _SHUTDOWN_WAIT_S = 5.0    # how long shutdown waits for a cancelled job to clean up
 HARD_CANCEL_AFTER_S = 0.5  # cooperative cancel gets this long before the job thread is interrupted
 
@@ -62,6 +70,9 @@ class Server:
         self._interrupted: Optional[str] = None           # the job that got a hard cancel
         self._engine_lock = threading.Lock()
         self._worker = threading.Thread(target=self._work, name="terramind-job", daemon=True)
+        self._reading = False                             # the main thread is blocked reading a request
+        self._terminate: Optional[_Terminated] = None     # set by a SIGTERM/SIGINT handler
+        self._stop_reason: Optional[str] = None           # the cancel message when the server stops
 
     # -- output ---------------------------------------------------------------------------
     def _send(self, line: str) -> None:
@@ -83,7 +94,36 @@ class Server:
     def serve(self) -> int:
         """Read requests until ``shutdown`` or end of input; return the process exit code."""
         self._worker.start()
-        for line in request_lines(self._reader):
+        try:
+            return self._serve_lines()
+        except _Terminated as stop:  # SIGTERM/SIGINT: like shutdown, each job still gets its final event
+            self._stop(f"The backend was stopped ({stop.name}); the job was cancelled and no output was written.")
+            return 128 + stop.signum
+
+    def request_termination(self, signum: int) -> None:
+        """Signal handler (main thread): stop like ``shutdown``. Raises only out of a blocking read, so a
+        half-handled request or a half-written event line is never cut short."""
+        from ..signals import signal_name
+
+        self._terminate = _Terminated(signum, signal_name(signum))
+        if self._reading:
+            raise self._terminate
+
+    def _lines(self):
+        lines = request_lines(self._reader)
+        while self._terminate is None:
+            self._reading = True
+            try:
+                line = next(lines, None)
+            finally:
+                self._reading = False
+            if line is None:
+                return
+            yield line
+        raise self._terminate
+
+    def _serve_lines(self) -> int:
+        for line in self._lines():
             try:
                 if isinstance(line, ProtocolError):
                     raise line
@@ -154,7 +194,8 @@ class Server:
             self._in_engine = False  # at most once per job
             self._interrupted = job
 
-    def _stop(self) -> None:
+    def _stop(self, reason: Optional[str] = None) -> None:
+        self._stop_reason = reason
         with self._jobs_lock:
             for flag in self._jobs.values():
                 flag.set()
@@ -241,7 +282,8 @@ class Server:
                 return
             if self._interrupted == job:
                 _remove_partial_outputs(spec)
-            self._send(error_event(job, "cancelled", str(exc) or "Job cancelled; no output was written."))
+            self._send(error_event(job, "cancelled", self._stop_reason or str(exc)
+                                   or "Job cancelled; no output was written."))
         except engine.JobValidationError as exc:
             self._send(error_event(job, "validation", str(exc), getattr(exc, "field", None)))
         except MemoryError:
@@ -258,25 +300,15 @@ class Server:
         return self._current_job
 
 
-# The engine's writer keeps unfinished files hidden beside the destination: ".<name>.<8 hex>.<suffix>".
-_PARTIAL = re.compile(r"^\.(?P<base>.+)\.[0-9a-f]{8}\.(part\.tif|cog\.tif|aux\.xml|qml)$")
-
-
 def _remove_partial_outputs(spec: Dict[str, Any]) -> None:
     """After a hard cancel, make sure no temporary output is left even if the engine's own cleanup
     was cut short by the interrupt."""
+    from ..engine.leftovers import remove_own
+
     outputs = spec.get("outputs") if isinstance(spec, dict) else None
     for path in (outputs or {}).values():
-        if not isinstance(path, str) or not path:
-            continue
-        folder, base = os.path.split(os.path.abspath(path))
-        for candidate in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(base)}.*")):
-            match = _PARTIAL.match(os.path.basename(candidate))
-            if match and match["base"] == base:
-                try:
-                    os.remove(candidate)
-                except OSError:
-                    pass
+        if isinstance(path, str) and path:
+            remove_own(path)
 
 
 class JobLogHandler(logging.Handler):

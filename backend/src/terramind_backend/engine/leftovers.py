@@ -1,0 +1,102 @@
+"""Hidden temporary files beside an output: how they are named, and sweeping those of dead runs.
+
+An output is written as ``.<name>.<tag>.part.tif`` (then ``.cog.tif``, ``.aux.xml``, ``.qml``) in the
+destination folder and renamed into place at the end. ``tag`` is the writing process's id in 8 hex
+digits, so a later job can tell whose a leftover is: a run killed with SIGKILL (or a power cut) cannot
+clean up after itself, and the next job writing the same output removes what it left — files of this
+process, or of a process that no longer runs and belonged to this user, or any older than a day (a
+process id can be reused). Files of a live process writing the same output are left alone.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from typing import List, Optional
+
+STALE_AFTER_S = 24 * 3600
+_TEMP = re.compile(r"^\.(?P<base>.+)\.(?P<tag>[0-9a-f]{8})\.(?P<suffix>part\.tif|cog\.tif|aux\.xml|qml)$")
+
+
+def temp_path(path: str, suffix: str) -> str:
+    """The hidden temporary file of ``path`` with ``suffix`` (part.tif, cog.tif, aux.xml, qml)."""
+    folder, base = os.path.split(path)
+    return os.path.join(folder, f".{base}.{os.getpid():08x}.{suffix}")
+
+
+def is_temp(path: str) -> bool:
+    return _TEMP.match(os.path.basename(path)) is not None
+
+
+def _temps_of(path: str):
+    """(temp path, writer pid) of every hidden temporary file of ``path``."""
+    folder, base = os.path.split(os.path.abspath(path))
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        match = _TEMP.match(name)
+        if match and match["base"] == base:
+            found.append((os.path.join(folder, name), int(match["tag"], 16)))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    if sys.platform == "win32":
+        import ctypes
+
+        kernel = ctypes.windll.kernel32
+        handle = kernel.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return kernel.GetLastError() == 5  # access denied: it exists
+        code = ctypes.c_ulong()
+        ok = kernel.GetExitCodeProcess(handle, ctypes.byref(code))
+        kernel.CloseHandle(handle)
+        return bool(ok) and code.value == 259  # STILL_ACTIVE
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _remove(path: str, removed: List[str]) -> None:
+    try:
+        os.remove(path)
+        removed.append(path)
+    except OSError:
+        pass  # someone else removed it, or the folder became read-only: not this job's problem
+
+
+def sweep_stale(path: str, now: Optional[float] = None) -> List[str]:
+    """Remove leftovers of earlier runs that wrote ``path``; returns what was removed."""
+    now = time.time() if now is None else now
+    removed: List[str] = []
+    for temp, pid in _temps_of(path):
+        try:
+            st = os.stat(temp)
+        except OSError:
+            continue
+        old = now - st.st_mtime > STALE_AFTER_S
+        mine = not hasattr(os, "geteuid") or st.st_uid == os.geteuid()
+        if pid == os.getpid() or old or (mine and not _alive(pid)):
+            _remove(temp, removed)
+    return removed
+
+
+def remove_own(path: str) -> List[str]:
+    """Remove this process's temporary files of ``path`` (after a job was interrupted)."""
+    removed: List[str] = []
+    for temp, pid in _temps_of(path):
+        if pid == os.getpid():
+            _remove(temp, removed)
+    return removed
