@@ -6,11 +6,12 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..paths import icon_path, plugin_version
 from .embed import EmbedAlgorithm
+from .finetune import FinetuneAlgorithm
 from .generate import GenerateAlgorithm
 from .reconstruct import ReconstructAlgorithm
 from .segment import SegmentAlgorithm
 
-ALGORITHMS = (GenerateAlgorithm, EmbedAlgorithm, SegmentAlgorithm, ReconstructAlgorithm)
+ALGORITHMS = (GenerateAlgorithm, EmbedAlgorithm, SegmentAlgorithm, ReconstructAlgorithm, FinetuneAlgorithm)
 
 
 class TerraMindProvider(QgsProcessingProvider):

@@ -170,4 +170,6 @@ def test_non_file_raster_is_copied_to_a_geotiff(scene, tmp_path):
     copied = gdal.Open(path)
     assert (copied.ReadAsArray() == source.ReadAsArray()).all()
     assert copied.GetGeoTransform() == pytest.approx(source.GetGeoTransform())
+    del snapshot                                       # its provider clone reads the in-memory file
+    QgsProject.instance().removeMapLayer(layer.id())
     gdal.Unlink("/vsimem/labels_in_memory.tif")

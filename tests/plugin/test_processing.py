@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from tests.conftest import sample  # tests/conftest.py: the plugin suite's ini does not load it
 
-ALGORITHMS = ("terramind:generate", "terramind:embed", "terramind:segment", "terramind:reconstruct")
+ALGORITHMS = ("terramind:generate", "terramind:embed", "terramind:segment", "terramind:reconstruct",
+              "terramind:finetune")
 
 
 @pytest.fixture
