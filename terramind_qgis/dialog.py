@@ -21,12 +21,13 @@ from qgis.PyQt.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDialog, QD
                                  QGridLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton,
                                  QRadioButton, QScrollArea, QStackedWidget, QVBoxLayout, QWidget)
 
-from .jobspec_builder import (InputChoice, JobChoices, Problem, build_jobspec, check_job, output_folder,
-                              output_paths)
+from .jobspec_builder import (InputChoice, JobChoices, Problem, _extent_spec, build_jobspec, check_job,
+                              output_folder, output_paths)
 from .modalities import MODALITIES, OUTPUT_MODALITIES
 from .paths import RESOURCES_DIR, icon_path
 from .widgets.input_row import InputList, caption
 from .widgets.messages import MessageLabel
+from .widgets.train_panel import TrainPanel
 
 SETTINGS_PREFIX = "terramind/dialog/"
 
@@ -236,9 +237,14 @@ class TerraMindDialog(QDialog):
         self.mode_group = QButtonGroup(self)
         self.mode_group.addButton(self.generate_radio)
         self.mode_group.addButton(self.embed_radio)
+        self.train_radio = QRadioButton("Train a model")
+        self.train_radio.setToolTip("Fine-tune TerraMind on your own labels (polygons or a class raster), then "
+                                    "apply the new model to the map")
+        self.mode_group.addButton(self.train_radio)
         self.generate_radio.setChecked(True)
         modes.addWidget(self.generate_radio)
         modes.addWidget(self.embed_radio)
+        modes.addWidget(self.train_radio)
         modes.addStretch(1)
         layout.addLayout(modes)
 
@@ -304,6 +310,8 @@ class TerraMindDialog(QDialog):
         self.embed_error = MessageLabel("error")
         form.addRow(self.embed_error)
         self.output_stack.addWidget(embed_page)
+        self.train_panel = TrainPanel(self.iface)
+        self.output_stack.addWidget(self.train_panel)
         layout.addWidget(self.output_stack)
         self.outputs_error = MessageLabel("error")
         layout.addWidget(self.outputs_error)
@@ -431,6 +439,7 @@ class TerraMindDialog(QDialog):
 
     def _output_section(self) -> QGroupBox:
         box, layout = _section("5 · Output")
+        self.output_box = box
         row = QHBoxLayout()
         self.temporary_radio = QRadioButton("Temporary files")
         self.temporary_radio.setToolTip("Written to the system's temp folder; save the layers if you keep them")
@@ -465,6 +474,8 @@ class TerraMindDialog(QDialog):
         refresh = self.schedule_refresh
         self.input_list.changed.connect(self._inputs_timer.start)
         self.add_input_button.clicked.connect(self.input_list.add_row)
+        self.train_radio.toggled.connect(self._mode_changed)
+        self.train_panel.changed.connect(refresh)
         self.generate_radio.toggled.connect(self._mode_changed)
         for check in list(self.output_checks.values()) + list(self.tim_checks.values()):
             check.toggled.connect(refresh)
@@ -500,7 +511,9 @@ class TerraMindDialog(QDialog):
     # -- reactions --------------------------------------------------------------------------------
     def _mode_changed(self, *_):
         generate = self.generate_radio.isChecked()
-        self.output_stack.setCurrentIndex(0 if generate else 1)
+        self.output_stack.setCurrentIndex(0 if generate else 2 if self.train_radio.isChecked() else 1)
+        self.output_box.setVisible(not self.train_radio.isChecked())   # the model file is chosen on the page
+        self.run_button.setText("Train" if self.train_radio.isChecked() else "Run")
         self.tim_widget.setEnabled(self.embed_mode_combo.currentData() == "tim-embed")
         self.lulc_legend.setVisible(self.output_checks["LULC"].isChecked())
         self.steps_spin.setEnabled(self.task() != "embed")
@@ -547,7 +560,12 @@ class TerraMindDialog(QDialog):
 
     # -- values -----------------------------------------------------------------------------------
     def task(self) -> str:
+        if self.train_radio.isChecked():
+            return "finetune"
         return "generate" if self.generate_radio.isChecked() else self.embed_mode_combo.currentData()
+
+    def _input_layers(self) -> list:
+        return [row.layer() for row in self.input_list.rows if row.layer() is not None]
 
     def _first_layer(self):
         return next((row.layer() for row in self.input_list.rows if row.layer() is not None), None)
@@ -673,7 +691,10 @@ class TerraMindDialog(QDialog):
             self._sync_inputs()
         self._refresh_timer.stop()
         choices = self.choices()
-        problems = check_job(choices)
+        if choices.task == "finetune":
+            problems = self.train_panel.problems(choices, self._input_layers())
+        else:
+            problems = check_job(choices)
         problems += self._qgis_problems(choices)
         if self._backend_problem is not None:
             problems.append(self._backend_problem)
@@ -685,6 +706,8 @@ class TerraMindDialog(QDialog):
         return problems
 
     def _label_for(self, field: str):
+        if self.task() == "finetune" and self.train_panel.label_for(field) is not None:
+            return self.train_panel.label_for(field)
         if field.startswith("inputs."):
             row = self.input_list.row(field.split(".")[1])
             if row is not None:
@@ -703,7 +726,8 @@ class TerraMindDialog(QDialog):
             target = self._label_for(problem.field)
             messages.setdefault(id(target), (target, []))[1].append(problem.message)
         targets = [self.inputs_error, self.outputs_error, self.embed_error, self.extent_error, self.grid_error,
-                   self.output_error, self.advanced_error, self.model_error] + list(self.input_list.rows)
+                   self.output_error, self.advanced_error, self.model_error] + list(self.input_list.rows) + \
+            self.train_panel.message_labels()
         for target in targets:
             found = messages.get(id(target))
             text = "\n".join(dict.fromkeys(found[1])) if found else None
@@ -745,10 +769,11 @@ class TerraMindDialog(QDialog):
                                        f"marked above to run.</span>")
             return
         area = self._area_in_target(choices)
-        what = ", ".join(choices.outputs) if choices.task == "generate" else "embeddings"
+        what = {"generate": ", ".join(choices.outputs), "finetune": "a model trained on your labels"}.get(
+            choices.task, "embeddings")
         ins = " + ".join(i.modality for i in choices.inputs)
         text = f"<b>Ready:</b> {ins} → {what}"
-        if area is not None and choices.resolution > 0:
+        if area is not None and choices.resolution > 0 and choices.task != "finetune":
             width, height = area.width() / choices.resolution, area.height() / choices.resolution
             stride = max(1, choices.window - choices.overlap)
             tiles = (max(1, math.ceil((width - choices.overlap) / stride))
@@ -767,6 +792,11 @@ class TerraMindDialog(QDialog):
 
     def run(self) -> None:
         if self.refresh():
+            return
+        if self.task() == "finetune":   # the dialog stays open: its page shows the live curve
+            choices = self.choices()
+            self.train_panel.start(choices, self._input_layers(), _extent_spec(choices))
+            self._save_settings()
             return
         spec = self.jobspec()
         choices = self.choices()
@@ -860,7 +890,8 @@ class TerraMindDialog(QDialog):
             pass
         task = get("task", "generate")
         self.generate_radio.setChecked(task == "generate")
-        self.embed_radio.setChecked(task != "generate")
+        self.train_radio.setChecked(task == "finetune")
+        self.embed_radio.setChecked(task not in ("generate", "finetune"))
         self.embed_mode_combo.setCurrentIndex(max(0, self.embed_mode_combo.findData(task)))
         outputs = get("outputs", "LULC,NDVI").split(",")
         for name, check in self.output_checks.items():

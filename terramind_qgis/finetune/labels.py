@@ -97,18 +97,19 @@ def _typed(value, numeric: bool):
     return text or None
 
 
-def classes_from_legend(values: Iterable, legend: Iterable[tuple], numeric: bool) -> list:
+def classes_from_legend(values: Iterable, legend: Iterable[tuple], numeric: bool, keep_absent: bool = False) -> list:
     """Classes in legend order (value, name, colour), then values the legend does not list, sorted, named by
-    their value and coloured from ``DEFAULT_COLOURS``. Empty values are never a class."""
+    their value and coloured from ``DEFAULT_COLOURS``. Legend entries without a labelled value are dropped
+    unless ``keep_absent`` (a raster's palette, whose values are not scanned). Empty values are never a class."""
+    present = {v for v in (_typed(v, numeric) for v in values) if v is not None}
     classes, seen = [], set()
     for value, name, colour in legend:
         value = _typed(value, numeric)
-        if value is None or value in seen:
+        if value is None or value in seen or (value not in present and not keep_absent):
             continue
         seen.add(value)
         classes.append(LabelClass(value, (name or "").strip() or str(value), colour or _colour(len(classes))))
-    rest = sorted({v for v in (_typed(v, numeric) for v in values) if v is not None} - seen,
-                  key=lambda v: (str(type(v)), v))
+    rest = sorted(present - seen, key=lambda v: (str(type(v)), v))
     for value in rest:
         classes.append(LabelClass(value, str(value), _colour(len(classes))))
     return classes
@@ -135,7 +136,7 @@ def raster_classes(layer: QgsRasterLayer) -> list:
     renderer = layer.renderer()
     if isinstance(renderer, QgsPalettedRasterRenderer) and renderer.band() == 1:
         legend = [(c.value, c.label, c.color.name()) for c in renderer.classes()]
-        return classes_from_legend((), legend, numeric=True)
+        return classes_from_legend((), legend, numeric=True, keep_absent=True)
     if layer.width() * layer.height() > MAX_SCANNED_PIXELS:
         return []
     found = QgsPalettedRasterRenderer.classDataFromRaster(layer.dataProvider(), 1)
