@@ -11,7 +11,7 @@ import sys
 
 from . import __version__
 
-COMMAND_MODULES = ("doctor", "jobs", "finetune", "serve")
+COMMAND_MODULES = ("doctor", "jobs", "finetune", "serve", "similarity")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,7 +14,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import JobValidationError
 from .modalities import GENERATION_OUTPUTS, INPUT_MODALITIES, MODALITIES, resolve
+from .similarity_query import SimilarityQuery
 from .tasks import TASKS, Task
+from .uncertainty import UncertaintyOptions, parse_uncertainty
 from ..models.precision import PRECISIONS  # torch-free: the models' own list of names
 
 VERSION = 1
@@ -63,6 +65,8 @@ class Options:
     # Arithmetic of the heavy parts: "auto" = bf16 where the hardware has fast bf16 (CUDA, AMX CPUs),
     # fp32 elsewhere; "fp32" = TerraTorch's exact arithmetic; "bf16" forces it (docs/benchmarks.md).
     precision: str = "auto"
+    uncertainty: UncertaintyOptions = UncertaintyOptions()   # confidence/entropy, spread (docs/uncertainty.md)
+    similarity: Optional[SimilarityQuery] = None              # task similarity's examples (docs/similarity.md)
 
 
 
@@ -97,6 +101,9 @@ class JobSpec:
         if self.extent is not None:
             d["extent"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in d["extent"].items() if v is not None}
         d["options"]["tim_modalities"] = list(self.options.tim_modalities)
+        for task in TASKS.values():  # a task's own options object only appears in that task's jobs
+            if task.options_key and d["options"].get(task.options_key, 0) is None:
+                del d["options"][task.options_key]
         return d
 
 
@@ -197,8 +204,9 @@ def _outputs(task: Task, raw, inputs: Dict[str, InputSpec], base_dir: Optional[s
         name = f"outputs.{key}"
         key = _output_key(task, key, inputs)
         outputs[key] = _path(path, name, base_dir)
-        if not outputs[key].lower().endswith((".tif", ".tiff")):
-            _fail(name, f"{name} must be a GeoTIFF path ending in .tif or .tiff, got {path!r}.")
+        kind, suffixes = ("GeoPackage", (".gpkg",)) if key in task.vector_outputs else ("GeoTIFF", (".tif", ".tiff"))
+        if not outputs[key].lower().endswith(suffixes):
+            _fail(name, f"{name} must be a {kind} path ending in {' or '.join(suffixes)}, got {path!r}.")
     for key in task.required_outputs:
         if key not in outputs:
             _fail(f"outputs.{key}", f"{task.name} needs outputs.{key} (the {key} file path).")
@@ -245,7 +253,18 @@ def _tiling(raw, task: Task, warnings: List[str]) -> Tiling:
     return Tiling(window=window, overlap=overlap, batch_size=batch)
 
 
-def _options(raw, task: Task, warnings: List[str], base_dir: Optional[str]) -> Options:
+def _task_options(raw: dict, task: Task, outputs: Dict[str, str], warnings: List[str]) -> dict:
+    """``options.<task.options_key>``, parsed by the task's own parser (e.g. similarity's examples)."""
+    if task.options_key is None:
+        return {}
+    where = f"options.{task.options_key}"
+    value = raw.get(task.options_key)
+    if not isinstance(value, dict):
+        _fail(where, f"{task.name} needs {where}, an object (docs/jobspec.md), got {value!r}.")
+    return {task.options_key: task.parse_options(value, outputs, warnings)}
+
+
+def _options(raw, task: Task, warnings: List[str], base_dir: Optional[str], outputs: Dict[str, str]) -> Options:
     raw = raw or {}
     if not isinstance(raw, dict):
         _fail("options", f"options must be an object, got {raw!r}.")
@@ -278,7 +297,8 @@ def _options(raw, task: Task, warnings: List[str], base_dir: Optional[str]) -> O
                    tim_modalities=tuple(tim_res),
                    checkpoint=None if ckpt is None else _path(ckpt, "options.checkpoint", base_dir),
                    probabilities=raw.get("probabilities", False), standardize=raw.get("standardize", True),
-                   precision=precision)
+                   precision=precision, uncertainty=parse_uncertainty(raw.get("uncertainty"), warnings),
+                   **_task_options(raw, task, outputs, warnings))
 
 
 _TOP_KEYS = ("version", "task", "model", "inputs", "outputs", "extent", "crs", "resolution", "tiling",
@@ -312,6 +332,12 @@ def parse_jobspec(raw: Any, base_dir: Optional[str] = None) -> JobSpec:
         _fail("inputs", "inputs must map at least one modality to a raster, e.g. {\"S2L2A\": {\"path\": \"a.tif\"}}.")
     inputs: Dict[str, InputSpec] = {}
     for key, value in raw_inputs.items():
+        if task.input_keys is not None:  # named files, not modalities (e.g. similarity's embeddings)
+            if key not in task.input_keys:
+                _fail(f"inputs.{key}", f"{task.name} reads {' and '.join(map(repr, task.input_keys))}, got {key!r}.")
+            inputs[key] = InputSpec(path=_path(value.get("path") if isinstance(value, dict) else value,
+                                               f"inputs.{key}.path", base_dir))
+            continue
         mod = resolve(key)
         if mod is None:
             _fail(f"inputs.{key}", f"Unknown modality {key!r}; known modalities: {', '.join(INPUT_MODALITIES)}.")
@@ -334,5 +360,5 @@ def parse_jobspec(raw: Any, base_dir: Optional[str] = None) -> JobSpec:
                    crs=crs, resolution=resolution, tiling=_tiling(raw.get("tiling"), task, warnings),
                    device=device, timesteps=_int(raw.get("timesteps", 10), "timesteps", lo=1, hi=1000),
                    seed=_int(raw.get("seed", 0), "seed", lo=0, hi=2**63 - 1),
-                   options=_options(raw.get("options"), task, warnings, base_dir), warnings=tuple(warnings))
+                   options=_options(raw.get("options"), task, warnings, base_dir, outputs), warnings=tuple(warnings))
     return spec

@@ -3,7 +3,8 @@
 One function per renderer (paletted, pseudocolour ramp, grey, RGB), chosen by the output's
 product: LULC/classes paletted with class names, NDVI a fixed −1..1 ramp, DEM a terrain ramp over
 the data range, SAR grey in dB, S2L2A true colour (bands 4, 3, 2), embeddings the first three
-features as RGB stretched to mean ± 2σ (one band: grey).
+features as RGB stretched to mean ± 2σ (one band: grey); similarity, confidence and entropy a
+fixed 0–1 ramp, spread the same ramp from 0 to its maximum.
 """
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ _TAIL = ("    <brightnesscontrast brightness=\"0\" contrast=\"0\" gamma=\"1\"/>\
          "    <rasterresampler maxOversampling=\"2\"/>\n  </pipe>\n  <blendMode>0</blendMode>\n</qgis>\n")
 
 NDVI_RAMP = [(-1.0, "#0c0c0c"), (0.0, "#bfa980"), (0.2, "#f2e77d"), (0.4, "#8bc34a"), (0.6, "#33a02c"), (1.0, "#00441b")]
+# 0–1 scores: similarity and confidence light up where high (plasma-like), entropy and spread
+# where the model is unsure (the same ramp: bright = "look here").
+SCORE_RAMP = ["#0d0887", "#7e03a8", "#cc4778", "#f89540", "#f0f921"]
 TERRAIN = ["#2b83ba", "#abdda4", "#ffffbf", "#fdae61", "#a6611a", "#ffffff"]
 
 
@@ -65,6 +69,11 @@ def rgb(bands: Tuple[int, int, int], ranges: Sequence[Tuple[float, float]]) -> s
             + _enhance("blueContrastEnhancement", *ranges[2]) + "    </rasterrenderer>\n" + _TAIL)
 
 
+def _ramp(colors: Sequence[str], lo: float, hi: float) -> List[Tuple[float, str]]:
+    step = (hi - lo) / (len(colors) - 1)
+    return [(lo + i * step, c) for i, c in enumerate(colors)]
+
+
 def _stretch(stat: Dict[str, Optional[float]], default: Tuple[float, float]) -> Tuple[float, float]:
     """mean ± 2σ clipped to the data range; ``default`` when nothing valid was written."""
     if stat.get("mean") is None:
@@ -80,6 +89,11 @@ def style_for(spec: OutputSpec, stats: Sequence[Dict[str, Optional[float]]]) -> 
         return paletted(spec.class_names, spec.colors)
     if spec.kind == "probabilities":
         return gray(0.0, 1.0)
+    if spec.kind in ("similarity", "confidence", "entropy"):
+        return pseudocolor(_ramp(SCORE_RAMP, 0.0, 1.0))
+    if spec.kind == "spread":
+        hi = stats[0]["max"] if stats[0]["max"] is not None and stats[0]["max"] > 0 else 1.0
+        return pseudocolor(_ramp(SCORE_RAMP, 0.0, hi))
     product = spec.product
     if product == "NDVI":
         return pseudocolor(NDVI_RAMP)

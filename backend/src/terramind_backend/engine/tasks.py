@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
+from . import similarity_query
 from .modalities import GENERATION_OUTPUTS, TOKENIZED
 
 EMBED_OUTPUT = "embeddings"
@@ -32,6 +33,10 @@ class Task:
     # A task with its own JobSpec form and loop instead of windows over one grid (e.g. finetune): a module with
     # run(raw, *, emit, cancel, models, base_dir), validate(raw, base_dir) and plan(raw, base_dir).
     job: Optional[str] = None
+    input_keys: Optional[Tuple[str, ...]] = None  # named input files instead of modalities (similarity: embeddings)
+    vector_outputs: Tuple[str, ...] = ()         # outputs written as GeoPackage (.gpkg); the others are GeoTIFFs
+    options_key: Optional[str] = None            # the task's own options object, options.<options_key>, …
+    parse_options: Optional[Callable] = None     # … parsed by parse_options(dict, outputs, warnings)
 
     def describe_outputs(self) -> str:
         """The output keys in words, for error messages."""
@@ -73,5 +78,9 @@ for _task in (
     Task("reconstruct", f"{_PREDICTORS}.reconstruct", TOKENIZED, modality_outputs=True, outputs_are_inputs=True),
     Task("finetune", "terramind_backend.finetune.job", ("checkpoint",), required_outputs=("checkpoint",),
          job="terramind_backend.finetune.job"),
+    Task(similarity_query.TASK, "terramind_backend.engine.similarity", similarity_query.OUTPUTS,
+         required_outputs=(similarity_query.RASTER_OUTPUT,), input_keys=(similarity_query.INPUT,),
+         vector_outputs=(similarity_query.AREAS_OUTPUT,), job="terramind_backend.engine.similarity", options_key=similarity_query.TASK,
+         parse_options=similarity_query.parse_query),
 ):
     register(_task)

@@ -21,6 +21,7 @@ from .grid import Bounds, Grid, build_grid, geojson_bounds, intersect, wkt_to_ge
 from .jobspec import JobSpec, parse_jobspec
 from .modalities import MODALITIES
 from .tasks import TASKS, own_job
+from .uncertainty import derived_files
 
 MAX_PIXELS = 200_000 * 200_000  # refuse absurd grids (a typo in resolution) before allocating anything
 
@@ -106,10 +107,12 @@ def _output_files(spec: JobSpec):
         if spec.options.probabilities and TASKS[spec.task].modality_outputs and key == "LULC":
             stem, _ = os.path.splitext(path)
             files.append((f"{key}_probabilities", f"{stem}_probabilities.tif", f"outputs.{key}"))
+        files += [(name, p, f"outputs.{key}") for name, p in derived_files(spec.task, key, path, spec.options.uncertainty)]
     return files
 
 
-def _check_outputs(spec: JobSpec) -> None:
+def check_output_files(spec: JobSpec) -> None:
+    """Every file a job writes: not an input, not twice, in a writable folder."""
     inputs = {os.path.realpath(i.path): m for m, i in spec.inputs.items()}
     seen: Dict[str, str] = {}
     for key, path, name in _output_files(spec):
@@ -184,6 +187,6 @@ def inspect_job(spec: JobSpec) -> Layout:
         if intersect(src_bounds, grid.bounds) is None:
             raise JobValidationError(f"Input {mod} ({os.path.basename(src.path)}) does not overlap the extent.",
                                      f"inputs.{mod}.path")
-    _check_outputs(spec)
+    check_output_files(spec)
     _check_checkpoint(spec)
     return Layout(grid=grid, sources=sources, polygon=polygon)
