@@ -16,6 +16,7 @@ from typing import Callable, Dict, List
 import numpy as np
 
 from ..modalities import LULC_CLASSES, MODALITIES
+from ..uncertainty import CONFIDENCE, ENTROPY, SPREAD, UncertaintyOptions, confidence_entropy, derived_files
 from ..writer import OutputSpec
 
 FLOAT_NODATA = float("nan")
@@ -117,7 +118,8 @@ def call_seeded(fn, seed: int, *args, **kwargs):
 
 # --- output specs ------------------------------------------------------------------------------
 
-def class_outputs(name: str, path: str, probabilities: bool) -> List[OutputSpec]:
+def class_outputs(name: str, path: str, probabilities: bool,
+                  uncertainty: UncertaintyOptions = UncertaintyOptions(), task: str = "generate") -> List[OutputSpec]:
     names = [n for n, _ in LULC_CLASSES]
     out = [OutputSpec(name=name, path=path, kind="classes", dtype="uint8", band_names=[f"{name} class"],
                       nodata=LULC_NODATA, product=name, class_names=names, colors=[c for _, c in LULC_CLASSES],
@@ -127,13 +129,29 @@ def class_outputs(name: str, path: str, probabilities: bool) -> List[OutputSpec]
         out.append(OutputSpec(name=f"{name}_probabilities", path=f"{stem}_probabilities.tif", kind="probabilities",
                               dtype="float32", band_names=[f"P({n})" for n in names], nodata=FLOAT_NODATA,
                               product=name))
+    return out + uncertainty_outputs(task, name, path, uncertainty)
+
+
+def uncertainty_outputs(task: str, key: str, path: str, uncertainty: UncertaintyOptions,
+                        band_names=(), unit: str = "") -> List[OutputSpec]:
+    """The confidence + entropy (class outputs) or spread (continuous outputs) files of one output."""
+    bands = {CONFIDENCE: ["confidence (largest class probability)"],
+             ENTROPY: ["entropy (of the class probabilities, / ln classes)"],
+             SPREAD: [f"{b} spread (std over samples)" for b in band_names]}
+    out = []
+    for name, derived in derived_files(task, key, path, uncertainty):
+        kind = name.rsplit("_", 1)[1]
+        out.append(OutputSpec(name=name, path=derived, kind=kind, dtype="float32", band_names=bands[kind],
+                              nodata=FLOAT_NODATA, product=kind, unit=unit if kind == SPREAD else "",
+                              tags={"SOURCE_OUTPUT": key}))
     return out
 
 
-def finalize_classes(probabilities: bool) -> Callable[[np.ndarray], List[np.ndarray]]:
+def finalize_classes(probabilities: bool, confidence: bool = False) -> Callable[[np.ndarray], List[np.ndarray]]:
     def finalize(p: np.ndarray) -> List[np.ndarray]:
         classes = np.argmax(np.nan_to_num(p, nan=-1.0), axis=0).astype(np.uint8)[None]
-        return [classes, p.astype(np.float32)] if probabilities else [classes]
+        out = [classes, p.astype(np.float32)] if probabilities else [classes]
+        return out + list(confidence_entropy(p)) if confidence else out
     return finalize
 
 
@@ -154,13 +172,23 @@ def finalize_continuous(mod: str) -> Callable[[np.ndarray], List[np.ndarray]]:
     return finalize
 
 
-def product_for(mod: str, path: str, probabilities: bool) -> Product:
+def product_for(mod: str, path: str, probabilities: bool, uncertainty: UncertaintyOptions = UncertaintyOptions(),
+                task: str = "generate") -> Product:
     """The Product of one generated/reconstructed modality (classes for LULC, values otherwise)."""
     if MODALITIES[mod].output == "classes":
-        return Product(mod, len(LULC_CLASSES), class_outputs(mod, path, probabilities),
-                       finalize_classes(probabilities))
+        outputs = class_outputs(mod, path, probabilities, uncertainty, task)
+        confidence = any(o.kind == CONFIDENCE for o in outputs)
+        return Product(mod, len(LULC_CLASSES), outputs, finalize_classes(probabilities, confidence))
     m = MODALITIES[mod]
     return Product(mod, m.channels, [continuous_output(mod, path)], finalize_continuous(mod))
+
+
+def spread_products(task: str, mod: str, path: str, uncertainty: UncertaintyOptions) -> List[Product]:
+    """The spread Product of a continuous output (key ``<mod>_spread``), none when not asked for."""
+    m = MODALITIES[mod]
+    outputs = uncertainty_outputs(task, mod, path, uncertainty, m.band_names, m.unit)
+    return [Product(o.name, m.channels, [o], lambda v: [v.astype(np.float32)]) for o in outputs
+            if o.kind == SPREAD]
 
 
 def build_kwargs(spec) -> dict:

@@ -16,7 +16,8 @@ import numpy as np
 
 from ..errors import JobValidationError
 from ..writer import OutputSpec
-from .base import FLOAT_NODATA, Context, Predictor, Product, batch_seed, softmax, torch_batch
+from ..uncertainty import CONFIDENCE, confidence_entropy
+from .base import FLOAT_NODATA, Context, Predictor, Product, batch_seed, softmax, torch_batch, uncertainty_outputs
 
 PRODUCT = "classes"
 
@@ -62,7 +63,7 @@ def class_outputs(spec, classes) -> List[OutputSpec]:
         outs.append(OutputSpec(name="probabilities", path=path, kind="probabilities", dtype="float32",
                                band_names=[f"P({n})" for n in names], nodata=FLOAT_NODATA, product="probabilities",
                                tags=tags))
-    return outs
+    return outs + uncertainty_outputs(spec.task, "classes", spec.outputs["classes"], spec.options.uncertainty)
 
 
 class SegmentPredictor(Predictor):
@@ -82,14 +83,18 @@ class SegmentPredictor(Predictor):
                                 np.asarray(i.std, np.float32)[None, :, None, None])
                        for i in self.inputs if self.standardize}
         outputs = class_outputs(spec, self.info.classes)
-        with_probs = len(outputs) > 1
+        with_probs = any(o.kind == "probabilities" for o in outputs)
+        with_confidence = any(o.kind == CONFIDENCE for o in outputs)
 
         def finalize(logits: np.ndarray) -> List[np.ndarray]:
             filled = np.nan_to_num(logits, nan=-np.inf)
             classes = np.argmax(filled, axis=0)[None].astype(outputs[0].dtype)
-            if not with_probs:
-                return [classes]
-            return [classes, softmax(np.nan_to_num(logits, nan=0.0)[None], axis=1)[0].astype(np.float32)]
+            out = [classes]
+            if with_probs or with_confidence:
+                p = softmax(np.nan_to_num(logits, nan=0.0)[None], axis=1)[0].astype(np.float32)
+                out += [p] if with_probs else []
+                out += list(confidence_entropy(p)) if with_confidence else []
+            return out
 
         self.products: List[Product] = [Product(PRODUCT, self.info.config.num_classes, outputs, finalize)]
 
