@@ -54,14 +54,22 @@ def test_lulc_confidence_and_entropy_match_the_probabilities(tmp_path, fake_hub,
         assert "singlebandpseudocolor" in (tmp_path / f"{name}.qml").read_text()
 
 
+def _corner(size: int = 64):
+    """The top-left ``size`` px of the sample tile: one small window keeps diffusion cheap."""
+    with rasterio.open(sample("S2L2A")) as ds:
+        left, top = ds.bounds.left, ds.bounds.top
+        return {"bounds": [left, top - size * ds.res[1], left + size * ds.res[0], top], "crs": ds.crs.to_string()}
+
+
 @pytest.mark.slow
 def test_dem_spread_is_the_std_of_four_seeded_samples(tmp_path, fake_hub, cache):  # noqa: F811
-    result = run_job(_job({"DEM": str(tmp_path / "dem.tif")}, seed=5, options={"uncertainty": {"spread": True}}),
-                     models=cache)
+    small = {"extent": _corner(), "tiling": {"window": 64, "overlap": 0, "batch_size": 1}}
+    result = run_job(_job({"DEM": str(tmp_path / "dem.tif")}, seed=5, options={"uncertainty": {"spread": True}},
+                          **small), models=cache)
     assert [o["name"] for o in result["outputs"]] == ["DEM", "DEM_spread"]
     samples = []
     for k in range(4):  # sample k is what a plain job with seed 5 + k draws
-        run_job(_job({"DEM": str(tmp_path / f"s{k}.tif")}, seed=5 + k), models=cache)
+        run_job(_job({"DEM": str(tmp_path / f"s{k}.tif")}, seed=5 + k, **small), models=cache)
         samples.append(_read(tmp_path / f"s{k}.tif")[0][0].astype(np.float64))
     spread, _, band_tags = _read(tmp_path / "dem_spread.tif")
     main, _, _ = _read(tmp_path / "dem.tif")
@@ -97,3 +105,21 @@ def test_derived_files_may_not_collide_with_other_outputs(tmp_path):
                 options={"uncertainty": {"spread": True}})
     with pytest.raises(JobValidationError, match="both write"):
         validate_job(spec)
+
+
+def test_segment_confidence_and_entropy_match_its_probabilities(tmp_path):
+    from test_segmentation import _random_checkpoint
+
+    ckpt = _random_checkpoint(tmp_path)
+    spec = {"version": 1, "task": "segment", "model": "terramind_v1_tiny", "device": "cpu",
+            "inputs": {"S2L2A": str(sample("S2L2A"))},
+            "outputs": {"classes": str(tmp_path / "c.tif"), "probabilities": str(tmp_path / "p.tif")},
+            "tiling": {"window": 224, "overlap": 0, "batch_size": 1},
+            "options": {"checkpoint": str(ckpt), "uncertainty": {"confidence": True}}}
+    result = run_job(spec)
+    assert [o["name"] for o in result["outputs"]] == ["classes", "probabilities", "classes_confidence",
+                                                       "classes_entropy"]
+    p = _read(tmp_path / "p.tif")[0].astype(np.float64)
+    conf, ent = _read(tmp_path / "c_confidence.tif")[0][0], _read(tmp_path / "c_entropy.tif")[0][0]
+    np.testing.assert_allclose(conf, p.max(axis=0), atol=1e-6)
+    np.testing.assert_allclose(ent, -(p * np.log(np.clip(p, 1e-300, 1))).sum(axis=0) / np.log(3), atol=1e-5)
