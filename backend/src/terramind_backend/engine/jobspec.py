@@ -261,10 +261,11 @@ def _task_options(raw: dict, task: Task, outputs: Dict[str, str], warnings: List
     value = raw.get(task.options_key)
     if not isinstance(value, dict):
         _fail(where, f"{task.name} needs {where}, an object (docs/jobspec.md), got {value!r}.")
-    return {task.options_key: task.parse_options(value, outputs, warnings)}
+    return {task.options_key: task.parse_options(value, outputs or {}, warnings)}
 
 
-def _options(raw, task: Task, warnings: List[str], base_dir: Optional[str], outputs: Dict[str, str]) -> Options:
+def _options(raw, task: Task, warnings: List[str], base_dir: Optional[str],
+             outputs: Optional[Dict[str, str]] = None) -> Options:
     raw = raw or {}
     if not isinstance(raw, dict):
         _fail("options", f"options must be an object, got {raw!r}.")
