@@ -1,0 +1,104 @@
+"""finetune (#14) acceptance against TerraTorch 1.1.1: `terramind finetune` (the backend's own venv) trains on a
+TerraMesh tile with its real LULC labels; the training loss falls, the metrics file is written, TerraTorch opens
+the checkpoint with `SemanticSegmentationTask.load_from_checkpoint` (strict state dict) and its prediction on the
+tile equals the classes our `segment` task writes (>= 99.9 % of pixels, fp32). CI keeps it small (training on the
+tile's 128 px corner, 4 epochs, 32 px chips; prediction on the whole tile); docs/finetune.md records a 12-epoch run."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import FAKE_HUB, PLACES, REPO, sample
+
+rasterio = pytest.importorskip("rasterio")
+BACKEND = REPO / ".venv-backend" / "bin" / "python"
+
+
+@pytest.fixture(autouse=True)
+def _true_fp32():
+    """Importing TerraTorch sets float32_matmul_precision "medium"; the comparison is in true fp32."""
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    yield
+    torch.set_float32_matmul_precision(previous)
+
+
+def _backend(*args, timeout=900):
+    if not BACKEND.exists():
+        pytest.skip(".venv-backend not built")
+    if not (FAKE_HUB / ".complete").exists():
+        pytest.fail(f"{FAKE_HUB} missing: run scripts/fake_hub.sh")
+    env = {**os.environ, "HF_HUB_CACHE": str(FAKE_HUB), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
+    run = subprocess.run([str(BACKEND), "-m", "terramind_backend", *args], capture_output=True, text=True,
+                         timeout=timeout, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run
+
+
+def _terratorch_classes(ckpt: Path, s2: Path) -> np.ndarray:
+    from terratorch.tasks import SemanticSegmentationTask
+
+    task = SemanticSegmentationTask.load_from_checkpoint(str(ckpt), map_location="cpu")
+    torch.set_float32_matmul_precision("highest")  # TerraTorch's import lowered it again
+    task.eval()
+    raw = torch.load(str(ckpt), map_location="cpu", weights_only=True)
+    means = torch.tensor(raw["datamodule_hyper_parameters"]["means"]["S2L2A"]).view(-1, 1, 1)
+    stds = torch.tensor(raw["datamodule_hyper_parameters"]["stds"]["S2L2A"]).view(-1, 1, 1)
+    with rasterio.open(s2) as ds:
+        x = (torch.from_numpy(ds.read().astype("float32")) - means) / stds
+    with torch.no_grad():
+        (classes, kind), _ = task.predict_step({"image": x[None]}, 0)
+    assert kind == "pred"
+    return classes[0].numpy()
+
+
+def _corner(src: Path, dst: Path, size: int = 128) -> Path:
+    from rasterio.windows import Window
+
+    with rasterio.open(src) as ds:
+        win = Window(0, 0, size, size)
+        profile = dict(ds.profile, width=size, height=size, transform=ds.window_transform(win))
+        with rasterio.open(dst, "w", **profile) as out:
+            out.write(ds.read(window=win))
+    return dst
+
+
+def test_finetune_checkpoint_opens_in_terratorch_and_predicts_our_segment_classes(tmp_path):
+    place = PLACES[2]
+    s2, lulc = sample("S2L2A", place), sample("LULC", place)
+    ckpt = tmp_path / "model.ckpt"
+    train_s2, train_lulc = _corner(s2, tmp_path / "s2.tif"), _corner(lulc, tmp_path / "lulc.tif")
+    run = _backend("finetune", "--model", "terramind_v1_tiny", "--in", f"S2L2A={train_s2}", "--labels", str(train_lulc),
+                   "--out", str(ckpt), "--epochs", "4", "--chip", "32", "--batch", "4", "--lr", "2e-3",
+                   "--device", "cpu", "--seed", "1", "--json-progress")
+    result = json.loads(run.stdout.splitlines()[-1])
+    assert result["event"] == "result" and result["epochs_run"] == 4
+
+    metrics = json.loads(Path(f"{ckpt}.metrics.json").read_text())
+    losses = [e["train_loss"] for e in metrics["epochs"]]
+    assert losses[-1] < losses[0], losses
+    assert {"per_class", "confusion_matrix", "label_pixels", "split"} <= set(metrics)
+    with rasterio.open(train_lulc) as ds:
+        codes = sorted(set(np.unique(ds.read(1)).tolist()) - {0})
+    assert [c["label"] for c in metrics["classes"]] == codes and len(codes) >= 3  # 0 = unlabelled
+
+    out = tmp_path / "classes.tif"
+    job = {"version": 1, "task": "segment", "inputs": {"S2L2A": {"path": str(s2)}}, "outputs": {"classes": str(out)},
+           "device": "cpu", "tiling": {"window": 224, "overlap": 0, "batch_size": 1},
+           "options": {"checkpoint": str(ckpt)}}
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    _backend("run", "--quiet", str(tmp_path / "job.json"))
+    with rasterio.open(out) as ds:
+        ours = ds.read(1)
+        assert ds.tags()["CLASS_NAMES"].split(",") == [c["name"] for c in metrics["classes"]]
+
+    theirs = _terratorch_classes(ckpt, s2)
+    agree = float((ours == theirs).mean())
+    assert agree >= 0.999, f"{agree:.5f} of pixels agree with TerraTorch"
+    assert len(np.unique(theirs)) >= 2  # a trained model, not a constant map
