@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Dict, List, Optional
 
-from qgis.core import (QgsColorRampShader, QgsContrastEnhancement, QgsHillshadeRenderer, QgsMessageLog,
+from qgis.core import (QgsColorRampShader, QgsFillSymbol, QgsVectorLayer, QgsContrastEnhancement, QgsHillshadeRenderer, QgsMessageLog,
                        QgsMultiBandColorRenderer, QgsPalettedRasterRenderer, QgsProject, QgsRasterBandStats,
                        QgsRasterLayer, QgsRasterShader, QgsSingleBandGrayRenderer, QgsSingleBandPseudoColorRenderer,
                        Qgis)
@@ -40,6 +40,9 @@ DEM_RAMP = ["#0b6e4f", "#6ba368", "#e9d985", "#b5793f", "#7a5230", "#ffffff"]
 TRUE_COLOUR = {"S2L2A": ((4, 3, 2), (0.0, 3000.0)), "S2L1C": ((4, 3, 2), (1000.0, 4000.0)),
                "RGB": ((1, 2, 3), (0.0, 255.0))}
 SAR_DB_RANGE = (-25.0, 0.0)
+# 0–1 scores (similarity, confidence, entropy) and spread: the engine's .qml ramp (bright = look here).
+SCORE_RAMP = ["#0d0887", "#7e03a8", "#cc4778", "#f89540", "#f0f921"]
+SCORE_KINDS = ("similarity", "confidence", "entropy")
 # Light from the north-west, 45° up: the cartographic convention, so relief does not look inverted.
 HILLSHADE_AZIMUTH, HILLSHADE_ALTITUDE = 315.0, 45.0
 METRES_PER_DEGREE = 111320.0  # z factor for a DEM on a geographic grid (heights in m, cells in degrees)
@@ -73,6 +76,13 @@ def load_output_layers(result: Dict, *, hillshade: Optional[bool] = None) -> Lis
     for output in result.get("outputs") or []:
         path = output.get("path", "")
         name = output.get("name") or os.path.splitext(os.path.basename(path))[0]
+        if output.get("kind") == "areas":  # similarity's matching areas: a GeoPackage polygon layer
+            layer = areas_layer(path, name)
+            if layer is not None:
+                if app is not None and QThread.currentThread() != app.thread():
+                    layer.moveToThread(app.thread())
+                layers.append(layer)
+            continue
         layer = QgsRasterLayer(path, name, "gdal")
         if not layer.isValid():
             QgsMessageLog.logMessage(f"Could not open output {name}: {path}", LOG_TAG, Qgis.Warning)
@@ -88,6 +98,17 @@ def load_output_layers(result: Dict, *, hillshade: Optional[bool] = None) -> Lis
                 each.moveToThread(app.thread())
         layers += made
     return layers
+
+
+def areas_layer(path: str, name: str) -> Optional[QgsVectorLayer]:
+    """Matching areas as outlines (no fill), so the similarity raster below stays visible."""
+    layer = QgsVectorLayer(path, name, "ogr")
+    if not layer.isValid():
+        QgsMessageLog.logMessage(f"Could not open output {name}: {path}", LOG_TAG, Qgis.Warning)
+        return None
+    layer.renderer().setSymbol(QgsFillSymbol.createSimple(
+        {"style": "no", "outline_color": "#00e5ff", "outline_width": "0.6"}))
+    return layer
 
 
 def hillshade_layer(dem: QgsRasterLayer) -> Optional[QgsRasterLayer]:
@@ -156,14 +177,21 @@ def apply_style(layer: QgsRasterLayer, output: Dict) -> None:
             return
         QgsMessageLog.logMessage(f"Style {style} did not load ({message}); using the built-in style.",
                                  LOG_TAG, Qgis.Warning)
-    style_layer(layer, output.get("name") or output.get("kind") or "")
+    style_layer(layer, output.get("name") or output.get("kind") or "", output.get("kind") or "")
 
 
-def style_layer(layer: QgsRasterLayer, name: str) -> None:
+def style_layer(layer: QgsRasterLayer, name: str, kind: str = "") -> None:
     """Built-in renderer for an output by modality name (LULC, NDVI, DEM, S1GRD/S1RTC, S2L2A…) or kind."""
     key = (name or "").upper()
     provider = layer.dataProvider()
-    if key == "LULC":
+    if kind in SCORE_KINDS or kind == "spread":
+        high = 1.0
+        if kind == "spread":
+            _, high = _band_range(provider, 1)
+            high = high if high > 0 else 1.0
+        step = high / (len(SCORE_RAMP) - 1)
+        layer.setRenderer(_pseudocolour(provider, [(i * step, QColor(c)) for i, c in enumerate(SCORE_RAMP)], 0.0, high))
+    elif key == "LULC":
         classes = [QgsPalettedRasterRenderer.Class(v, QColor(c), label) for v, c, label in LULC_CLASSES]
         layer.setRenderer(QgsPalettedRasterRenderer(provider, 1, classes))
     elif key == "NDVI":

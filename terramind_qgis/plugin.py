@@ -16,6 +16,7 @@ class TerraMindPlugin:
         self.toolbar = None
         self.dialog = None
         self.provider = None
+        self.similarity_tool = None
 
     # -- QGIS plugin API -------------------------------------------------------------------
     def initProcessing(self):  # noqa: N802 (QGIS calls it too: qgis_process, hasProcessingProvider=yes)
@@ -34,10 +35,18 @@ class TerraMindPlugin:
         run_action = self._add_action("TerraMind…", self.show_dialog, icon="terramind.svg", toolbar=True,
                                       tip="Generate LULC/NDVI/DEM/SAR layers or embeddings with TerraMind 1.0")
         run_action.setObjectName("TerraMindRunAction")
+        similar = self._add_action("Find similar places…", self.find_similar, icon="similar.svg", toolbar=True,
+                                   tip="Click on a TerraMind embeddings layer to map how similar every place is "
+                                       "(Shift-click: not this; Ctrl-click…right-click: an area; Esc: start over)")
+        similar.setObjectName("TerraMindSimilarAction")
         self._add_action("Settings and backend…", self.show_settings, icon="settings.svg")
 
     def unload(self):
         from .client import shutdown_client
+
+        if self.similarity_tool is not None:
+            self.iface.mapCanvas().unsetMapTool(self.similarity_tool)
+            self.similarity_tool = None
 
         shutdown_client()  # the warm backend process ends with the plugin
         if self.provider is not None:
@@ -79,6 +88,24 @@ class TerraMindPlugin:
         self.dialog.show()
         self.dialog.raise_()
         self.dialog.activateWindow()
+
+    def find_similar(self):
+        """Start the find-similar map tool on the active layer (it must be TerraMind embeddings)."""
+        from .similarity_tool import SimilarityMapTool
+
+        canvas = self.iface.mapCanvas()
+        try:
+            tool = SimilarityMapTool(canvas, self.iface.activeLayer(), iface=self.iface)
+        except ValueError as exc:
+            self.iface.messageBar().pushWarning("TerraMind", str(exc))
+            return
+        if self.similarity_tool is not None:
+            canvas.unsetMapTool(self.similarity_tool)
+        self.similarity_tool = tool
+        canvas.setMapTool(tool)
+        self.iface.messageBar().pushInfo(
+            "TerraMind", f"Find similar in '{tool.embeddings.name()}': click = like this, Shift-click = not this, "
+                         "Ctrl-click vertices then right-click = an area, Esc = start over.")
 
     def show_settings(self):
         from .settings_dialog import SettingsDialog

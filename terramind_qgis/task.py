@@ -3,7 +3,7 @@
 ``run()`` (worker thread) hands the JobSpec to the warm backend through ``BackendClient.run_job``
 and turns its events into ``setProgress`` and log lines; it stores an outcome and never raises.
 ``finished()`` (main thread) adds the styled output layers, reports in the message bar and the
-"TerraMind" log tab, and calls ``on_finished(outcome)``. Cancelling the task (its × in the task
+"TerraMind" log tab, and calls ``on_finished(outcome)``; ``place_layers`` replaces the new layer group. Cancelling the task (its × in the task
 manager) sends ``cancel`` to the backend within 100 ms.
 """
 from __future__ import annotations
@@ -47,7 +47,7 @@ class TerraMindTask(QgsTask):
     def __init__(self, description: str, spec: Dict[str, Any],
                  on_finished: Optional[Callable[[Any], None]] = None, *, iface=None,
                  client: Optional[BackendClient] = None, group_name: Optional[str] = None,
-                 project: Optional[QgsProject] = None):
+                 project: Optional[QgsProject] = None, place_layers: Optional[Callable[[list], list]] = None):
         super().__init__(description, QgsTask.CanCancel)
         self.spec = spec
         self.on_finished = on_finished
@@ -55,6 +55,7 @@ class TerraMindTask(QgsTask):
         self.client = client or get_client()  # here, on the main thread: settings and token are read now
         self.group_name = group_name or description
         self.project = project
+        self.place_layers = place_layers  # instead of a new group: e.g. find-similar puts its layer above the embeddings
         self.dem_hillshade = Settings().dem_hillshade  # read on the main thread, used in run()
         self.outcome: Any = None
         self._stage: Optional[str] = None
@@ -102,7 +103,10 @@ class TerraMindTask(QgsTask):
             outcome = self.outcome = Cancelled("Job cancelled before it started.")
         if isinstance(outcome, Done):
             try:
-                outcome.layers = add_layers(outcome.layers, self.group_name, self.project)
+                if self.place_layers is not None:
+                    outcome.layers = self.place_layers(outcome.layers)
+                else:
+                    outcome.layers = add_layers(outcome.layers, self.group_name, self.project)
             except Exception as exc:
                 outcome = self.outcome = Failed("runtime", f"The job ran, but its outputs could not be added: {exc}")
         self._report(outcome)

@@ -10,8 +10,10 @@ from .finetune import FinetuneAlgorithm
 from .generate import GenerateAlgorithm
 from .reconstruct import ReconstructAlgorithm
 from .segment import SegmentAlgorithm
+from .similarity import SimilarityAlgorithm
 
-ALGORITHMS = (GenerateAlgorithm, EmbedAlgorithm, SegmentAlgorithm, ReconstructAlgorithm, FinetuneAlgorithm)
+ALGORITHMS = (GenerateAlgorithm, EmbedAlgorithm, SegmentAlgorithm, ReconstructAlgorithm, FinetuneAlgorithm,
+              SimilarityAlgorithm)
 
 
 class TerraMindProvider(QgsProcessingProvider):
@@ -38,6 +40,12 @@ class TerraMindProvider(QgsProcessingProvider):
 
     def defaultRasterFileExtension(self):  # noqa: N802
         return "tif"
+
+    def supportedOutputVectorLayerExtensions(self):  # noqa: N802
+        return ["gpkg"]  # similarity's matching areas
+
+    def defaultVectorFileExtension(self, hasGeometry=True):  # noqa: N802
+        return "gpkg"
 
     def loadAlgorithms(self):  # noqa: N802
         for algorithm in ALGORITHMS:

@@ -6,7 +6,7 @@ import pytest
 from tests.conftest import sample  # tests/conftest.py: the plugin suite's ini does not load it
 
 ALGORITHMS = ("terramind:generate", "terramind:embed", "terramind:segment", "terramind:reconstruct",
-              "terramind:finetune")
+              "terramind:finetune", "terramind:similarity")
 
 
 @pytest.fixture
