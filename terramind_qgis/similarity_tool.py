@@ -46,7 +46,7 @@ class SimilarityMapTool(QgsMapTool):
         self._markers: List[QgsVertexMarker] = []
         self._bands: List[QgsRubberBand] = []
         self._sketch: Optional[QgsRubberBand] = None
-        self.setCursor(Qt.CrossCursor)
+        self.setCursor(Qt.CursorShape.CrossCursor)
 
     # -- examples ---------------------------------------------------------------------------------
     def _to_layer(self, point: QgsPointXY) -> QgsPointXY:
@@ -95,22 +95,22 @@ class SimilarityMapTool(QgsMapTool):
     # -- mouse and keys ---------------------------------------------------------------------------
     def canvasReleaseEvent(self, event):  # noqa: N802 (QGIS's name)
         point = self.toMapCoordinates(event.pos())
-        if event.button() == Qt.RightButton:
+        if event.button() == Qt.MouseButton.RightButton:
             if len(self.vertices) >= 3:
                 vertices, self.vertices = self.vertices, []
                 self._drop_sketch()
                 self.add_polygon(vertices)
             return
-        if event.button() != Qt.LeftButton:
+        if event.button() != Qt.MouseButton.LeftButton:
             return
-        if event.modifiers() & Qt.ControlModifier:
+        if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
             self.vertices.append(point)
             self._draw_sketch()
             return
-        self.add_example(point, negative=bool(event.modifiers() & Qt.ShiftModifier))
+        self.add_example(point, negative=bool(event.modifiers() & Qt.KeyboardModifier.ShiftModifier))
 
     def keyPressEvent(self, event):  # noqa: N802
-        if event.key() == Qt.Key_Escape:
+        if event.key() == Qt.Key.Key_Escape:
             self.clear()
             event.accept()
 

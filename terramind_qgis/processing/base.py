@@ -32,6 +32,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..paths import icon_path
 from .styling import attach_style
+from .uncertainty import KINDS as UNCERTAINTY_KINDS
 
 HELP_URL = "https://github.com/terramind-qgis/terramind-qgis/blob/main/docs/processing.md"
 
@@ -302,6 +303,13 @@ class TerraMindAlgorithm(QgsProcessingAlgorithm):
         results = {}
         for output in result.get("outputs", []):
             name = destinations.get(output.get("name"))
+            if name is None and output.get("kind") in UNCERTAINTY_KINDS and context.project() is not None:
+                # derived layers (confidence, entropy, spread) load with the declared outputs
+                details = QgsProcessingContext.LayerDetails(output["name"], context.project(), output["name"])
+                context.addLayerToLoadOnCompletion(output["path"], details)
+                if output.get("style"):
+                    self._styles[output["path"]] = (output["style"], False)
+                continue
             if name is None:
                 feedback.pushInfo(self.tr(f"Backend wrote an extra output {output.get('name')}: {output.get('path')}"))
                 continue

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from qgis.core import QgsProcessingException, QgsProcessingParameterEnum, QgsProcessingParameterRasterDestination
 
+from . import uncertainty
 from .base import TaskSpec, TerraMindAlgorithm
 
 # Generation targets with the name a user reads.
@@ -34,6 +35,9 @@ class GenerateAlgorithm(TerraMindAlgorithm):
         "destination file is generated; ticked outputs without a destination go to temporary files.<br>"
         "<b>Timesteps</b>: decoding steps of the generation (more = slower, a bit sharper). "
         "<b>Seed</b>: same seed and inputs give the same result.<br>"
+        "<b>Confidence and entropy</b> (LULC): the largest class probability and how spread the classes are. "
+        "<b>Spread</b> (S1, S2, DEM, NDVI): the per-pixel standard deviation over N generations with seeds seed, "
+        "seed+1, …, in the output's units; costs N times the generation.<br>"
         "Scenes of any size run tile by tile in the TerraMind backend process; the grid is the first "
         "optical input's CRS at the chosen resolution unless an extent or CRS is given."
     )
@@ -46,6 +50,7 @@ class GenerateAlgorithm(TerraMindAlgorithm):
             optional=True))
         self.add_model_parameter()
         self.add_sampling_parameters(timesteps=10)
+        uncertainty.add_parameters(self, spread=True)
         self.add_region_parameters()
         self.add_tiling_parameters()
         for key, label in GENERATED:
@@ -71,5 +76,6 @@ class GenerateAlgorithm(TerraMindAlgorithm):
             raise QgsProcessingException(self.tr("Choose at least one output to generate."))
         return TaskSpec(
             task="generate", inputs=inputs, outputs=outputs, destinations=destinations,
+            options=uncertainty.options(self, parameters, context),
             extra={"timesteps": self.parameterAsInt(parameters, "TIMESTEPS", context),
                    "seed": self.parameterAsInt(parameters, "SEED", context)})

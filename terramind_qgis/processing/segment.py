@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from qgis.core import QgsProcessingException, QgsProcessingParameterFile, QgsProcessingParameterRasterDestination
 
+from . import uncertainty
 from .base import TaskSpec, TerraMindAlgorithm
 
 
@@ -15,7 +16,9 @@ class SegmentAlgorithm(TerraMindAlgorithm):
         "or a <code>.pt</code>/<code>.safetensors</code> state dict with its config) on the input rasters "
         "and writes the class of every pixel; optionally also the class probabilities (one band per class).<br><br>"
         "Give the same modalities, in the same band order, as the model was fine-tuned on. The backbone size "
-        "and the classes come from the checkpoint."
+        "and the classes come from the checkpoint.<br>"
+        "<b>Confidence and entropy</b>: also write the largest class probability and the normalized entropy "
+        "of the class probabilities (0 = sure, 1 = all classes equally likely)."
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
@@ -23,6 +26,7 @@ class SegmentAlgorithm(TerraMindAlgorithm):
             "CHECKPOINT", self.tr("Fine-tuned checkpoint"), behavior=QgsProcessingParameterFile.File,
             fileFilter="Checkpoints (*.ckpt *.pt *.pth *.safetensors);;All files (*.*)"))
         self.add_input_parameters()
+        uncertainty.add_parameters(self, spread=False)
         self.add_region_parameters()
         self.add_tiling_parameters()
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("Classes")))
@@ -44,4 +48,5 @@ class SegmentAlgorithm(TerraMindAlgorithm):
             destinations["probabilities"] = "OUTPUT_PROBABILITIES"
         return TaskSpec(
             task="segment", inputs=self.raster_inputs(parameters, context), outputs=outputs,
-            destinations=destinations, options={"checkpoint": checkpoint, "probabilities": bool(probabilities)})
+            destinations=destinations, options={"checkpoint": checkpoint, "probabilities": bool(probabilities),
+                                                **uncertainty.options(self, parameters, context)})

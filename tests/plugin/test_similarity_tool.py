@@ -94,9 +94,9 @@ def lonlat_canvas(layer):
     return canvas, transform
 
 
-def click(tool, canvas, transform, point, modifiers=Qt.NoModifier, button=Qt.LeftButton):
+def click(tool, canvas, transform, point, modifiers=Qt.KeyboardModifier.NoModifier, button=Qt.MouseButton.LeftButton):
     pixel = canvas.getCoordinateTransform().transform(transform.transform(point))
-    event = QgsMapMouseEvent(canvas, QEvent.MouseButtonRelease, QPoint(round(pixel.x()), round(pixel.y())),
+    event = QgsMapMouseEvent(canvas, QEvent.Type.MouseButtonRelease, QPoint(round(pixel.x()), round(pixel.y())),
                              button, button, modifiers)
     tool.canvasReleaseEvent(event)
 
@@ -118,7 +118,7 @@ def test_clicks_run_jobs_and_put_the_styled_result_above_the_embeddings(backend,
     assert sim[4, 7] == pytest.approx(1.0, abs=1e-6)
     np.testing.assert_allclose(sim, cosine(data, [data[:, 4, 7]]), atol=1e-5)
 
-    click(tool, canvas, transform, centre(15, 25), modifiers=Qt.ShiftModifier)   # "not this"
+    click(tool, canvas, transform, centre(15, 25), modifiers=Qt.KeyboardModifier.ShiftModifier)   # "not this"
     qtbot.waitUntil(lambda: len(tool.outcomes) == 2, timeout=TIMEOUT_MS)
     (second,) = tool.result_layers
     assert [n.layer() for n in group.findLayers()] == [second, layer]      # replaced, not stacked
@@ -127,7 +127,7 @@ def test_clicks_run_jobs_and_put_the_styled_result_above_the_embeddings(backend,
     np.testing.assert_allclose(sim, cosine(data, [data[:, 4, 7]], [data[:, 15, 25]]), atol=1e-5)
     assert tool.positives and tool.negatives
 
-    tool.keyPressEvent(_key(Qt.Key_Escape))
+    tool.keyPressEvent(_key(Qt.Key.Key_Escape))
     assert tool.positives == tool.negatives == [] and result is not None
     canvas.unsetMapTool(tool)
 
@@ -140,9 +140,9 @@ def test_polygon_example_by_ctrl_clicks_and_right_click(backend, embeddings, qtb
     corners = [QgsPointXY(x0 + 2, y0 - 2), QgsPointXY(x0 + 4 * PATCH - 2, y0 - 2),
                QgsPointXY(x0 + 4 * PATCH - 2, y0 - 3 * PATCH + 2), QgsPointXY(x0 + 2, y0 - 3 * PATCH + 2)]
     for corner in corners:
-        click(tool, canvas, transform, corner, modifiers=Qt.ControlModifier)
+        click(tool, canvas, transform, corner, modifiers=Qt.KeyboardModifier.ControlModifier)
     assert tool.outcomes == [] and tool.task is None                     # nothing runs while drawing
-    click(tool, canvas, transform, corners[0], button=Qt.RightButton)
+    click(tool, canvas, transform, corners[0], button=Qt.MouseButton.RightButton)
     qtbot.waitUntil(lambda: len(tool.outcomes) == 1, timeout=TIMEOUT_MS)
     assert isinstance(tool.outcomes[0], Done), tool.outcomes[0]
     patches = data[:, 5:8, 10:14].reshape(8, -1).T
@@ -184,4 +184,4 @@ def test_processing_similarity_with_matching_areas(backend, embeddings, tmp_path
 def _key(key):
     from qgis.PyQt.QtGui import QKeyEvent
 
-    return QKeyEvent(QEvent.KeyPress, key, Qt.NoModifier)
+    return QKeyEvent(QEvent.Type.KeyPress, key, Qt.KeyboardModifier.NoModifier)
