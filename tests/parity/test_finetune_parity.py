@@ -102,3 +102,32 @@ def test_finetune_checkpoint_opens_in_terratorch_and_predicts_our_segment_classe
     agree = float((ours == theirs).mean())
     assert agree >= 0.999, f"{agree:.5f} of pixels agree with TerraTorch"
     assert len(np.unique(theirs)) >= 2  # a trained model, not a constant map
+
+
+@pytest.mark.slow
+def test_tim_finetune_checkpoint_loads_strictly_in_terratorch(tmp_path, monkeypatch):
+    """A TiM run (the backbone imagines LULC): TerraTorch's TiM holds that LULC tokenizer too, so the checkpoint
+    carries its tensors; TerraTorch loads the file strictly and our segment still runs it."""
+    from terratorch.tasks import SemanticSegmentationTask
+
+    from terramind_backend.engine import run_job
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(FAKE_HUB))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    place = PLACES[2]
+    s2, lulc = _corner(sample("S2L2A", place), tmp_path / "s2.tif", 64), _corner(sample("LULC", place),
+                                                                                   tmp_path / "lulc.tif", 64)
+    ckpt = tmp_path / "tim.ckpt"
+    run_job({"task": "finetune", "model": "terramind_v1_tiny_tim", "device": "cpu", "options": {"tim_modalities": ["LULC"]},
+             "training": [{"inputs": {"S2L2A": str(s2)}, "labels": str(lulc)}], "outputs": {"checkpoint": str(ckpt)},
+             "training_options": {"epochs": 1, "chip_size": 32, "batch_size": 2, "block_size": 1,
+                                  "decoder": "FCNDecoder", "decoder_channels": 16, "min_labelled_pixels": 100}})
+    raw = torch.load(str(ckpt), map_location="cpu", weights_only=True)
+    assert any(k.startswith("model.encoder.tokenizer.tok_lulc@224.") for k in raw["state_dict"])
+    task = SemanticSegmentationTask.load_from_checkpoint(str(ckpt), map_location="cpu")  # strict
+    torch.set_float32_matmul_precision("highest")
+    assert task.hparams["model_args"]["backbone"] == "terramind_v1_tiny_tim"
+    out = tmp_path / "classes.tif"
+    run_job({"task": "segment", "inputs": {"S2L2A": str(s2)}, "outputs": {"classes": str(out)}, "device": "cpu",
+             "options": {"checkpoint": str(ckpt)}})
+    assert out.is_file()

@@ -37,10 +37,28 @@ def write_text(path: str, text: str) -> str:
     return atomic_write(path, write)
 
 
+def imagined_tokenizer_tensors(model, download_progress=None) -> dict:
+    """TerraTorch's TiM backbone holds a (pretrained) tokenizer for every imagined modality, which the
+    forward pass never runs; ours builds none (models/segmentation/checkpoint.py skips them on load).
+    TerraTorch loads strictly, so a TiM checkpoint carries them: ``encoder.tokenizer.<key>.*``."""
+    from ..models.modalities import MODALITY_INFO
+    from ..models.tokenizers import build_tokenizer
+
+    if not model.config.is_tim:
+        return {}
+    present = set(getattr(model.encoder, "tokenizer", {}) or {})
+    out = {}
+    for key in sorted(set(model.encoder.tim_keys.values()) - present):
+        tok = build_tokenizer(MODALITY_INFO[key].tokenizer, pretrained=True, download_progress=download_progress)
+        out.update({f"encoder.tokenizer.{key}.{k}": v for k, v in tok.state_dict().items()})
+    return out
+
+
 def lightning_checkpoint(model, args: dict, classes, means: dict, stds: dict, *, label_values, epoch: int,
                          step: int, lr: float, weight_decay: float, freeze_backbone: bool, dice: bool,
-                         class_weights: Optional[list]) -> dict:
+                         class_weights: Optional[list], extra_tensors: Optional[dict] = None) -> dict:
     state = {f"model.{k}": v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+    state.update({f"model.{k}": v for k, v in (extra_tensors or {}).items()})
     if class_weights is not None:
         import torch
 

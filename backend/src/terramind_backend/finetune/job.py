@@ -148,6 +148,7 @@ def run_finetune(raw, *, emit: Optional[Emit] = None, cancel=None, models=None,
         model = build_model(args, download_progress=lambda done, total, label: emit(
             {"event": "progress", "stage": "download", "done": int(done), "total": int(total or 0),
              "fraction": done / total if total else 0.0, "eta_s": None, "message": f"Downloading {label}"}))
+        extra = ckpt.imagined_tokenizer_tensors(model)  # TiM only: what TerraTorch's strict load expects
         _load_progress(emit, 1, f"Loaded {args['backbone']}")
         reader = ChipReader(prepared, names, means, stds)
         trainer = Trainer(model, reader, prepared, train_idx, val_idx, device=device, class_weights=weights,
@@ -168,7 +169,7 @@ def run_finetune(raw, *, emit: Optional[Emit] = None, cancel=None, models=None,
                     trainer.model, args, prepared.classes, means, stds, label_values=prepared.label_values,
                     epoch=result.epoch, step=result.epoch * trainer.steps_per_epoch, lr=opts.lr,
                     weight_decay=opts.weight_decay, freeze_backbone=opts.freeze_backbone, dice=opts.dice,
-                    class_weights=weights)
+                    class_weights=weights, extra_tensors=extra)
                 ckpt.save_torch(spec.checkpoint, data)
                 ckpt.save_json(spec.sidecar("classes.json"), {"classes": [c.to_dict() for c in prepared.classes]})
             write_metrics("running")
