@@ -123,3 +123,15 @@ def test_segment_confidence_and_entropy_match_its_probabilities(tmp_path):
     conf, ent = _read(tmp_path / "c_confidence.tif")[0][0], _read(tmp_path / "c_entropy.tif")[0][0]
     np.testing.assert_allclose(conf, p.max(axis=0), atol=1e-6)
     np.testing.assert_allclose(ent, -(p * np.log(np.clip(p, 1e-300, 1))).sum(axis=0) / np.log(3), atol=1e-5)
+
+
+def test_cli_generate_confidence_and_spread_flags():
+    from terramind_backend.cli import build_parser
+    from terramind_backend.commands.jobs import build_spec
+
+    base = ["generate", "--in", "S2L2A=a.tif", "--out", "LULC=l.tif", "--out", "DEM=d.tif"]
+    assert "uncertainty" not in build_spec(build_parser().parse_args(base))["options"]
+    spec = build_spec(build_parser().parse_args(base + ["--confidence", "--spread", "6"]))
+    assert spec["options"]["uncertainty"] == {"confidence": True, "spread": True, "samples": 6}
+    spec = build_spec(build_parser().parse_args(base + ["--confidence"]))
+    assert spec["options"]["uncertainty"] == {"confidence": True, "spread": False}

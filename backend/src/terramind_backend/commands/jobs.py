@@ -76,6 +76,10 @@ def register(subparsers) -> None:
                    metavar="MODALITY=PATH", help="output per generated modality, e.g. LULC=lulc.tif")
     p.add_argument("--timesteps", type=int, default=10, help="diffusion steps for image outputs (default 10)")
     p.add_argument("--probabilities", action="store_true", help="also write LULC class probabilities")
+    p.add_argument("--confidence", action="store_true",
+                   help="also write <name>_confidence and <name>_entropy for LULC (docs/uncertainty.md)")
+    p.add_argument("--spread", type=int, metavar="N", default=0,
+                   help="also write <name>_spread for continuous outputs: std over N seeded generations (N x cost)")
     p.set_defaults(func=run_product, task="generate")
 
     for task, text in (("embed", "TerraMind encoder embeddings per 16 px patch"),
@@ -120,6 +124,10 @@ def build_spec(args) -> dict:
         spec["outputs"] = dict(args.outputs)
         spec["timesteps"] = args.timesteps
         spec["options"]["probabilities"] = bool(getattr(args, "probabilities", False))
+        if getattr(args, "confidence", False) or getattr(args, "spread", 0):
+            spread = getattr(args, "spread", 0)
+            spec["options"]["uncertainty"] = {"confidence": bool(getattr(args, "confidence", False)),
+                                              "spread": bool(spread), **({"samples": spread} if spread else {})}
     return spec
 
 
