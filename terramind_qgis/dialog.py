@@ -28,6 +28,7 @@ from .paths import RESOURCES_DIR, icon_path
 from .widgets.input_row import InputList, caption
 from .widgets.messages import MessageLabel
 from .widgets.train_panel import TrainPanel
+from .widgets.uncertainty_row import UncertaintyRow
 
 SETTINGS_PREFIX = "terramind/dialog/"
 
@@ -271,6 +272,8 @@ class TerraMindDialog(QDialog):
         self.lulc_legend.setToolTip("The 10 land-cover classes of TerraMind v1 (names: our reading of ESRI 10 m "
                                     "land cover, see docs/jobspec.md)")
         grid.addWidget(self.lulc_legend, 3, 0, 1, 2)
+        self.uncertainty_row = UncertaintyRow()
+        grid.addWidget(self.uncertainty_row, 4, 0, 1, 2)
         self.output_stack.addWidget(generate_page)
 
         embed_page = QWidget()
@@ -617,6 +620,7 @@ class TerraMindDialog(QDialog):
             tim_modalities=[name for name, check in self.tim_checks.items() if check.isChecked()],
             standardize=self.standardize_check.isChecked(),
             precision=self.precision_combo.currentData(),
+            uncertainty=self.uncertainty_row.options(),
         )
         wkt, crs = self._polygon_wkt()
         if wkt is not None:
@@ -864,6 +868,7 @@ class TerraMindDialog(QDialog):
             s.setValue(SETTINGS_PREFIX + key, spin.value())
         s.setValue(SETTINGS_PREFIX + "standardize", self.standardize_check.isChecked())
         s.setValue(SETTINGS_PREFIX + "precision", self.precision_combo.currentData())
+        self.uncertainty_row.save(s, SETTINGS_PREFIX)
         s.setValue(SETTINGS_PREFIX + "temporary", self.temporary_radio.isChecked())
         s.setValue(SETTINGS_PREFIX + "output_dir", self.folder_widget.filePath())
 
@@ -910,6 +915,7 @@ class TerraMindDialog(QDialog):
         self.seed_spin.setValue(get("seed", 0, int))
         self.standardize_check.setChecked(get("standardize", True, bool))
         self.precision_combo.setCurrentIndex(max(0, self.precision_combo.findData(get("precision", "auto"))))
+        self.uncertainty_row.restore(get)
         temporary = get("temporary", True, bool)
         self.temporary_radio.setChecked(temporary)
         self.folder_radio.setChecked(not temporary)

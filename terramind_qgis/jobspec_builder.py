@@ -69,6 +69,7 @@ class JobChoices:
     tim_modalities: list[str] = field(default_factory=lambda: ["LULC"])
     standardize: bool = True
     precision: str = "auto"   # auto (bf16 where fast: CUDA, AMX CPUs) | fp32 (exact) | bf16
+    uncertainty: dict = field(default_factory=dict)  # generate: options.uncertainty (docs/uncertainty.md), {} = off
 
 
 @dataclass(frozen=True)
@@ -269,7 +270,7 @@ def build_jobspec(choices: JobChoices) -> dict:
     problems = check_job(choices)
     if problems:
         raise JobSpecError(problems)
-    return {
+    spec = {
         "version": JOBSPEC_VERSION,
         "task": choices.task,
         "model": f"terramind_v1_{choices.model_size}",
@@ -288,3 +289,6 @@ def build_jobspec(choices: JobChoices) -> dict:
                     "checkpoint": None, "probabilities": False, "standardize": bool(choices.standardize),
                     "precision": choices.precision},
     }
+    if choices.task == "generate" and choices.uncertainty:
+        spec["options"]["uncertainty"] = dict(choices.uncertainty)
+    return spec
