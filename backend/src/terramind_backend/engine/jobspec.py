@@ -69,6 +69,20 @@ class Options:
     similarity: Optional[SimilarityQuery] = None              # task similarity's examples (docs/similarity.md)
 
 
+EXECUTORS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class Executor:
+    """Where the window plan runs (docs/scale.md): this process, or a Ray cluster."""
+    kind: str = "local"
+    address: Optional[str] = None          # ray: "HOST:PORT" of a running cluster; None starts one for the job
+    workers: Optional[int] = None          # ray: model actors (None: as many as the resources allow)
+    cpus_per_worker: float = 1.0           # ray: CPUs each actor reserves (and its torch threads)
+    gpus_per_worker: Optional[float] = None  # ray: None = 1 when the cluster has GPUs and device allows
+    block_batches: int = 2                 # ray: batches per block (the unit of scheduling and retry)
+    scratch: Optional[str] = None          # ray: shared folder for block results (default: beside the outputs)
+    runtime_env: Optional[Dict[str, Any]] = None  # ray: runtime_env for the workers (pip, env_vars, ...)
 
 
 @dataclass(frozen=True)
@@ -85,6 +99,7 @@ class JobSpec:
     timesteps: int = 10
     seed: int = 0
     options: Options = Options()
+    executor: Executor = Executor()
     version: int = VERSION
     warnings: Tuple[str, ...] = field(default=(), compare=False)
 
@@ -302,8 +317,39 @@ def _options(raw, task: Task, warnings: List[str], base_dir: Optional[str],
                    **_task_options(raw, task, outputs, warnings))
 
 
+def _executor(raw, base_dir: Optional[str], warnings: List[str]) -> Executor:
+    raw = raw or {}
+    if isinstance(raw, str):
+        raw = {"kind": raw}
+    if not isinstance(raw, dict):
+        _fail("executor", f"executor must be an object like {{\"kind\": \"ray\"}}, got {raw!r}.")
+    _known_keys(raw, Executor.__dataclass_fields__, "executor.", warnings)
+    kind = raw.get("kind", "local")
+    if kind not in EXECUTORS:
+        _fail("executor.kind", f"executor.kind must be one of {', '.join(EXECUTORS)}, got {kind!r}.")
+    address = raw.get("address")
+    workers = raw.get("workers")
+    gpus = raw.get("gpus_per_worker")
+    env = raw.get("runtime_env")
+    if env is not None and not isinstance(env, dict):
+        _fail("executor.runtime_env", f"executor.runtime_env must be an object (Ray's runtime_env), got {env!r}.")
+    cpus = _float(raw.get("cpus_per_worker", 1.0), "executor.cpus_per_worker", allow_none=False)
+    if cpus <= 0:
+        _fail("executor.cpus_per_worker", f"executor.cpus_per_worker must be positive, got {cpus}.")
+    gpus = _float(gpus, "executor.gpus_per_worker")
+    if gpus is not None and gpus < 0:
+        _fail("executor.gpus_per_worker", f"executor.gpus_per_worker must be 0 or more, got {gpus}.")
+    return Executor(kind=kind, address=None if address is None else _str(address, "executor.address"),
+                    workers=None if workers is None else _int(workers, "executor.workers", lo=1),
+                    cpus_per_worker=cpus, gpus_per_worker=gpus,
+                    block_batches=_int(raw.get("block_batches", 2), "executor.block_batches", lo=1),
+                    scratch=None if raw.get("scratch") is None else _path(raw["scratch"], "executor.scratch",
+                                                                         base_dir),
+                    runtime_env=env)
+
+
 _TOP_KEYS = ("version", "task", "model", "inputs", "outputs", "extent", "crs", "resolution", "tiling",
-             "device", "timesteps", "seed", "options")
+             "device", "timesteps", "seed", "options", "executor")
 
 
 def parse_jobspec(raw: Any, base_dir: Optional[str] = None) -> JobSpec:
@@ -361,5 +407,6 @@ def parse_jobspec(raw: Any, base_dir: Optional[str] = None) -> JobSpec:
                    crs=crs, resolution=resolution, tiling=_tiling(raw.get("tiling"), task, warnings),
                    device=device, timesteps=_int(raw.get("timesteps", 10), "timesteps", lo=1, hi=1000),
                    seed=_int(raw.get("seed", 0), "seed", lo=0, hi=2**63 - 1),
-                   options=_options(raw.get("options"), task, warnings, base_dir, outputs), warnings=tuple(warnings))
+                   options=_options(raw.get("options"), task, warnings, base_dir, outputs),
+                   executor=_executor(raw.get("executor"), base_dir, warnings), warnings=tuple(warnings))
     return spec

@@ -1,0 +1,67 @@
+"""Blocks: the window plan cut into runs of whole batches, the unit a Ray worker computes and retries.
+
+A block keeps the global batch numbers of its batches, so seeded sampling gives the same samples as
+the local executor. Its result is one ``.npy`` per product in the scratch folder (the window stacks
+``[n, C + 1, s, s]`` of `windows.window_stacks`), written under a temp name and renamed, so a block
+computed twice (a retried task) leaves the same complete file and never a torn one.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Sequence, Tuple
+
+import numpy as np
+
+from ..tiling import batches
+
+
+@dataclass(frozen=True)
+class Block:
+    index: int
+    first_batch: int                      # global batch number of its first batch (seeding)
+    batches: Tuple[Tuple[object, ...], ...]  # the windows of each batch, in plan order
+
+    @property
+    def windows(self) -> List[object]:
+        return [w for batch in self.batches for w in batch]
+
+
+def cut_blocks(windows: Sequence, batch_size: int, block_batches: int) -> List[Block]:
+    all_batches = [tuple(b) for b in batches(windows, batch_size)]
+    return [Block(i, start, tuple(all_batches[start:start + block_batches]))
+            for i, start in enumerate(range(0, len(all_batches), block_batches))]
+
+
+def block_path(scratch: str, index: int, key: str) -> str:
+    return os.path.join(scratch, f"block-{index:07d}.{key}.npy")
+
+
+def block_done(scratch: str, index: int, keys: Iterable[str]) -> bool:
+    return all(os.path.exists(block_path(scratch, index, k)) for k in keys)
+
+
+def save_block(scratch: str, index: int, stacks: Dict[str, np.ndarray]) -> None:
+    """Each product's stacks, atomically (temp file + rename)."""
+    for key, array in stacks.items():
+        final = block_path(scratch, index, key)
+        tmp = os.path.join(scratch, f".{os.path.basename(final)}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                np.save(f, array)
+            os.replace(tmp, final)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
+def load_block(scratch: str, index: int, keys: Iterable[str]) -> Dict[str, np.ndarray]:
+    return {k: np.load(block_path(scratch, index, k)) for k in keys}
+
+
+def remove_block(scratch: str, index: int, keys: Iterable[str]) -> None:
+    for k in keys:
+        path = block_path(scratch, index, k)
+        if os.path.exists(path):
+            os.remove(path)

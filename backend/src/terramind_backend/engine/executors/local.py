@@ -1,0 +1,43 @@
+"""The local executor: the whole window plan in this process, one batch at a time.
+
+Memory stays flat with scene size: inputs are read one batch of windows at a time and each product
+is blended in a row strip (`assembly.Assembly`) whose finished rows go straight to the temp files.
+"""
+from __future__ import annotations
+
+import rasterio
+
+from .. import predictors
+from ..errors import JobCancelled
+from ..predictors.base import Context
+from ..tiling import batches
+from .assembly import Assembly
+from .windows import (READ_ENV, Progress, close_readers, open_readers, read_batch, window_plan, window_stacks,
+                      work_grid)
+
+
+def run_local(spec, layout, device: str, models, emit, cancel) -> dict:
+    predictor = predictors.load(spec.task).build(Context(spec, layout, models, device, emit))
+    grid = work_grid(spec, layout)
+    windows = window_plan(grid, spec)
+    total = len(windows)
+    emit({"event": "log", "level": "info",
+          "message": f"{spec.task} on {device}: grid {layout.grid.width}x{layout.grid.height} px "
+                     f"({layout.grid.crs.to_string()}, {layout.grid.res:g} units/px), {total} windows"})
+    with rasterio.Env(**READ_ENV):
+        readers = open_readers(spec, layout, grid)
+        try:
+            with Assembly(predictor.products, grid, spec.tiling.window, spec.tiling.overlap,
+                          layout.polygon) as assembly:
+                progress = Progress(total, emit)
+                for index, batch in enumerate(batches(windows, spec.tiling.batch_size)):
+                    if cancel.is_set():
+                        raise JobCancelled()
+                    arrays, valid = read_batch(readers, batch)
+                    outputs = predictor.predict(arrays, valid, index)
+                    assembly.add(batch, window_stacks(predictor.products, outputs, valid))
+                    progress.advance(len(batch))
+                assembly.publish(emit, cancel)
+        finally:
+            close_readers(readers)
+    return {"outputs": assembly.outputs(), "tiles": total, "device": device}

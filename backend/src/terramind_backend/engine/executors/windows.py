@@ -1,0 +1,101 @@
+"""The window pieces every executor shares: the work grid and plan, reading a batch of aligned
+windows, turning a batch's predictions into per-window stacks for the blender, progress events.
+
+A *stack* is one window's product values with its validity fraction as an extra last channel
+(``[C + 1, s, s]``); the blender averages both, so a pixel is valid where most windows saw it valid.
+"""
+from __future__ import annotations
+
+import time
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ..grid import Grid
+from ..jobspec import PATCH
+from ..tasks import TASKS
+from ..tiling import plan_windows
+
+# GDAL settings while reading: a small block cache and one thread, so memory stays flat per reader.
+READ_ENV = {"GDAL_CACHEMAX": 64, "GDAL_NUM_THREADS": 1}
+
+
+def work_grid(spec, layout) -> Grid:
+    """The grid windows are cut from: padded to whole patches for tasks that write per patch."""
+    return layout.grid.padded_to(PATCH) if TASKS[spec.task].patch_aligned else layout.grid
+
+
+def window_plan(grid: Grid, spec) -> List:
+    return plan_windows(grid.height, grid.width, spec.tiling.window, spec.tiling.overlap)
+
+
+def open_readers(spec, layout, grid: Grid) -> Dict[str, object]:
+    from ..align import AlignedReader
+
+    readers: Dict[str, object] = {}
+    try:
+        for mod in spec.inputs:
+            readers[mod] = AlignedReader(layout.sources[mod], spec.inputs[mod], grid)
+    except BaseException:
+        close_readers(readers)
+        raise
+    return readers
+
+
+def close_readers(readers: Dict[str, object]) -> None:
+    for reader in readers.values():
+        reader.close()
+
+
+def read_batch(readers: Dict[str, object], batch: Sequence):
+    """Stack one batch of windows per modality; a pixel is valid where every input is valid."""
+    arrays, valid = {}, None
+    for mod, reader in readers.items():
+        stack, masks = [], []
+        for win in batch:
+            data, ok = reader.read(win)
+            stack.append(data)
+            masks.append(ok)
+        arrays[mod] = np.stack(stack)
+        m = np.stack(masks)
+        valid = m if valid is None else valid & m
+    return arrays, valid
+
+
+def pool(valid: np.ndarray, factor: int) -> np.ndarray:
+    """Fraction of valid pixels per ``factor``×``factor`` block (1 = pixel resolution, unchanged)."""
+    v = valid.astype(np.float32)
+    if factor == 1:
+        return v
+    b, h, w = v.shape
+    return v.reshape(b, h // factor, factor, w // factor, factor).mean(axis=(2, 4))
+
+
+def window_stacks(products, outputs: Dict[str, np.ndarray], valid: np.ndarray) -> Dict[str, np.ndarray]:
+    """Per product: ``[B, C + 1, s, s]``, the predicted values and the pooled validity."""
+    stacks = {}
+    for product in products:
+        pvalid = pool(valid, product.scale)[:, None]
+        stacks[product.key] = np.concatenate([outputs[product.key], pvalid], axis=1)
+    return stacks
+
+
+def progress_event(done: int, total: int, eta: Optional[float], message: str) -> dict:
+    return {"event": "progress", "stage": "tiles", "done": done, "total": total,
+            "fraction": done / total if total else 1.0, "eta_s": None if eta is None else round(eta, 1),
+            "message": message}
+
+
+class Progress:
+    """Emits done/total windows with an ETA from the rate so far."""
+
+    def __init__(self, total: int, emit):
+        self.total, self.emit, self.done = total, emit, 0
+        self._t0 = time.monotonic()
+        emit(progress_event(0, total, None, "Starting"))
+
+    def advance(self, windows: int) -> None:
+        self.done += windows
+        elapsed = time.monotonic() - self._t0
+        eta = elapsed / self.done * (self.total - self.done) if self.done else None
+        self.emit(progress_event(self.done, self.total, eta, f"{self.done}/{self.total} windows"))
