@@ -45,6 +45,11 @@ fi
 if [ "$WITH_TESTS" = 1 ] && [ ! -x "$ROOT/.venv-backend/bin/pytest" ]; then
   "$ROOT/.venv-backend/bin/pip" install -q "pytest>=8,<10" "pytest-timeout>=2.3" psutil
 fi
+# Tests only: the optional Ray extra (the Ray executor's tests run a local two-worker cluster).
+if [ "$WITH_TESTS" = 1 ] && ! "$ROOT/.venv-backend/bin/python" -c "import ray" >/dev/null 2>&1; then
+  say "installing the backend's Ray extra into .venv-backend"
+  "$ROOT/.venv-backend/bin/pip" install -q "ray==2.60.0"
+fi
 
 # 4. Tests only: TerraTorch 1.1.1 as the parity oracle, in its own venv (never a runtime dependency).
 if [ "$WITH_TESTS" = 1 ] && ! "$ROOT/.venv-terratorch/bin/python" -c "import terratorch" >/dev/null 2>&1; then

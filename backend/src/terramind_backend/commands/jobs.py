@@ -58,6 +58,12 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _progress_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", choices=("local", "ray"),
+                   help="where the windows run: this process (local) or a Ray cluster (docs/scale.md); "
+                        "overrides the JobSpec's executor.kind")
+    p.add_argument("--address", metavar="HOST:PORT",
+                   help="Ray cluster to run on (implies --executor ray); without it a Ray run starts a local "
+                        "Ray instance for the job")
     p.add_argument("--json-progress", action="store_true", help="print events and the result as JSON lines on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--dry-run", action="store_true",
@@ -172,9 +178,25 @@ class _Bar:
         sys.stderr.flush()
 
 
+def _with_executor(spec, args):
+    """The JobSpec with --executor/--address applied (they override its executor)."""
+    if not (args.executor or args.address) or not isinstance(spec, dict):
+        return spec
+    executor = spec.get("executor") or {}
+    executor = dict(executor) if isinstance(executor, dict) else {"kind": executor}
+    executor["kind"] = "ray" if args.address else args.executor
+    if args.executor == "local" and args.address:
+        raise SystemExit("terramind: error: --address is a Ray cluster address; drop it or use --executor ray")
+    if args.address:
+        executor["address"] = args.address
+    return {**spec, "executor": executor}
+
+
 def _execute(spec, args, base_dir=None) -> int:
     from ..engine import JobCancelled, JobValidationError, plan_job, run_job
     from ..signals import on_signals, signal_name, termination_signals
+
+    spec = _with_executor(spec, args)
 
     if args.dry_run:
         try:
