@@ -22,7 +22,8 @@ class BlockWorker:
     def __init__(self, spec, layout, scratch: str, threads: int):
         import torch
 
-        from ..runner import ModelCache, _resolve_device
+        from ..model_cache import ModelCache
+        from ..runner import _resolve_device
 
         torch.set_num_threads(max(1, threads))
         self.spec, self.layout, self.scratch = spec, layout, scratch
