@@ -186,8 +186,10 @@ class _Process:
 class BackendClient:
     """A warm backend process shared by all jobs; thread-safe, blocking calls."""
 
-    def __init__(self, interpreter: Optional[str], env: Optional[Dict[str, str]] = None):
+    def __init__(self, interpreter: Optional[str], env: Optional[Dict[str, str]] = None,
+                 executor: Optional[Dict[str, Any]] = None):
         self.interpreter = interpreter
+        self.executor = executor    # JobSpec executor for jobs that name none (settings: Ray cluster)
         self.command = backend_command(interpreter) if interpreter else None
         self.env = dict(env if env is not None else os.environ)
         self._proc: Optional[_Process] = None
@@ -201,7 +203,7 @@ class BackendClient:
         from .settings import Settings
 
         settings = settings or Settings()
-        return cls(settings.resolve_interpreter(), settings.backend_environment())
+        return cls(settings.resolve_interpreter(), settings.backend_environment(), settings.executor())
 
     def fingerprint(self) -> tuple:
         """What makes two clients interchangeable: the command and the settings-derived variables
@@ -337,6 +339,8 @@ class BackendClient:
         100 ms; once true a cancel is sent, and if the job has not ended ``cancel_grace_s`` later the
         process is killed (the next job starts a new one). Raises BackendCancelled or BackendError.
         """
+        if self.executor and "executor" not in spec:
+            spec = {**spec, "executor": self.executor}
         proc = self._begin()
         job_id = f"job-{uuid.uuid4().hex[:12]}"
         events = proc.register(job_id)
@@ -401,6 +405,7 @@ def get_client(settings=None) -> BackendClient:
     with _client_lock:
         current = _client
         if current is not None and current.fingerprint() == fresh.fingerprint():
+            current.executor = fresh.executor  # per job, not per process: no restart needed
             return current
         _client = fresh
     if current is not None:

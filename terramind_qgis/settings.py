@@ -7,6 +7,7 @@ because they point at QGIS's Python and libraries, not the backend venv's.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from qgis.core import QgsApplication, QgsAuthMethodConfig, QgsSettings
 PREFIX = "terramind/"
 DEVICES = ("auto", "cuda", "mps", "cpu")
 TOKEN_AUTH_NAME = "TerraMind: Hugging Face token"
+_RAY_ADDRESS = re.compile(r"^[A-Za-z0-9.\-_]+:\d{1,5}$")
 
 # Variables of the QGIS process that would break another Python or another GDAL/PROJ build.
 _DROP_EXACT = {"PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "PYTHONEXECUTABLE",
@@ -134,6 +136,22 @@ class Settings:
     @dem_hillshade.setter
     def dem_hillshade(self, value: bool) -> None:
         self._set("layers/dem_hillshade", bool(value))
+
+    @property
+    def ray_address(self) -> str:
+        """Ray cluster HOST:PORT that jobs run on ('' = in the backend process), docs/scale.md."""
+        return self._get("executor/ray_address", "")
+
+    @ray_address.setter
+    def ray_address(self, address: str) -> None:
+        address = str(address or "").strip()
+        if address and not _RAY_ADDRESS.match(address):
+            raise ValueError(f"the Ray cluster address must look like HOST:PORT (e.g. 10.0.0.5:6379), got {address!r}")
+        self._set("executor/ray_address", address)
+
+    def executor(self) -> Optional[dict]:
+        """The JobSpec ``executor`` of dialog and Processing jobs (None: the backend runs them itself)."""
+        return {"kind": "ray", "address": self.ray_address} if self.ray_address else None
 
     @property
     def torch_pin(self) -> str:

@@ -97,6 +97,11 @@ class SettingsDialog(QDialog):
         self.device = QComboBox()
         self.device.addItems(DEVICES)
         form.addRow("Device", self.device)
+        self.ray_address = QLineEdit()
+        self.ray_address.setPlaceholderText("none: jobs run in the backend process")
+        self.ray_address.setToolTip("HOST:PORT of a Ray cluster's head: dialog and Processing jobs then run on the "
+                                    "cluster (the backend needs the [ray] extra; see docs/scale.md)")
+        form.addRow("Ray cluster", self.ray_address)
         root.addWidget(backend)
 
         weights = QGroupBox("Model weights (Hugging Face)")
@@ -209,6 +214,7 @@ class SettingsDialog(QDialog):
         self.device.setCurrentIndex(self.device.findText(s.device))
         self.cache_dir.setText(s.cache_dir)
         self.offline.setChecked(s.offline)
+        self.ray_address.setText(s.ray_address)
         self.token.clear()
         self.token.setPlaceholderText(TOKEN_STORED if s.token_config_id else "hf_… (only for gated or private models)")
         self.clear_token.setEnabled(bool(s.token_config_id))
@@ -228,6 +234,7 @@ class SettingsDialog(QDialog):
         s.device = self.device.currentText()
         s.cache_dir = self.cache_dir.text().strip()
         s.offline = self.offline.isChecked()
+        s.ray_address = self.ray_address.text()
         s.tiling = Tiling(self.window.value(), self.overlap.value(), self.batch.value())
         s.dem_hillshade = self.dem_hillshade.isChecked()
         s.torch_pin = self.torch_pin.text().strip()

@@ -1,5 +1,6 @@
 """BackendClient against the real backend process (.venv-backend), on real QGIS's Python."""
 import os
+import queue
 import sys
 import time
 from pathlib import Path
@@ -121,3 +122,38 @@ def _gone(pid):
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"  # exited, not yet reaped
     except OSError:
         return True
+
+
+def test_jobs_go_to_the_ray_cluster_named_in_the_settings(settings_for_ray, monkeypatch):
+    settings_for_ray.ray_address = "10.0.0.5:6379"
+    client = BackendClient.from_settings(settings_for_ray)
+    sent = []
+
+    class Proc:  # the backend process, reduced to what run_job uses
+        def register(self, job_id):
+            answers = queue.Queue()
+            answers.put({"event": "result", "outputs": []})
+            return answers
+
+        def unregister(self, job_id):
+            pass
+
+        def send(self, request):
+            sent.append(request)
+
+    monkeypatch.setattr(client, "_begin", lambda: Proc())
+    monkeypatch.setattr(client, "_end", lambda: None)
+    client.run_job({"task": "embed"})
+    assert sent[-1]["spec"]["executor"] == {"kind": "ray", "address": "10.0.0.5:6379"}
+    client.run_job({"task": "embed", "executor": {"kind": "local"}})  # a job's own executor wins
+    assert sent[-1]["spec"]["executor"] == {"kind": "local"}
+    settings_for_ray.ray_address = ""
+    assert BackendClient.from_settings(settings_for_ray).executor is None
+
+
+@pytest.fixture
+def settings_for_ray(qgis_app):
+    qs = QgsSettings()
+    qs.remove("terramind")
+    yield Settings(qs)
+    qs.remove("terramind")

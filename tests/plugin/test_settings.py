@@ -44,6 +44,17 @@ def test_values_round_trip_with_types(settings):
     assert again.offline is True  # a bool, not the string "true"
 
 
+def test_ray_address_round_trips_and_becomes_the_job_executor(settings):
+    assert settings.ray_address == "" and settings.executor() is None
+    settings.ray_address = " 10.0.0.5:6379 "
+    again = Settings(QgsSettings())
+    assert again.ray_address == "10.0.0.5:6379"
+    assert again.executor() == {"kind": "ray", "address": "10.0.0.5:6379"}
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        again.ray_address = "10.0.0.5"
+    assert Settings(QgsSettings()).ray_address == "10.0.0.5:6379"
+
+
 @pytest.mark.parametrize("bad", [Tiling(8, 0, 1), Tiling(224, 224, 1), Tiling(224, 32, 0)])
 def test_bad_tiling_is_refused(settings, bad):
     with pytest.raises(ValueError):

@@ -30,6 +30,7 @@ def test_dialog_saves_values_and_keeps_the_token_out_of_settings(settings, qtbot
     dialog.device.setCurrentText("cpu")
     dialog.cache_dir.setText("/data/hf-cache")
     dialog.offline.setChecked(True)
+    dialog.ray_address.setText("ray-head:6379")
     dialog.window.setValue(256)
     dialog.overlap.setValue(48)
     dialog.batch.setValue(2)
@@ -38,7 +39,7 @@ def test_dialog_saves_values_and_keeps_the_token_out_of_settings(settings, qtbot
     dialog.token.setText("hf_DialogSecret42")
     dialog.accept()
     again = Settings(QgsSettings())
-    assert again.dem_hillshade is False
+    assert again.dem_hillshade is False and again.ray_address == "ray-head:6379"
     assert (again.device, again.cache_dir, again.offline, again.tiling) == ("cpu", "/data/hf-cache", True,
                                                                           Tiling(256, 48, 2))
     assert again.hf_token() == "hf_DialogSecret42"
