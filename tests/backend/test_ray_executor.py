@@ -20,7 +20,7 @@ import pytest
 import rasterio
 
 from tests.conftest import FAKE_HUB
-from terramind_backend.engine import JobValidationError, run_job
+from terramind_backend.engine import JobValidationError, run_job, validate_job
 from test_engine_support import mosaic, sha256
 
 pytest.importorskip("ray", reason="the Ray executor's tests need the extra: pip install -e 'backend[ray]'")
@@ -197,8 +197,9 @@ def test_a_lost_cluster_fails_clearly_and_leaves_nothing(scene, tmp_path):
 def test_without_ray_the_message_says_how_to_install_it(scene, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)             # as if Ray were not installed
     spec = _ray(_spec("embed", scene, {"embeddings": str(tmp_path / "emb.tif")}))
-    with pytest.raises(JobValidationError) as err:
-        run_job(spec)
-    assert err.value.field == "executor.kind"
-    assert "pip install 'terramind-backend[ray]'" in err.value.message
+    for check in (validate_job, run_job):                    # the dialog's check, and the run itself
+        with pytest.raises(JobValidationError) as err:
+            check(spec)
+        assert err.value.field == "executor.kind"
+        assert "pip install 'terramind-backend[ray]'" in err.value.message
     assert os.listdir(tmp_path) == []

@@ -182,11 +182,11 @@ def _with_executor(spec, args):
     """The JobSpec with --executor/--address applied (they override its executor)."""
     if not (args.executor or args.address) or not isinstance(spec, dict):
         return spec
+    if args.executor == "local" and args.address:
+        raise SystemExit("terramind: error: --address is a Ray cluster address; drop it or use --executor ray")
     executor = spec.get("executor") or {}
     executor = dict(executor) if isinstance(executor, dict) else {"kind": executor}
     executor["kind"] = "ray" if args.address else args.executor
-    if args.executor == "local" and args.address:
-        raise SystemExit("terramind: error: --address is a Ray cluster address; drop it or use --executor ray")
     if args.address:
         executor["address"] = args.address
     return {**spec, "executor": executor}

@@ -52,6 +52,10 @@ def validate_job(spec, base_dir: Optional[str] = None) -> JobSpec:
     parsed = parse_jobspec(spec, base_dir=base_dir)
     if not predictors.available(parsed.task):
         raise JobValidationError(f"Task {parsed.task!r} is not available in this backend build.", "task")
+    if parsed.executor.kind == "ray":
+        from .executors.ray import require_ray
+
+        require_ray()
     inspect_job(parsed)
     return parsed
 
