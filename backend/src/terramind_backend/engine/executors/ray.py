@@ -135,7 +135,7 @@ def run_on_ray(spec, layout, emit, cancel) -> dict:
             event = driver.next_event(cancel)
         if event["event"] != "ready":
             raise ClusterJobFailed(f"Unexpected event from the Ray driver: {event}")
-        products = pickle.loads(base64.b64decode(event["products"]))
+        products = pickle.loads(base64.b64decode(event["products"]))  # from our own child process
         device = f"ray:{event['device']}"
         emit({"event": "log", "level": "info",
               "message": f"{spec.task} on Ray ({event['workers']} workers, {event['device']}): grid "
@@ -150,7 +150,10 @@ def run_on_ray(spec, layout, emit, cancel) -> dict:
                 event = driver.next_event(cancel)
                 if event["event"] == "block":
                     finished.add(event["index"])
+                elif event["event"] == "log":
+                    emit({"event": "log", "level": event.get("level", "info"), "message": event["message"]})
                 while next_block in finished:   # blend in plan order: the row strips need row-major windows
+                    finished.discard(next_block)
                     block = blocks[next_block]
                     stacks = load_block(scratch, block.index, keys)
                     assembly.add(block.windows, stacks)
