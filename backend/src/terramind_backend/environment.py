@@ -27,8 +27,26 @@ def pick_device(requested: str = "auto") -> str:
     return requested
 
 
-def describe() -> Dict[str, Any]:
-    """A JSON-able report used by `terramind doctor` and the protocol's hello."""
+def auto_precision(device: str, measure: bool) -> Dict[str, Any]:
+    """What ``precision="auto"`` resolves to on ``device`` (`models/bf16_probe.py`): measured now when
+    ``measure``, else only what is already known (``resolves_to`` None when not yet measured)."""
+    import torch
+
+    from .models.bf16_probe import bf16_probe, cached_probe
+
+    dev = torch.device(device)
+    if dev.type not in ("cpu", "cuda") or (dev.type == "cuda" and not torch.cuda.is_bf16_supported()):
+        return {"device": device, "resolves_to": "fp32", "summary": f"auto = fp32 on {device} (no bf16 probe)"}
+    result = bf16_probe(dev) if measure else cached_probe(dev)
+    if result is None:
+        return {"device": device, "resolves_to": None, "summary": "not measured yet (first auto job measures it)"}
+    return {"device": device, "resolves_to": "bf16" if result.bf16_faster else "fp32", "summary": result.summary(),
+            "fp32_ms": result.fp32_ms, "bf16_ms": result.bf16_ms}
+
+
+def describe(measure_precision: bool = False) -> Dict[str, Any]:
+    """A JSON-able report used by `terramind doctor` (which measures the bf16 probe when needed) and the
+    protocol's hello (which only reports a known result, to answer at once)."""
     import torch
     import rasterio
     import huggingface_hub
@@ -60,6 +78,7 @@ def describe() -> Dict[str, Any]:
     from .engine.model_cache import cache_budget
 
     info["model_cache"] = cache_budget()
+    info["auto_precision"] = auto_precision(info["device"], measure_precision)
     info["cached_weights"] = [
         {"name": c.name, "repo_id": c.repo_id, "filename": c.filename, "size_mb": round(c.size_bytes / 2**20, 1)}
         for c in cached_official_weights()

@@ -13,7 +13,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from ..environment import describe
 
-    info = describe()
+    info = describe(measure_precision=True)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -26,6 +26,7 @@ def run(args) -> int:
         print("device          mps (Apple Metal)")
     else:
         print("device          cpu (no CUDA GPU or Apple Metal found)")
+    print(f"precision auto  {info['auto_precision']['summary']}")
     print(f"rasterio/GDAL   {info['rasterio']} / {info['gdal']}")
     print(f"HF hub          {info['huggingface_hub']}  cache: {info['hf_cache']}")
     print(f"offline mode    {'on' if info['hf_offline'] else 'off'}   HF token: {'set' if info['hf_token'] else 'not set'}")

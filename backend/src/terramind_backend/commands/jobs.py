@@ -12,6 +12,8 @@ import os
 import sys
 import time
 
+from ..models.precision import PRECISIONS  # torch-free
+
 EXIT_FAILED, EXIT_INVALID, EXIT_CANCELLED = 1, 2, 130
 
 
@@ -52,8 +54,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     g.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     g.add_argument("--checkpoint", help="local TerraMind checkpoint instead of the official weights")
-    g.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                   help="model arithmetic: auto = bf16 where fast (CUDA, AMX CPUs), fp32 = exact (default auto)")
+    g.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="model arithmetic: auto = bf16 where measured faster here (terramind doctor shows it), "
+                        "fp32 = exact (default auto)")
     _progress_args(p)
 
 

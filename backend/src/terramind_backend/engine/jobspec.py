@@ -62,7 +62,7 @@ class Options:
     checkpoint: Optional[str] = None
     probabilities: bool = False
     standardize: bool = True
-    # Arithmetic of the heavy parts: "auto" = bf16 where the hardware has fast bf16 (CUDA, AMX CPUs),
+    # Arithmetic of the heavy parts: "auto" = bf16 where measured clearly faster here (models/bf16_probe.py),
     # fp32 elsewhere; "fp32" = TerraTorch's exact arithmetic; "bf16" forces it (docs/benchmarks.md).
     precision: str = "auto"
     uncertainty: UncertaintyOptions = UncertaintyOptions()   # confidence/entropy, spread (docs/uncertainty.md)

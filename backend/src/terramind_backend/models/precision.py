@@ -1,7 +1,8 @@
 """Which arithmetic a model runs: the precision names, what ``auto`` means on a device, and the bf16 policy.
 
 ``fp32`` is TerraTorch's exact arithmetic; ``bf16`` runs the heavy matmuls under bf16 autocast (≈ 1 %
-relative deviations, docs/models.md); ``auto`` is bf16 where it is fast here, else fp32. Torch is imported
+relative deviations, docs/models.md); ``auto`` is bf16 where a short measurement (`bf16_probe`) finds it
+clearly faster on the device, else fp32. Torch is imported
 only inside the functions, so the torch-free JobSpec parser shares ``PRECISIONS``.
 """
 from __future__ import annotations
@@ -21,15 +22,17 @@ def check_precision(precision: str) -> str:
 
 
 def fast_bf16_available(device) -> bool:
-    """Whether bf16 matrix math is much faster than fp32 here: CUDA with bf16, or a CPU with AMX tiles."""
+    """Whether bf16 matrix products are clearly faster than fp32 on ``device``, as measured by `bf16_probe`
+    (once per device and process, cached per machine); other devices (MPS) keep fp32."""
     import torch
 
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-        return bool(probe()) if probe is not None else False
-    return False
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return False
+    if device.type not in ("cpu", "cuda"):
+        return False
+    from .bf16_probe import bf16_probe
+
+    return bf16_probe(device).bf16_faster
 
 
 def resolve_precision(precision: str, device) -> str:

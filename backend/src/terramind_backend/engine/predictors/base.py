@@ -191,6 +191,18 @@ def spread_products(task: str, mod: str, path: str, uncertainty: UncertaintyOpti
             if o.kind == SPREAD]
 
 
+def announce_precision(ctx: Context) -> None:
+    """Log what the job's precision means here (``auto``: the measured choice, `models/bf16_probe.py`)."""
+    precision = ctx.spec.options.precision
+    if precision == "auto":
+        from ...environment import auto_precision
+
+        message = "Precision " + auto_precision(ctx.device, measure=True)["summary"]
+    else:
+        message = f"Precision {precision} (as requested)"
+    ctx.emit({"event": "log", "level": "info", "message": message})
+
+
 def build_kwargs(spec) -> dict:
     """Weights: the official checkpoint unless options.checkpoint names a local file."""
     kw = {"pretrained": True}

@@ -13,7 +13,8 @@ import numpy as np
 from ..jobspec import PATCH
 from ..tasks import EMBED_OUTPUT
 from ..writer import OutputSpec
-from .base import FLOAT_NODATA, Context, Predictor, Product, batch_seed, build_kwargs, call_seeded, standardize, torch_batch
+from .base import (FLOAT_NODATA, Context, Predictor, Product, announce_precision, batch_seed, build_kwargs,
+                   call_seeded, standardize, torch_batch)
 
 
 class EmbedPredictor(Predictor):
@@ -31,6 +32,7 @@ class EmbedPredictor(Predictor):
             kwargs["tim_modalities"] = list(spec.options.tim_modalities)
         else:  # TiM keeps fp32: its token generation must match the plain backbone's arithmetic
             kwargs["precision"] = spec.options.precision
+            announce_precision(ctx)
         self.model = ctx.models.get(name, ctx.device, ctx.emit, **kwargs)
         dim = self._feature_dim(spec)
         out = OutputSpec(name=EMBED_OUTPUT, path=spec.outputs[EMBED_OUTPUT], kind="embeddings", dtype="float32",

@@ -12,8 +12,8 @@ from typing import Dict, List
 import numpy as np
 
 from ..uncertainty import spread
-from .base import (Context, Predictor, Product, batch_seed, build_kwargs, call_seeded, fill_invalid_with_mean,
-                   product_for, softmax, spread_products, torch_batch)
+from .base import (Context, Predictor, Product, announce_precision, batch_seed, build_kwargs, call_seeded,
+                   fill_invalid_with_mean, product_for, softmax, spread_products, torch_batch)
 
 
 class GeneratePredictor(Predictor):
@@ -23,6 +23,7 @@ class GeneratePredictor(Predictor):
         self.standardize = spec.options.standardize
         self.targets = list(spec.outputs)
         name = f"terramind_v1_{spec.size}_generate"
+        announce_precision(ctx)
         # timesteps and standardize are passed per call (predict), so they are no part of the cache key
         self.model = ctx.models.get(name, ctx.device, ctx.emit, modalities=list(spec.inputs),
                                     output_modalities=self.targets, precision=spec.options.precision,

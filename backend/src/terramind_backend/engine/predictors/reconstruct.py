@@ -10,8 +10,8 @@ from typing import Dict, List
 
 import numpy as np
 
-from .base import (Context, Predictor, Product, batch_seed, build_kwargs, call_seeded, product_for, softmax,
-                   standardize, stats, torch_batch)
+from .base import (Context, Predictor, Product, announce_precision, batch_seed, build_kwargs, call_seeded,
+                   product_for, softmax, standardize, stats, torch_batch)
 
 _TOKENIZER_KEY = {"S2L2A": "tok_sen2l2a@224", "S1GRD": "tok_sen1grd@224", "S1RTC": "tok_sen1rtc@224",
                   "DEM": "tok_dem@224", "NDVI": "tok_ndvi@224", "LULC": "tok_lulc@224"}
@@ -26,6 +26,7 @@ class ReconstructPredictor(Predictor):
         kw.pop("ckpt_path", None)  # options.checkpoint names a TerraMind checkpoint, not a tokenizer
         kw["pretrained"] = True
         kw["precision"] = spec.options.precision
+        announce_precision(ctx)
         self.tokenizers = {m: ctx.models.get(f"terramind_v1_tokenizer_{m.lower()}", ctx.device, ctx.emit, **kw)
                            for m in self.targets}
         self.products: List[Product] = [product_for(m, spec.outputs[m], spec.options.probabilities)
