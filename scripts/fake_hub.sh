@@ -4,6 +4,8 @@
 # Tests load them with HF_HUB_OFFLINE=1 through the same hf_hub code path as real downloads.
 #   .cache/fake-hub        tiny backbone file + all six tokenizers (seed 0)
 #   .cache/fake-hub-small  small backbone file only (the "one larger size" parity check)
+# Each cache also gets a terramind-dev-revisions.json naming its own commits: the development override of
+# backend/src/terramind_backend/revisions.py, which otherwise refuses repositories this build leaves unpinned.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TOOL=${TERRAMIND_FAKE_HUB_TOOL:-$ROOT/../shared/tools/fake_official_hub.py}
@@ -17,5 +19,18 @@ build() {  # dir size tokenizers
   OMP_NUM_THREADS=2 "$PY" "$TOOL" "$dir" --size "$2" --tokenizers "$3" --seed 0 >/dev/null
   touch "$dir/.complete"
 }
+pin_dev() {  # dir: {repo_id: the commit its refs/main names}, written atomically
+  python3 - "$1" <<'PY'
+import json, os, pathlib, sys
+cache = pathlib.Path(sys.argv[1])
+pins = {d.name[len("models--"):].replace("--", "/", 1): (d / "refs" / "main").read_text().strip()
+        for d in sorted(cache.glob("models--*"))}
+tmp = cache / "terramind-dev-revisions.json.tmp"
+tmp.write_text(json.dumps(pins, indent=1) + "\n")
+os.replace(tmp, cache / "terramind-dev-revisions.json")
+PY
+}
 build "$ROOT/.cache/fake-hub" tiny all
 build "$ROOT/.cache/fake-hub-small" small none
+pin_dev "$ROOT/.cache/fake-hub"
+pin_dev "$ROOT/.cache/fake-hub-small"

@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # Build the installable plugin zip: dist/terramind_qgis-<version>.zip
 #   terramind_qgis/ (plugin code) + metadata.txt + LICENSE + resources/ + backend/ (bundled backend source,
-#   pip-installed by the plugin's one-click backend installer), then check the result.
-# Usage: scripts/package.sh [--stage-only DIR]   (DIR receives the unpacked plugin folder; used by run_qgis.sh)
+#   pip-installed by the plugin's one-click backend installer), then check the result and run the QGIS plugin
+#   repository's upload scan on it (../shared/tools/qgis-plugin-scan): any blocking finding or Qt6 change fails.
+# Usage: scripts/package.sh [--release | --stage-only DIR]
+#   --release     also refuse while any official model repository is unpinned (backend/.../revisions.py)
+#   --stage-only  DIR receives the unpacked plugin folder, unchecked by the scan (used by run_qgis.sh)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SCAN=${TERRAMIND_PLUGIN_SCAN:-$ROOT/../shared/tools/qgis-plugin-scan/scan.sh}
+if [ "${1:-}" = "--release" ]; then
+  python3 "$ROOT/scripts/pin_revisions.py" --check || { echo "package: a release needs every model repository pinned" >&2; exit 1; }
+fi
 VERSION=$(sed -n 's/^version=//p' "$ROOT/metadata.txt")
 STAGE=$(mktemp -d)
 trap 'rm -rf "$STAGE"' EXIT
@@ -54,3 +61,16 @@ for need in ("terramind_qgis/__init__.py", "terramind_qgis/metadata.txt", "terra
     assert need in names, f"{need} missing from the zip"
 print(f"{sys.argv[1]}: {len(names)} files")
 PY
+
+# The plugin repository's upload checks, offline. A finding there would block the upload; a Qt6 change means
+# QGIS 4 would break on the plugin. Both fail the build (docs/qt6.md).
+[ -f "$SCAN" ] || { echo "package: $SCAN not found (the scan tool lives in ../shared beside the checkout)" >&2; exit 1; }
+summary=$(bash "$SCAN" "$ZIP" | tee /dev/stderr | tail -1)
+if ! [[ "$summary" =~ ^blocking:\ 0,\ qt6\ changes:\ 0,\ structural\ fails:\ 0$ ]]; then
+  rm -f "$ZIP"
+  echo "package: the plugin repository scan did not pass ($summary); the zip was removed" >&2
+  exit 1
+fi
+[ "${1:-}" = "--release" ] || python3 "$ROOT/scripts/pin_revisions.py" --check >/dev/null 2>&1 \
+  || echo "package: development build: some model repositories are unpinned, so '--release' would refuse" >&2
+echo "$ZIP"

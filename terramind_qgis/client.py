@@ -74,9 +74,9 @@ class _Process:
         env = dict(env)
         env.setdefault("TERRAMIND_NICE", str(BACKEND_NICE))
         try:
-            self.popen = subprocess.Popen(list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                          stderr=self.stderr_file, env=env, cwd=tempfile.gettempdir(),
-                                          creationflags=flags)
+            self.popen = subprocess.Popen(  # nosec B603: argv list, no shell; the configured backend interpreter
+                list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr_file, env=env,
+                cwd=tempfile.gettempdir(), creationflags=flags)
         except OSError as exc:
             self.stderr_file.close()
             raise BackendError(f"Could not start the TerraMind backend ({command[0]}): {exc}", kind="setup") from exc
@@ -374,8 +374,9 @@ class BackendClient:
                 if on_event is not None and kind in ("progress", "log"):
                     try:
                         on_event(event)
-                    except Exception:  # a faulty listener must not lose the job's result
-                        pass
+                    except Exception as exc:  # noqa: BLE001 - a faulty listener must not lose the job's result
+                        from .log import log  # qgis is imported lazily here, like the rest of this module
+                        log(f"A progress listener failed on {kind!r}: {type(exc).__name__}: {exc}", "warning")
         finally:
             proc.unregister(job_id)
             self._end()

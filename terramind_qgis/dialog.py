@@ -65,9 +65,9 @@ _MERGE = (("mean", "Mean over modalities"), ("max", "Maximum over modalities"), 
 
 def _swatch(colours, size=QSize(28, 14)) -> QIcon:
     pixmap = QPixmap(size)
-    pixmap.fill(Qt.transparent)
+    pixmap.fill(Qt.GlobalColor.transparent)
     painter = QPainter(pixmap)
-    painter.setRenderHint(QPainter.Antialiasing)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
     gradient = QLinearGradient(0, 0, size.width(), 0)
     for i, colour in enumerate(colours):
         gradient.setColorAt(i / max(1, len(colours) - 1), QColor(colour))
@@ -155,7 +155,7 @@ class TerraMindDialog(QDialog):
         body.setLayout(columns)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.NoFrame)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         scroll.setWidget(body)
         root.addWidget(scroll, 1)
 
@@ -175,8 +175,8 @@ class TerraMindDialog(QDialog):
             "QPushButton#run:hover { background: #237fa3; }"
             "QPushButton#run:disabled { background: #c3ccd5; color: #f4f6f8; border-color: #b3bdc7; }")
         self.run_button.setToolTip("Queue the job in QGIS's task manager; QGIS stays usable while it runs")
-        self.buttons.addButton(self.run_button, QDialogButtonBox.AcceptRole)
-        self.buttons.addButton(QDialogButtonBox.Close)
+        self.buttons.addButton(self.run_button, QDialogButtonBox.ButtonRole.AcceptRole)
+        self.buttons.addButton(QDialogButtonBox.StandardButton.Close)
         footer.addWidget(self.buttons)
         root.addLayout(footer)
         self.resize(1200, 900)
@@ -187,7 +187,7 @@ class TerraMindDialog(QDialog):
         logo = QLabel()
         logo.setPixmap(QIcon(icon_path()).pixmap(48, 48))
         logo.setFixedSize(52, 52)
-        header.addWidget(logo, 0, Qt.AlignTop)
+        header.addWidget(logo, 0, Qt.AlignmentFlag.AlignTop)
         titles = QVBoxLayout()
         titles.setSpacing(0)
         title = QLabel("TerraMind")
@@ -206,7 +206,7 @@ class TerraMindDialog(QDialog):
     @staticmethod
     def _rule() -> QFrame:
         line = QFrame()
-        line.setFrameShape(QFrame.HLine)
+        line.setFrameShape(QFrame.Shape.HLine)
         line.setStyleSheet("color: #d5dae1;")
         return line
 
@@ -323,12 +323,12 @@ class TerraMindDialog(QDialog):
     def _model_section(self) -> QGroupBox:
         box, layout = _section("3 · Model")
         form = QFormLayout()
-        form.setLabelAlignment(Qt.AlignRight | Qt.AlignVCenter)
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.size_combo = QComboBox()
         self.size_combo.setObjectName("model_size")
         for size, params, hint in MODEL_SIZES:
             self.size_combo.addItem(f"{size.title()}  ·  {params} parameters", size)
-            self.size_combo.setItemData(self.size_combo.count() - 1, hint, Qt.ToolTipRole)
+            self.size_combo.setItemData(self.size_combo.count() - 1, hint, Qt.ItemDataRole.ToolTipRole)
         self.size_hint = caption("")
         self.device_combo = QComboBox()
         self.device_combo.setObjectName("device")
@@ -359,7 +359,7 @@ class TerraMindDialog(QDialog):
         layout.addWidget(self.extent_error)
 
         form = QFormLayout()
-        form.setLabelAlignment(Qt.AlignRight | Qt.AlignVCenter)
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.polygon_combo = QgsMapLayerComboBox()
         self.polygon_combo.setObjectName("polygon")
         self.polygon_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
@@ -397,7 +397,7 @@ class TerraMindDialog(QDialog):
         box.setCollapsed(True)
         box.setSaveCollapsedState(False)
         form = QFormLayout(box)
-        form.setLabelAlignment(Qt.AlignRight | Qt.AlignVCenter)
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
         def spin(name, lo, hi, value, step, suffix, tip):
             widget = QgsSpinBox()
@@ -456,7 +456,7 @@ class TerraMindDialog(QDialog):
         row.addStretch(1)
         layout.addLayout(row)
         form = QFormLayout()
-        form.setLabelAlignment(Qt.AlignRight | Qt.AlignVCenter)
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.folder_widget = QgsFileWidget()
         self.folder_widget.setObjectName("output_dir")
         self.folder_widget.setStorageMode(QgsFileWidget.GetDirectory)
@@ -674,7 +674,7 @@ class TerraMindDialog(QDialog):
                 try:
                     extent = QgsCoordinateTransform(layer.crs(), target, QgsProject.instance()) \
                         .transformBoundingBox(extent)
-                except Exception:  # noqa: BLE001
+                except Exception:  # noqa: BLE001 # nosec B112: no transform, no overlap check; the backend validates
                     continue
             if not extent.intersects(area):
                 return [Problem("extent", f"The area does not overlap the input layer '{layer.name()}'")]

@@ -35,7 +35,7 @@ def cuda_available(nvidia_smi: Optional[str] = None) -> bool:
     if not exe:
         return False
     try:
-        done = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=15)
+        done = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=15)  # nosec B603: argv, no shell
     except (OSError, subprocess.SubprocessError):
         return False
     return done.returncode == 0 and "GPU" in done.stdout
@@ -55,8 +55,9 @@ def find_base_python() -> Optional[str]:
 
 def _python_version(exe: str) -> tuple:
     try:
-        out = subprocess.run([exe, "-c", "import sys; print(sys.version_info[0], sys.version_info[1])"],
-                             capture_output=True, text=True, timeout=20, env=clean_environment(os.environ))
+        out = subprocess.run(  # nosec B603: argv list, no shell; a candidate system Python
+            [exe, "-c", "import sys; print(sys.version_info[0], sys.version_info[1])"],
+            capture_output=True, text=True, timeout=20, env=clean_environment(os.environ))
         major, minor = out.stdout.split()
         return int(major), int(minor)
     except (OSError, ValueError, subprocess.SubprocessError):
@@ -181,8 +182,9 @@ class InstallTask(QgsTask):
 
     def _run(self, argv: Sequence[str], env) -> str:
         flags = 0x08000000 if sys.platform == "win32" else 0
-        self._proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                                      text=True, errors="replace", bufsize=1, creationflags=flags)
+        self._proc = subprocess.Popen(  # nosec B603: argv list, no shell; our install steps
+            list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True, errors="replace",
+            bufsize=1, creationflags=flags)
         captured = []
         for text in self._proc.stdout:
             captured.append(text)

@@ -132,7 +132,7 @@ def paired_hillshade(dem: QgsRasterLayer) -> Optional[QgsRasterLayer]:
     """``dem``'s hillshade layer, with the DEM set to multiply its colours onto it; None as ``hillshade_layer``."""
     shade = hillshade_layer(dem)
     if shade is not None:
-        dem.setBlendMode(QPainter.CompositionMode_Multiply)
+        dem.setBlendMode(QPainter.CompositionMode.CompositionMode_Multiply)
     return shade
 
 

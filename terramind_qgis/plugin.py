@@ -110,4 +110,4 @@ class TerraMindPlugin:
     def show_settings(self):
         from .settings_dialog import SettingsDialog
 
-        SettingsDialog(parent=self.iface.mainWindow()).exec_()
+        SettingsDialog(parent=self.iface.mainWindow()).exec()

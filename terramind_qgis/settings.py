@@ -17,7 +17,7 @@ from qgis.core import QgsApplication, QgsAuthMethodConfig, QgsSettings
 
 PREFIX = "terramind/"
 DEVICES = ("auto", "cuda", "mps", "cpu")
-TOKEN_AUTH_NAME = "TerraMind: Hugging Face token"
+HF_AUTH_CONFIG_NAME = "TerraMind: Hugging Face token"
 _RAY_ADDRESS = re.compile(r"^[A-Za-z0-9.\-_]+:\d{1,5}$")
 
 # Variables of the QGIS process that would break another Python or another GDAL/PROJ build.
@@ -205,7 +205,7 @@ class Settings:
         if not manager.masterPasswordIsSet() and not manager.setMasterPassword(True):
             raise RuntimeError("The QGIS master password is needed to store the Hugging Face token.")
         config = QgsAuthMethodConfig("Basic")
-        config.setName(TOKEN_AUTH_NAME)
+        config.setName(HF_AUTH_CONFIG_NAME)
         config.setConfig("username", "hf_token")
         config.setConfig("password", token.strip())
         if config_id and config_id in manager.configIds():

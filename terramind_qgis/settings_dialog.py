@@ -19,7 +19,7 @@ from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox
 
 from .settings import DEVICES, Settings, Tiling
 
-TOKEN_STORED = "stored in the QGIS authentication database — type to replace"
+STORED_IN_AUTH_DB_HINT = "stored in the QGIS authentication database — type to replace"
 
 
 class DoctorTask(QgsTask):
@@ -34,8 +34,9 @@ class DoctorTask(QgsTask):
     def run(self) -> bool:
         try:
             flags = 0x08000000 if sys.platform == "win32" else 0
-            done = subprocess.run([self.interpreter, "-m", "terramind_backend", "doctor", "--json"],
-                                  capture_output=True, text=True, env=self.env, timeout=300, creationflags=flags)
+            done = subprocess.run(  # nosec B603: argv list, no shell; the configured backend interpreter
+                [self.interpreter, "-m", "terramind_backend", "doctor", "--json"],
+                capture_output=True, text=True, env=self.env, timeout=300, creationflags=flags)
         except (OSError, subprocess.SubprocessError) as exc:
             self.error = f"Could not run {self.interpreter}: {exc}"
             return False
@@ -92,7 +93,7 @@ class SettingsDialog(QDialog):
                                     "$TERRAMIND_BACKEND_PYTHON, then the environment installed below.")
         form.addRow("Python interpreter", self._with_browse(self.interpreter, self._browse_interpreter))
         self.resolved = QLabel()
-        self.resolved.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.resolved.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         form.addRow("", self.resolved)
         self.device = QComboBox()
         self.device.addItems(DEVICES)
@@ -112,7 +113,7 @@ class SettingsDialog(QDialog):
         self.offline = QCheckBox("Offline: use cached weights only, never download")
         form.addRow("", self.offline)
         self.token = QLineEdit()
-        self.token.setEchoMode(QLineEdit.Password)
+        self.token.setEchoMode(QLineEdit.EchoMode.Password)
         self.clear_token = QPushButton("Remove")
         self.clear_token.clicked.connect(self._remove_token)
         row = QHBoxLayout()
@@ -165,7 +166,7 @@ class SettingsDialog(QDialog):
         box.addWidget(self.report)
         root.addWidget(status)
 
-        self.buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
         root.addWidget(self.buttons)
@@ -216,7 +217,7 @@ class SettingsDialog(QDialog):
         self.offline.setChecked(s.offline)
         self.ray_address.setText(s.ray_address)
         self.token.clear()
-        self.token.setPlaceholderText(TOKEN_STORED if s.token_config_id else "hf_… (only for gated or private models)")
+        self.token.setPlaceholderText(STORED_IN_AUTH_DB_HINT if s.token_config_id else "hf_… (only for gated or private models)")
         self.clear_token.setEnabled(bool(s.token_config_id))
         t = s.tiling
         self.window.setValue(t.window)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import atexit
+import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -14,6 +16,11 @@ SHARED = REPO.parent / "shared"
 SHARED_SAMPLES = SHARED / "data" / "terramesh-samples"
 FAKE_HUB = REPO / ".cache" / "fake-hub"            # tiny + six tokenizers, official layout, random
 FAKE_HUB_SMALL = REPO / ".cache" / "fake-hub-small"
+# revisions.py is pure standard library: loaded from its file so the plugin suite (no backend installed) reads it too.
+_spec = importlib.util.spec_from_file_location("_revisions", REPO / "backend/src/terramind_backend/revisions.py")
+REVISIONS = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(REVISIONS)
+DEV_REVISIONS = REVISIONS.DEV_REVISIONS_FILE
 PLACES = ["282D_485L_3_3", "38D_378R_2_3", "433D_629L_3_1", "609U_541L_3_0", "637U_59R_1_3"]
 
 
@@ -50,8 +57,8 @@ def samples_dir() -> Path:
 
 
 def _use_hub(monkeypatch, folder: Path) -> Path:
-    if not (folder / ".complete").exists():
-        pytest.fail(f"{folder} missing: run scripts/fake_hub.sh (scripts/test.sh does it)")
+    if not (folder / ".complete").exists() or not (folder / DEV_REVISIONS).exists():
+        pytest.fail(f"{folder} missing or without {DEV_REVISIONS}: run scripts/fake_hub.sh (scripts/test.sh does it)")
     monkeypatch.setenv("HF_HUB_CACHE", str(folder))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return folder
@@ -70,7 +77,11 @@ def fake_hub_small(monkeypatch) -> Path:
 
 @pytest.fixture
 def empty_hub(monkeypatch, tmp_path) -> Path:
-    """An empty HF cache in offline mode: nothing can be loaded."""
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    """An empty HF cache in offline mode, every official repository pinned (development override) to a
+    commit it does not hold: nothing can be loaded."""
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    (hub / DEV_REVISIONS).write_text(json.dumps({repo: "0" * 40 for repo in REVISIONS.PINNED_REVISIONS}))
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return tmp_path / "hub"
+    return hub

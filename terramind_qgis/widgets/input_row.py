@@ -82,12 +82,12 @@ class BandMappingTable(QTableWidget):
         super().__init__(0, 2, parent)
         self.setHorizontalHeaderLabels(["Model band", "Raster band"])
         self.verticalHeader().setVisible(False)
-        self.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeToContents)
-        self.horizontalHeader().setSectionResizeMode(1, QHeaderView.Stretch)
-        self.setSelectionMode(QAbstractItemView.NoSelection)
-        self.setFocusPolicy(Qt.NoFocus)
+        self.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        self.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.setAlternatingRowColors(True)
-        self.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self._combos: list[QComboBox] = []
 
     def set_mapping(self, model_bands, raster_bands: list[str], mapping) -> None:
@@ -96,7 +96,7 @@ class BandMappingTable(QTableWidget):
         for row, (name, band) in enumerate(zip(model_bands, mapping)):
             code = BAND_CODES.get(name)
             item = QTableWidgetItem(band_title(name) + (f"  ({code})" if code else ""))
-            item.setFlags(Qt.ItemIsEnabled)
+            item.setFlags(Qt.ItemFlag.ItemIsEnabled)
             self.setItem(row, 0, item)
             combo = QComboBox()
             combo.setObjectName(f"band_{name}")
@@ -129,7 +129,7 @@ class InputRow(QFrame):
         super().__init__(parent)
         self.row_id = row_id
         self.setObjectName(f"input_{row_id}")
-        self.setFrameShape(QFrame.StyledPanel)
+        self.setFrameShape(QFrame.Shape.StyledPanel)
         self._facts: RasterFacts | None = None
         self._layer_id: str | None = None     # the layer the guess and the band table were made for
         self._user_modality = False
@@ -147,14 +147,14 @@ class InputRow(QFrame):
         for name in INPUT_MODALITIES:
             self.modality_combo.addItem(modality_label(name), name)
             self.modality_combo.setItemData(self.modality_combo.count() - 1, MODALITIES[name].description,
-                                            Qt.ToolTipRole)
+                                            Qt.ItemDataRole.ToolTipRole)
         self.modality_combo.setToolTip("What this layer shows; guessed from its bands, change it if the guess is wrong")
         self.modality_combo.setMinimumWidth(190)
 
         self.bands_button = QToolButton()
         self.bands_button.setCheckable(True)
-        self.bands_button.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
-        self.bands_button.setArrowType(Qt.RightArrow)
+        self.bands_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.bands_button.setArrowType(Qt.ArrowType.RightArrow)
         self.bands_button.setText("Bands")
         self.bands_button.setToolTip("Show which raster band feeds each model band")
         self.bands_button.setEnabled(False)
@@ -290,7 +290,7 @@ class InputRow(QFrame):
 
     def _toggle_table(self, shown: bool) -> None:
         self.table.setVisible(shown)
-        self.bands_button.setArrowType(Qt.DownArrow if shown else Qt.RightArrow)
+        self.bands_button.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
 
 
 class InputList(QWidget):
@@ -338,8 +338,8 @@ class InputList(QWidget):
 
 def hline() -> QFrame:
     line = QFrame()
-    line.setFrameShape(QFrame.HLine)
-    line.setFrameShadow(QFrame.Sunken)
+    line.setFrameShape(QFrame.Shape.HLine)
+    line.setFrameShadow(QFrame.Shadow.Sunken)
     return line
 
 

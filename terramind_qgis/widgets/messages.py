@@ -23,7 +23,7 @@ class MessageLabel(QLabel):
         super().__init__(parent)
         self.level = level
         self.setWordWrap(True)
-        self.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.setStyleSheet(_STYLES[level])
         self.setVisible(False)
         self._message = ""

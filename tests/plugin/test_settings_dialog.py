@@ -5,7 +5,7 @@ import pytest
 from qgis.core import QgsApplication, QgsSettings
 
 from terramind_qgis.settings import Settings, Tiling
-from terramind_qgis.settings_dialog import TOKEN_STORED, SettingsDialog
+from terramind_qgis.settings_dialog import STORED_IN_AUTH_DB_HINT, SettingsDialog
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,7 +47,7 @@ def test_dialog_saves_values_and_keeps_the_token_out_of_settings(settings, qtbot
     assert not any("hf_DialogSecret42" in str(qs.value(k)) for k in qs.allKeys())
     reopened = SettingsDialog(settings=again)
     qtbot.addWidget(reopened)
-    assert reopened.token.text() == "" and reopened.token.placeholderText() == TOKEN_STORED
+    assert reopened.token.text() == "" and reopened.token.placeholderText() == STORED_IN_AUTH_DB_HINT
 
 
 def test_invalid_tiling_is_not_saved(settings, qtbot):

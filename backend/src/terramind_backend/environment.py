@@ -51,7 +51,7 @@ def describe(measure_precision: bool = False) -> Dict[str, Any]:
     import rasterio
     import huggingface_hub
 
-    from .hub import cached_official_weights, hub_cache_dir, offline_mode
+    from .hub import cached_official_weights, hub_cache_dir, offline_mode, repos_without_commit
 
     info: Dict[str, Any] = {
         "terramind_backend": __version__,
@@ -62,6 +62,7 @@ def describe(measure_precision: bool = False) -> Dict[str, Any]:
         "rasterio": rasterio.__version__,
         "gdal": rasterio.__gdal_version__,
         "huggingface_hub": huggingface_hub.__version__,
+        "weights_without_commit": repos_without_commit(),
         "hf_cache": str(hub_cache_dir()),
         "hf_offline": offline_mode(),
         "hf_token": bool(os.environ.get("HF_TOKEN")),
@@ -80,7 +81,8 @@ def describe(measure_precision: bool = False) -> Dict[str, Any]:
     info["model_cache"] = cache_budget()
     info["auto_precision"] = auto_precision(info["device"], measure_precision)
     info["cached_weights"] = [
-        {"name": c.name, "repo_id": c.repo_id, "filename": c.filename, "size_mb": round(c.size_bytes / 2**20, 1)}
+        {"name": c.name, "repo_id": c.repo_id, "filename": c.filename, "revision": c.revision,
+         "size_mb": round(c.size_bytes / 2**20, 1)}
         for c in cached_official_weights()
     ]
     return info

@@ -1,7 +1,8 @@
 """Where TerraMind weights come from: the Hugging Face Hub cache, a local file, or a clear error.
 
 Every official file is fetched through ``huggingface_hub`` so the user's cache, ``HF_HOME`` /
-``HF_HUB_CACHE``, ``HF_HUB_OFFLINE`` and ``HF_TOKEN`` behave as in every other HF tool.
+``HF_HUB_CACHE``, ``HF_HUB_OFFLINE`` and ``HF_TOKEN`` behave as in every other HF tool, and always at
+the commit ``revisions.py`` pins for its repository (downloads and cache lookups alike).
 Checkpoints are read as tensors only (safetensors or ``torch.load(weights_only=True)``).
 """
 from __future__ import annotations
@@ -10,7 +11,12 @@ import inspect
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional
+
+from .revisions import RevisionNotPinned, pinned_revision
+
+if TYPE_CHECKING:  # annotations only: importing hub must not load torch
+    import torch
 
 # (repo id, filename) of every official TerraMind 1.0 file, keyed by TerraTorch's registry names.
 SIZES = ("tiny", "small", "base", "large")
@@ -73,31 +79,68 @@ def _progress_tqdm(progress: ProgressCallback, label: str):
     return _Reporter
 
 
+def revision_for(repo_id: str) -> str:
+    """The pinned commit of an official repository, or ``WeightsNotAvailable`` saying why there is none."""
+    try:
+        return pinned_revision(repo_id, hub_cache_dir())
+    except RevisionNotPinned as exc:
+        raise WeightsNotAvailable(str(exc)) from None
+
+
+def repos_without_commit() -> List[str]:
+    """Official repositories whose weights this build will not fetch: no pin and no development override."""
+    repos = sorted({repo_id for repo_id, _ in OFFICIAL_FILES.values()})
+    missing = []
+    for repo_id in repos:
+        try:
+            pinned_revision(repo_id, hub_cache_dir())
+        except RevisionNotPinned:
+            missing.append(repo_id)
+    return missing
+
+
+def cached_commits(repo_id: str, filename: str) -> List[str]:
+    """Commits at which the HF cache holds ``repo_id/filename`` (snapshot folders that contain it)."""
+    snapshots = hub_cache_dir() / f"models--{repo_id.replace('/', '--')}" / "snapshots"
+    if not snapshots.is_dir():
+        return []
+    return sorted(s.name for s in snapshots.iterdir() if (s / filename).is_file())
+
+
 def resolve_weights(repo_id: str, filename: str, *, progress: Optional[ProgressCallback] = None,
                     token: Optional[str] = None, offline: Optional[bool] = None) -> Path:
-    """Local path of ``repo_id/filename``, downloading it into the HF cache when allowed."""
+    """Local path of ``repo_id/filename`` at its pinned commit, downloading it into the HF cache when allowed."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     offline = offline_mode() if offline is None else offline
-    kwargs = dict(repo_id=repo_id, filename=filename, token=token or os.environ.get("HF_TOKEN") or None,
-                  local_files_only=offline, cache_dir=os.environ.get("HF_HUB_CACHE") or None)
+    commit = revision_for(repo_id)
+    kwargs = dict(token=token or os.environ.get("HF_TOKEN") or None, local_files_only=offline,
+                  cache_dir=os.environ.get("HF_HUB_CACHE") or None)
     if progress is not None and "tqdm_class" in inspect.signature(hf_hub_download).parameters:
         kwargs["tqdm_class"] = _progress_tqdm(progress, filename)
     try:
-        return Path(hf_hub_download(**kwargs))
+        path = Path(hf_hub_download(repo_id, filename, revision=commit, **kwargs))
     except LocalEntryNotFoundError as exc:
         how = ("Offline mode is on (HF_HUB_OFFLINE=1 or the plugin's offline setting): turn it off once "
                "to download, or copy the file into the cache" if offline else
                "The Hub could not be reached: check the network/proxy, or fetch it on another machine")
+        other = cached_commits(repo_id, filename)
+        held = (f" The cache holds it only at other commits ({', '.join(c[:12] for c in other)}); this "
+                f"version of TerraMind for QGIS uses commit {commit[:12]}." if other else "")
         raise WeightsNotAvailable(
-            f"TerraMind weights {repo_id}/{filename} are not in the Hugging Face cache ({hub_cache_dir()}). "
-            f"{how} with: huggingface-cli download {repo_id} {filename}") from exc
+            f"TerraMind weights {repo_id}/{filename} at commit {commit} are not in the Hugging Face cache "
+            f"({hub_cache_dir()}).{held} {how} with: huggingface-cli download {repo_id} {filename} "
+            f"--revision {commit}") from exc
     except Exception as exc:  # gated/401/404 and network errors from huggingface_hub
         if type(exc).__name__ in ("GatedRepoError", "RepositoryNotFoundError", "EntryNotFoundError",
                                   "HfHubHTTPError", "ConnectionError"):
             raise WeightsNotAvailable(f"Could not fetch {repo_id}/{filename}: {exc}") from exc
         raise
+    if path.parent.name != commit:  # the snapshot folder names the commit the file came from
+        raise WeightsNotAvailable(f"The Hugging Face cache returned {path} for {repo_id}/{filename}, "
+                                  f"not the pinned commit {commit}: clear that cache entry and retry.")
+    return path
 
 
 def load_checkpoint(path) -> Dict[str, "torch.Tensor"]:
@@ -132,15 +175,22 @@ class CachedFile:
     filename: str
     path: Path
     size_bytes: int
+    revision: str
 
 
 def cached_official_weights() -> list:
-    """Which official TerraMind files are already in the HF cache (for `terramind doctor`)."""
+    """Which official TerraMind files the HF cache holds at their pinned commits (for `terramind doctor`).
+    A file cached only at another commit, or of an unpinned repository, is not usable and not listed."""
     from huggingface_hub import try_to_load_from_cache
 
     found = []
     for name, (repo_id, filename) in sorted(OFFICIAL_FILES.items()):
-        hit = try_to_load_from_cache(repo_id, filename, cache_dir=os.environ.get("HF_HUB_CACHE") or None)
+        try:
+            commit = pinned_revision(repo_id, hub_cache_dir())
+        except RevisionNotPinned:
+            continue
+        hit = try_to_load_from_cache(repo_id, filename, cache_dir=os.environ.get("HF_HUB_CACHE") or None,
+                                     revision=commit)
         if isinstance(hit, str) and os.path.isfile(hit):
-            found.append(CachedFile(name, repo_id, filename, Path(hit), os.path.getsize(hit)))
+            found.append(CachedFile(name, repo_id, filename, Path(hit), os.path.getsize(hit), commit))
     return found

@@ -33,8 +33,10 @@ def run(args) -> int:
     cache = info["model_cache"]
     budget = cache.get("problem") or f"{cache['budget_mb']:.0f} MB ({cache['budget_source']})"
     print(f"model cache     {budget}; models beyond it are unloaded, least recently used first")
+    for repo_id in info["weights_without_commit"]:
+        print(f"not pinned      {repo_id}: this build will not fetch or load it (see revisions.py)")
     cached = info["cached_weights"]
     print(f"cached weights  {len(cached)} file(s)")
     for c in cached:
-        print(f"  {c['name']:<32} {c['size_mb']:>9.1f} MB  {c['repo_id']}/{c['filename']}")
+        print(f"  {c['name']:<32} {c['size_mb']:>9.1f} MB  {c['repo_id']}/{c['filename']} @ {c['revision'][:12]}")
     return 0

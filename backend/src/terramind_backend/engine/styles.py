@@ -9,7 +9,7 @@ fixed 0–1 ramp, spread the same ramp from 0 to its maximum.
 from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence, Tuple
-from xml.sax.saxutils import quoteattr
+from html import escape
 
 from .writer import OutputSpec
 
@@ -36,8 +36,8 @@ def _enhance(tag: str, lo: float, hi: float) -> str:
 
 
 def paletted(class_names: Sequence[str], colors: Sequence[str]) -> str:
-    entries = "".join(f"        <paletteEntry value=\"{i}\" color=\"{c.lower()}\" alpha=\"255\" label={quoteattr(n)}/>\n"
-                      for i, (n, c) in enumerate(zip(class_names, colors)))
+    entries = "".join(f"        <paletteEntry value=\"{i}\" color=\"{c.lower()}\" alpha=\"255\" "
+                      f"label=\"{escape(n, quote=True)}\"/>\n" for i, (n, c) in enumerate(zip(class_names, colors)))
     return (_HEAD + "    <rasterrenderer type=\"paletted\" band=\"1\" opacity=\"1\" alphaBand=\"-1\" nodataColor=\"\">\n"
             "      <rasterTransparency/>\n      <colorPalette>\n" + entries + "      </colorPalette>\n"
             "    </rasterrenderer>\n" + _TAIL)

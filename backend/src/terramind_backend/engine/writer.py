@@ -11,7 +11,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
-from xml.sax.saxutils import escape
+from html import escape
 
 import numpy as np
 import rasterio
@@ -51,9 +51,9 @@ def _hex_rgba(color: str) -> Tuple[int, int, int, int]:
 
 
 def _aux_xml(spec: OutputSpec) -> str:
-    cats = "".join(f"<Category>{escape(n)}</Category>" for n in spec.class_names)
+    cats = "".join(f"<Category>{escape(n, quote=False)}</Category>" for n in spec.class_names)
     return ("<PAMDataset>\n  <PAMRasterBand band=\"1\">\n"
-            f"    <Description>{escape(spec.band_names[0])}</Description>\n"
+            f"    <Description>{escape(spec.band_names[0], quote=False)}</Description>\n"
             f"    <CategoryNames>{cats}</CategoryNames>\n  </PAMRasterBand>\n</PAMDataset>\n")
 
 
@@ -164,7 +164,7 @@ class OutputWriter:
         try:
             if not self._ds.closed:
                 self._ds.close()
-        except Exception:  # noqa: BLE001 - cleanup must go on
+        except Exception:  # noqa: BLE001 # nosec B110: cleanup goes on; the temp files below are removed anyway
             pass
         for path in [self._tmp] + [t for t, _ in self._extra]:
             if path and os.path.lexists(path):

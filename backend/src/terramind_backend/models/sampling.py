@@ -39,7 +39,7 @@ _GREEDY_ATOL = 1e-10  # TerraTorch: np.isclose(temperature, 0, atol=1e-10) means
 
 def draw_seed() -> int:
     """A generation seed drawn like TerraTorch does (Python's global ``random``, int32 range)."""
-    return random.randint(-(2 ** 31), 2 ** 31 - 1)
+    return random.randint(-(2 ** 31), 2 ** 31 - 1)  # nosec B311: a sampling seed, not a secret
 
 
 def _generator(seed: int, device) -> torch.Generator:

@@ -16,7 +16,7 @@ hold Python objects is refused with instructions to re-save it; nothing is ever 
 """
 from __future__ import annotations
 
-import pickle
+import pickle  # nosec B403: only to catch UnpicklingError; files load with torch.load(weights_only=True)
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
