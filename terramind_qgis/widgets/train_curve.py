@@ -11,6 +11,9 @@ from qgis.PyQt.QtCore import QPointF, QRectF, QSize, Qt
 from qgis.PyQt.QtGui import QColor, QFont, QPainter, QPainterPath, QPen
 from qgis.PyQt.QtWidgets import QSizePolicy, QWidget
 
+ALIGN_RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+ALIGN_LEFT = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
+
 # (metrics key, legend text, colour, axis): loss values share the left axis, mIoU has the right one.
 SERIES = (("train_loss", "training loss", "#1d6f8f", "loss"), ("val_loss", "validation loss", "#e08a00", "loss"),
           ("val_miou", "validation mIoU", "#2e7d32", "score"))
@@ -30,7 +33,7 @@ class TrainingCurve(QWidget):
         self.epochs: list[dict] = []
         self.total_epochs = 0
         self.setMinimumHeight(150)
-        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Preferred)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.setToolTip("Loss (left axis) and validation mIoU (right axis) after each epoch; the dot marks the "
                         "best epoch, the one kept in the checkpoint")
 
@@ -59,7 +62,7 @@ class TrainingCurve(QWidget):
     # -- painting ----------------------------------------------------------------------------------
     def paintEvent(self, _event):  # noqa: N802
         painter = QPainter(self)
-        painter.setRenderHint(QPainter.Antialiasing)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.fillRect(self.rect(), QColor("#ffffff"))
         plot = QRectF(MARGIN_LEFT, MARGIN_TOP, max(10, self.width() - MARGIN_LEFT - MARGIN_RIGHT),
                       max(10, self.height() - MARGIN_TOP - MARGIN_BOTTOM))
@@ -70,7 +73,7 @@ class TrainingCurve(QWidget):
         painter.drawRect(plot)
         if not self.epochs:
             painter.setPen(QColor("#5f6b7a"))
-            painter.drawText(plot, Qt.AlignCenter, "The curve appears after the first epoch")
+            painter.drawText(plot, Qt.AlignmentFlag.AlignCenter, "The curve appears after the first epoch")
             painter.end()
             return
         last = max(self.total_epochs, max(int(e.get("epoch") or 0) for e in self.epochs), 2)
@@ -93,7 +96,7 @@ class TrainingCurve(QWidget):
             for point in points[1:]:
                 path.lineTo(point)
             painter.setPen(QPen(QColor(colour), 2))
-            painter.setBrush(Qt.NoBrush)
+            painter.setBrush(Qt.BrushStyle.NoBrush)
             painter.drawPath(path)
             painter.setBrush(QColor(colour))
             for point in points:
@@ -110,14 +113,15 @@ class TrainingCurve(QWidget):
         painter.setPen(QColor("#5f6b7a"))
         for fraction in (0.0, 0.5, 1.0):
             level = plot.bottom() - plot.height() * fraction
-            painter.drawText(QRectF(0, level - 8, MARGIN_LEFT - 4, 16), Qt.AlignRight | Qt.AlignVCenter,
+            painter.drawText(QRectF(0, level - 8, MARGIN_LEFT - 4, 16), ALIGN_RIGHT,
                              f"{top * fraction:.2g}")
             painter.drawText(QRectF(plot.right() + 4, level - 8, MARGIN_RIGHT - 4, 16),
-                             Qt.AlignLeft | Qt.AlignVCenter, f"{fraction:.1f}")
+                             ALIGN_LEFT, f"{fraction:.1f}")
         step = max(1, math.ceil(last / 8))
         for epoch in range(1, last + 1, step):
-            painter.drawText(QRectF(x(epoch) - 15, plot.bottom() + 2, 30, 16), Qt.AlignCenter, str(epoch))
-        painter.drawText(QRectF(plot.left(), plot.bottom() + 10, plot.width(), 16), Qt.AlignRight, "epoch")
+            painter.drawText(QRectF(x(epoch) - 15, plot.bottom() + 2, 30, 16), Qt.AlignmentFlag.AlignCenter, str(epoch))
+        painter.drawText(QRectF(plot.left(), plot.bottom() + 10, plot.width(), 16), Qt.AlignmentFlag.AlignRight,
+                         "epoch")
 
     def _legend(self, painter, plot):
         left = plot.left()
@@ -126,5 +130,5 @@ class TrainingCurve(QWidget):
             painter.drawLine(QPointF(left, 12), QPointF(left + 14, 12))
             painter.setPen(QColor("#333333"))
             width = painter.fontMetrics().horizontalAdvance(text)
-            painter.drawText(QRectF(left + 18, 4, width + 4, 16), Qt.AlignLeft | Qt.AlignVCenter, text)
+            painter.drawText(QRectF(left + 18, 4, width + 4, 16), ALIGN_LEFT, text)
             left += width + 34

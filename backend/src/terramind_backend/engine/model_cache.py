@@ -110,7 +110,7 @@ def _release_freed_memory() -> None:
 
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    except Exception:  # noqa: BLE001 - freeing is best effort
+    except Exception:  # noqa: BLE001 # nosec B110: freeing is best effort; the model is already dropped
         pass
     if sys.platform.startswith("linux"):
         try:

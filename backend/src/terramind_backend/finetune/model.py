@@ -31,7 +31,7 @@ def model_args(spec: FinetuneSpec, num_classes: int) -> dict:
         args["backbone_tim_modalities"] = list(spec.tim_modalities)
     if opts.modality_drop_rate:
         args["backbone_modality_drop_rate"] = opts.modality_drop_rate
-    reshape = {"name": "ReshapeTokensToImage", "remove_cls_token": False}
+    reshape = {"name": "ReshapeTokensToImage", "remove_cls_token": False}  # nosec B105: a TerraTorch option
     if opts.decoder == "FCNDecoder":
         args["necks"] = [{"name": "SelectIndices", "indices": [SELECT_INDICES[spec.size][-1]]}, reshape]
     else:
