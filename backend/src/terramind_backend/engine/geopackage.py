@@ -7,6 +7,7 @@ read directly. Written to a temp file beside the destination; `commit` renames i
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import struct
 import uuid
@@ -19,6 +20,7 @@ _APPLICATION_ID = 0x47504B47                 # "GPKG"
 _USER_VERSION = 10300                        # GeoPackage 1.3
 _WGS84_WKT = ('GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],'
               'PRIMEM["Greenwich",0],UNIT["degree",0.0174532925199433],AUTHORITY["EPSG","4326"]]')
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # table and column names go into SQL text
 _CUSTOM_SRS_ID = 100000                      # a CRS without an EPSG code
 
 
@@ -51,6 +53,9 @@ class PolygonLayerWriter:
 
     def __init__(self, path: str, table: str, crs, fields: Sequence[str]):
         self.path, self.table, self.fields = path, table, list(fields)
+        bad = [name for name in [table, *self.fields] if not _IDENTIFIER.match(name)]
+        if bad:
+            raise ValueError(f"GeoPackage table and field names must be plain identifiers, got {bad[0]!r}")
         folder, base = os.path.split(path)
         self._tmp = os.path.join(folder, f".{base}.{uuid.uuid4().hex[:8]}.part.gpkg")
         self._srs_id, org, org_id, wkt = _srs(crs)
@@ -85,8 +90,8 @@ class PolygonLayerWriter:
             b[0], b[1], b[2], b[3] = min(b[0], x), min(b[1], y), max(b[2], x), max(b[3], y)
         names = "".join(f", \"{f}\"" for f in self.fields)
         marks = ", ?" * len(self.fields)
-        self._db.execute(f"INSERT INTO \"{self.table}\" (geom{names}) VALUES (?{marks})",
-                         [_geometry_blob(polygon, self._srs_id)] + [float(values[f]) for f in self.fields])
+        sql = f"INSERT INTO \"{self.table}\" (geom{names}) VALUES (?{marks})"  # nosec B608: names checked in __init__
+        self._db.execute(sql, [_geometry_blob(polygon, self._srs_id)] + [float(values[f]) for f in self.fields])
 
     def add_all(self, items: Iterable[Tuple[Polygon, dict]]) -> None:
         for polygon, values in items:

@@ -13,7 +13,7 @@ import base64
 import importlib.util
 import json
 import os
-import pickle
+import pickle  # nosec B403: job hand-over with our own child process only (never foreign data)
 import queue
 import shutil
 import subprocess
@@ -55,9 +55,9 @@ class _Driver:
     def __init__(self, job_file: str, log_file: str):
         self._log = open(log_file, "w+", encoding="utf-8")
         env = dict(os.environ, PYTHONUNBUFFERED="1", RAY_DISABLE_USAGE_STATS="1")
-        self.proc = subprocess.Popen([sys.executable, "-m", __package__ + ".ray_driver", job_file],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-                                     env=env, text=True, encoding="utf-8")
+        self.proc = subprocess.Popen(  # nosec B603: our own interpreter and module, argv list, no shell
+            [sys.executable, "-m", __package__ + ".ray_driver", job_file], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=self._log, env=env, text=True, encoding="utf-8")
         self.events: "queue.Queue[dict]" = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -135,7 +135,7 @@ def run_on_ray(spec, layout, emit, cancel) -> dict:
             event = driver.next_event(cancel)
         if event["event"] != "ready":
             raise ClusterJobFailed(f"Unexpected event from the Ray driver: {event}")
-        products = pickle.loads(base64.b64decode(event["products"]))  # from our own child process
+        products = pickle.loads(base64.b64decode(event["products"]))  # nosec B301: from our own child process
         device = f"ray:{event['device']}"
         emit({"event": "log", "level": "info",
               "message": f"{spec.task} on Ray ({event['workers']} workers, {event['device']}): grid "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-import pickle
+import pickle  # nosec B403: job hand-over with our own parent process only (never foreign data)
 import signal
 import sys
 import threading
@@ -162,7 +162,7 @@ def main(argv=None) -> int:
     cancel = threading.Event()
     _watch_cancel(cancel)
     with open(argv[0], "rb") as f:
-        job = pickle.load(f)  # written by our parent process for this job only
+        job = pickle.load(f)  # nosec B301: written by our parent process, in its private scratch folder
     try:
         code = run(job, send, cancel)
     except Exception as exc:  # noqa: BLE001 - every failure becomes one clear event for the parent

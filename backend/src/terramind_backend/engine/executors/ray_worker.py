@@ -58,5 +58,5 @@ class BlockWorker:
         try:
             close_readers(self._readers)
             self._env.__exit__(None, None, None)
-        except Exception:  # noqa: BLE001 - best effort at actor exit
+        except Exception:  # noqa: BLE001 # nosec B110: best effort at actor exit
             pass
