@@ -255,3 +255,34 @@ def test_cli_finetune_with_polygon_labels(tmp_path, scene, fake_hub):  # noqa: F
     assert run.returncode == 0, run.stderr[-2000:]
     events = [json.loads(line) for line in run.stdout.splitlines()]
     assert events[-1]["event"] == "result" and events[-1]["outputs"][0]["path"] == str(out) and out.is_file()
+
+
+def test_served_finetune_validates_streams_epochs_and_cancels_within_seconds(tmp_path, scene):
+    """The plugin's path: `terramind serve --stdio` validates a finetune spec, streams train progress with the
+    per-epoch metrics, and a cancel after the first epoch ends the job within 2 s, keeping that epoch's files."""
+    import time
+
+    from test_protocol_process import Backend
+    from tests.conftest import FAKE_HUB
+
+    s2, lulc = scene
+    backend = Backend(env=dict(os.environ, HF_HUB_CACHE=str(FAKE_HUB), HF_HUB_OFFLINE="1"))
+    try:
+        spec = spec_for(tmp_path, s2, {"path": lulc}, epochs=50)
+        backend.send({"op": "validate", "id": "v1", "spec": dict(spec, training_options={**FAST, "decoder": "X"})})
+        answer, _ = backend.until(lambda e: e["job"] == "v1", timeout=120)
+        assert not answer["valid"] and answer["problems"][0]["field"] == "training_options.decoder"
+        backend.send({"op": "run", "id": "j1", "spec": spec})
+        epoch, seen = backend.until(lambda e: e["job"] == "j1" and "metrics" in e, timeout=300)
+        assert {"train_loss", "val_loss", "val_miou", "val_accuracy", "seconds"} <= set(epoch["metrics"])
+        assert [e["stage"] for e in seen if e["event"] == "progress"][:2] == ["prepare", "load"]
+        t0 = time.monotonic()
+        backend.send({"op": "cancel", "id": "c1", "job": "j1"})
+        error, _ = backend.until(lambda e: e["job"] == "j1" and e["event"] in ("result", "error"), timeout=60)
+        assert error["kind"] == "cancelled" and "was kept at" in error["message"], error
+        assert time.monotonic() - t0 < 2.0
+        names = sorted(os.listdir(tmp_path / "out"))
+        assert names == ["model.ckpt", "model.ckpt.classes.json", "model.ckpt.metrics.json", "model.ckpt.report.html",
+                         "model.ckpt.state.pt"], names
+    finally:
+        backend.close()
