@@ -286,3 +286,27 @@ def test_served_finetune_validates_streams_epochs_and_cancels_within_seconds(tmp
                          "model.ckpt.state.pt"], names
     finally:
         backend.close()
+
+
+def test_out_of_memory_halves_the_forward_batch_and_training_goes_on(tmp_path, scene, fake_hub, monkeypatch):  # noqa: F811
+    """CUDA out-of-memory (simulated: no GPU here) redoes the step in halves; later steps keep the smaller batch."""
+    from terramind_backend.finetune.trainer import Trainer
+
+    real, sizes = Trainer._forward, []
+
+    def forward(self, x, drop=None):
+        n = next(iter(x.values())).shape[0]
+        sizes.append(n)
+        if n > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(self, x, drop)
+
+    monkeypatch.setattr(Trainer, "_forward", forward)
+    s2, lulc = scene
+    events = []
+    result = run_job(spec_for(tmp_path, s2, {"path": lulc}, epochs=1), emit=events.append)
+    warnings = [e["message"] for e in events if e.get("level") == "warning"]
+    assert any("out of memory: continuing with 2 chips" in w for w in warnings), warnings
+    assert sizes[0] == 4 and max(sizes[1:]) <= 2
+    train = [e for e in events if e.get("stage") == "train"]
+    assert train[-1]["done"] == train[-1]["total"] and result["epochs_run"] == 1
