@@ -18,7 +18,7 @@ from rasterio.windows import Window
 
 from ..engine.errors import JobValidationError
 from ..engine.grid import Grid, intersect
-from .spec import LabelSpec, LabelValue
+from .spec import LabelSpec, LabelValue, label_value
 
 VECTOR_SUFFIXES = (".gpkg", ".shp", ".geojson", ".json", ".fgb", ".gml", ".kml", ".sqlite")
 UNLABELLED = -1
@@ -90,8 +90,7 @@ def _normal_value(value) -> Optional[LabelValue]:
         return int(value) if value == int(value) else str(value)
     if isinstance(value, int):
         return value
-    text = str(value).strip()
-    return text or None
+    return label_value(str(value))
 
 
 class VectorLabels:

@@ -23,6 +23,18 @@ CHIP_MULTIPLE = 32  # TerraTorch pads tensors to 2 x patch size; whole multiples
 LabelValue = Union[int, str]
 
 
+def label_value(value: LabelValue) -> LabelValue:
+    """One spelling per label code: integer literals in text ("3") are the integer 3, so a text field, an
+    integer field, a raster and the classes list all name class 3 alike."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            return text or None
+    return value
+
+
 @dataclass(frozen=True)
 class LabelSpec:
     path: str
@@ -156,6 +168,7 @@ def _classes(raw) -> Optional[Tuple[ClassSpec, ...]]:
         if isinstance(value, bool) or not isinstance(value, (int, str)) or (isinstance(value, str) and not value):
             _fail(f"classes[{i}].value", f"classes[{i}].value must be the label code (an integer or text), "
                                          f"got {value!r}.")
+        value = label_value(value)
         if value in seen:
             _fail(f"classes[{i}].value", f"Class value {value!r} is listed twice.")
         seen.add(value)
