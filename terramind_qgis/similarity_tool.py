@@ -43,6 +43,7 @@ class SimilarityMapTool(QgsMapTool):
         self.task = None
         self.pending = False
         self.outcomes: list = []
+        self._asked = ""
         self._markers: List[QgsVertexMarker] = []
         self._bands: List[QgsRubberBand] = []
         self._sketch: Optional[QgsRubberBand] = None
@@ -142,6 +143,7 @@ class SimilarityMapTool(QgsMapTool):
             self.pending = True  # rerun with every example once the running job ends
             return
         self.pending = False
+        self._asked = self._examples_text()  # clicks made while the job runs belong to the next one
         name = f"Similar to {len(self.positives) + len(self.polygons)} example(s) in {self.embeddings.name()}"
         self.task = self.task_factory(name, self.spec(), self._finished, self.iface, self._place)
         QgsApplication.taskManager().addTask(self.task)
@@ -151,8 +153,17 @@ class SimilarityMapTool(QgsMapTool):
         for old in self.result_layers:
             if self.project.mapLayer(old.id()) is not None:
                 self.project.removeMapLayer(old.id())
+        for layer in layers:  # say what the layer answers: the examples it was asked about
+            if layer.name() == "similarity":
+                layer.setName(f"Similar to {self.embeddings.name()} ({self._asked})")
         self.result_layers = place_above(layers, self.embeddings, self.project)
         return self.result_layers
+
+    def _examples_text(self) -> str:
+        parts = [f"{len(self.positives)} point(s)"] if self.positives else []
+        parts += [f"{len(self.polygons)} area(s)"] if self.polygons else []
+        parts += [f"{len(self.negatives)} negative(s)"] if self.negatives else []
+        return ", ".join(parts)
 
     def _finished(self, outcome) -> None:
         self.task = None

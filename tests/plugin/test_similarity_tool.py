@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from osgeo import gdal, osr
 from qgis.core import (QgsApplication, QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsPointXY,
-                       QgsProject, QgsRasterLayer, QgsRectangle, QgsSettings, QgsSingleBandPseudoColorRenderer,
+                       QgsProject, QgsRasterLayer, QgsSettings, QgsSingleBandPseudoColorRenderer,
                        QgsVectorLayer)
 from qgis.gui import QgsMapCanvas, QgsMapMouseEvent
 from qgis.PyQt.QtCore import QEvent, QPoint, Qt
@@ -113,6 +113,7 @@ def test_clicks_run_jobs_and_put_the_styled_result_above_the_embeddings(backend,
     assert isinstance(outcome, Done), outcome
     (result,) = tool.result_layers
     assert [n.layer() for n in group.findLayers()] == [result, layer]      # right above the embeddings
+    assert result.name() == "Similar to emb (1 point(s))"
     assert isinstance(result.renderer(), QgsSingleBandPseudoColorRenderer)
     sim = read_band(result.source())
     assert sim[4, 7] == pytest.approx(1.0, abs=1e-6)
@@ -122,6 +123,7 @@ def test_clicks_run_jobs_and_put_the_styled_result_above_the_embeddings(backend,
     qtbot.waitUntil(lambda: len(tool.outcomes) == 2, timeout=TIMEOUT_MS)
     (second,) = tool.result_layers
     assert [n.layer() for n in group.findLayers()] == [second, layer]      # replaced, not stacked
+    assert second.name() == "Similar to emb (1 point(s), 1 negative(s))"
     sim = read_band(second.source())
     assert sim[15, 25] == 0 and sim[4, 7] == pytest.approx(1.0, abs=1e-6)
     np.testing.assert_allclose(sim, cosine(data, [data[:, 4, 7]], [data[:, 15, 25]]), atol=1e-5)
