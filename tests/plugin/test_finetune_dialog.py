@@ -169,3 +169,35 @@ def test_curve_paints_its_epochs(qgis_app, qtbot):
     drawn = curve.grab().toImage()
     assert drawn != empty
     assert json.dumps(curve.epochs)   # plain data, as the metrics file holds it
+
+
+def test_finished_training_message_offers_report_and_apply(scene, qtbot, tmp_path):
+    """In QGIS's real message bar: the summary with the checkpoint path, and the two buttons."""
+    from qgis.gui import QgsMessageBar
+    from qgis.PyQt.QtWidgets import QPushButton
+
+    from terramind_qgis.finetune.labels import read_labels
+    from terramind_qgis.finetune.spec import FinetuneChoices, SceneChoice
+    from terramind_qgis.jobspec_builder import InputChoice
+
+    class Iface:
+        bar = QgsMessageBar()
+
+        def messageBar(self):
+            return self.bar
+
+    applied = []
+    snapshot = read_labels(drawn_labels(scene), "cls", [scene])
+    choices = FinetuneChoices(scenes=[SceneChoice([InputChoice("S2L2A", str(sample("S2L2A")), 12)])],
+                              checkpoint=str(tmp_path / "m.ckpt"), classes=[c.to_json() for c in snapshot.classes],
+                              epochs=1)
+    task = FinetuneTask("train m", choices, [snapshot], iface=Iface(), client=ScriptedClient(),
+                        on_apply=lambda: applied.append(True))
+    with qtbot.waitSignal(task.taskCompleted, timeout=30000):
+        QgsApplication.taskManager().addTask(task)
+    item = Iface.bar.currentItem()
+    assert str(tmp_path / "m.ckpt") in item.text() and "best validation mIoU 0.600" in item.text()
+    buttons = {b.text(): b for b in item.findChildren(QPushButton)}
+    assert set(buttons) == {"Open report", "Apply to map"}
+    buttons["Apply to map"].click()
+    assert applied == [True]
