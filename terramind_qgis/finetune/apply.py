@@ -73,6 +73,7 @@ class ModelApplication:
         self.checkpoint = output_of(result, "checkpoint")
         self.report = output_of(result, "report")
         self.task = None
+        self.outcome = None     # the segment task's Done/Failed/Cancelled, once it has finished
 
     def start(self, extent: Optional[Dict[str, Any]] = None):
         """Queue the segment task (returned; keep it referenced until it finishes)."""
@@ -90,6 +91,7 @@ class ModelApplication:
         return self.task
 
     def _done(self, outcome) -> None:
+        self.outcome = outcome
         if isinstance(outcome, Done):
             classes = self.result.get("classes") or []
             for layer in outcome.layers:

@@ -139,8 +139,28 @@ def raster_classes(layer: QgsRasterLayer) -> list:
         return classes_from_legend((), legend, numeric=True, keep_absent=True)
     if layer.width() * layer.height() > MAX_SCANNED_PIXELS:
         return []
-    found = QgsPalettedRasterRenderer.classDataFromRaster(layer.dataProvider(), 1)
-    return classes_from_legend((c.value for c in found if c.value != 0), (), numeric=True)
+    key = _file_version(layer)
+    if key is None or key not in _SCANNED:
+        found = QgsPalettedRasterRenderer.classDataFromRaster(layer.dataProvider(), 1)
+        codes = tuple(c.value for c in found if c.value != 0)
+        if key is None:
+            return classes_from_legend(codes, (), numeric=True)
+        if len(_SCANNED) >= 16:
+            _SCANNED.pop(next(iter(_SCANNED)))
+        _SCANNED[key] = codes
+    return classes_from_legend(_SCANNED[key], (), numeric=True)
+
+
+# Codes found per raster file version: the dialog checks the labels on every change, a scan is done once.
+_SCANNED: dict = {}
+
+
+def _file_version(layer: QgsRasterLayer):
+    path = _gdal_file(layer)
+    try:
+        return (path, os.path.getmtime(path), os.path.getsize(path)) if path else None
+    except OSError:
+        return None
 
 
 def _check_overlap(layer: QgsMapLayer, inputs: Iterable[QgsMapLayer]) -> None:

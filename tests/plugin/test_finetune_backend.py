@@ -87,6 +87,29 @@ def finished_outcome(panel, qtbot, timeout=300000):
     return outcomes[0]
 
 
+def test_processing_finetune_trains_from_a_memory_layer(backend, qgis_processing, scene, tmp_path):
+    import processing
+    from qgis.core import QgsApplication, QgsProcessingFeedback
+
+    from terramind_qgis.processing import TerraMindProvider
+
+    provider = TerraMindProvider()
+    QgsApplication.processingRegistry().addProvider(provider)
+    try:
+        labels = drawn(scene)
+        feedback = QgsProcessingFeedback()
+        result = processing.run("terramind:finetune", {
+            "S2L2A": scene.id(), "LABELS": labels.id(), "FIELD": "cls", "OUTPUT": str(tmp_path / "p.ckpt"),
+            "EPOCHS": 1, "DECODER": 2, "MODEL": 0, "DEVICE": 2, "CHIP_SIZE": 32, "BATCH_SIZE": 4}, feedback=feedback)
+    finally:
+        QgsApplication.processingRegistry().removeProvider(provider)
+    assert result["OUTPUT"] == str(tmp_path / "p.ckpt") and os.path.isfile(result["OUTPUT"])
+    assert result["REPORT"].endswith(".report.html") and os.path.isfile(result["REPORT"])
+    with open(result["METRICS"]) as handle:
+        assert json.load(handle)["epochs"][0]["epoch"] == 1
+    assert '"val_miou"' in feedback.textLog()       # each epoch's scores in the algorithm's log
+
+
 def test_draw_train_apply_gives_a_styled_class_layer_and_the_report(dialog, qtbot, tmp_path):
     panel = dialog.train_panel
     panel.epochs_spin.setValue(2)
@@ -105,10 +128,8 @@ def test_draw_train_apply_gives_a_styled_class_layer_and_the_report(dialog, qtbo
     assert panel.apply_button.isEnabled() and panel.report_button.isEnabled()
 
     application = panel.apply()
-    qtbot.waitUntil(lambda: application.task.outcome is not None and not application.task.isActive(),
-                    timeout=300000)
-    qtbot.wait(50)
-    outcome = application.task.outcome
+    qtbot.waitUntil(lambda: application.outcome is not None, timeout=300000)
+    outcome = application.outcome
     assert isinstance(outcome, Done), getattr(outcome, "message", outcome)
     (layer,) = outcome.layers
     assert QgsProject.instance().mapLayer(layer.id()) is layer and layer.isValid()
@@ -138,26 +159,3 @@ def test_cancel_mid_training_stops_within_seconds(dialog, qtbot):
     assert "cancelled" in panel.status_label.text().lower()
     assert panel.task is None and not panel.cancel_button.isEnabled()
     assert dialog.refresh() == []        # a new run can start
-
-
-def test_processing_finetune_trains_from_a_memory_layer(backend, qgis_processing, scene, tmp_path):
-    import processing
-    from qgis.core import QgsApplication, QgsProcessingFeedback
-
-    from terramind_qgis.processing import TerraMindProvider
-
-    provider = TerraMindProvider()
-    QgsApplication.processingRegistry().addProvider(provider)
-    try:
-        labels = drawn(scene)
-        feedback = QgsProcessingFeedback()
-        result = processing.run("terramind:finetune", {
-            "S2L2A": scene.id(), "LABELS": labels.id(), "FIELD": "cls", "OUTPUT": str(tmp_path / "p.ckpt"),
-            "EPOCHS": 1, "DECODER": 2, "MODEL": 0, "DEVICE": 2, "CHIP_SIZE": 32, "BATCH_SIZE": 4}, feedback=feedback)
-    finally:
-        QgsApplication.processingRegistry().removeProvider(provider)
-    assert result["OUTPUT"] == str(tmp_path / "p.ckpt") and os.path.isfile(result["OUTPUT"])
-    assert result["REPORT"].endswith(".report.html") and os.path.isfile(result["REPORT"])
-    with open(result["METRICS"]) as handle:
-        assert json.load(handle)["epochs"][0]["epoch"] == 1
-    assert '"val_miou"' in feedback.textLog()       # each epoch's scores in the algorithm's log

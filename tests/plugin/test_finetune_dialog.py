@@ -136,14 +136,12 @@ def test_train_then_apply_adds_the_class_layer_in_the_users_colours(dialog, scen
     assert "model saved to" in panel.status_label.text() and panel.progress_bar.value() == 100
     assert panel.apply_button.isEnabled() and panel.report_button.isEnabled()
 
-    panel.apply()
-    with qtbot.waitSignal(panel.application.task.taskCompleted, timeout=30000):
-        pass
-    qtbot.waitUntil(lambda: len(dialog.client.specs) == 2 and panel.application.task.outcome is not None)
+    application = panel.apply()
+    qtbot.waitUntil(lambda: application.outcome is not None, timeout=30000)
     segment = dialog.client.specs[1]
     assert segment["task"] == "segment" and segment["options"]["checkpoint"] == str(tmp_path / "model.ckpt")
     assert segment["inputs"] == spec["training"][0]["inputs"]
-    outcome = panel.application.task.outcome
+    outcome = application.outcome
     assert isinstance(outcome, Done)
     (layer,) = outcome.layers
     assert QgsProject.instance().mapLayer(layer.id()) is layer
