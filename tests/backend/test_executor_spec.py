@@ -55,3 +55,22 @@ def test_cli_flags_override_the_jobspec_executor():
     assert _with_executor(spec, _args("local"))["executor"] == {"kind": "local", "workers": 2}
     with pytest.raises(SystemExit, match="--address"):
         _with_executor(BASE, _args("local", "h:6379"))
+
+
+def test_scratch_folders_of_dead_runs_are_swept(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from terramind_backend.engine.executors.ray import _new_scratch
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    litter = tmp_path / f".terramind-ray.{dead.pid:08x}.abc"
+    (litter / "sub").mkdir(parents=True)
+    (litter / "block-0000000.LULC.npy").write_bytes(b"x")
+    alive = tmp_path / f".terramind-ray.{os.getppid():08x}.def"   # another live run's: kept
+    alive.mkdir()
+    scratch = _new_scratch(str(tmp_path))
+    assert not litter.exists() and alive.is_dir()
+    assert os.path.basename(scratch).startswith(f".terramind-ray.{os.getpid():08x}.")

@@ -79,18 +79,24 @@ def _remove(path: str, removed: List[str]) -> None:
 
 def sweep_stale(path: str, now: Optional[float] = None) -> List[str]:
     """Remove leftovers of earlier runs that wrote ``path``; returns what was removed."""
-    now = time.time() if now is None else now
     removed: List[str] = []
     for temp, pid in _temps_of(path):
-        try:
-            st = os.stat(temp)
-        except OSError:
-            continue
-        old = now - st.st_mtime > STALE_AFTER_S
-        mine = not hasattr(os, "geteuid") or st.st_uid == os.geteuid()
-        if pid == os.getpid() or old or (mine and not _alive(pid)):
+        if is_stale(temp, pid, now):
             _remove(temp, removed)
     return removed
+
+
+def is_stale(path: str, pid: int, now: Optional[float] = None) -> bool:
+    """Whether ``path``, written by process ``pid``, is litter: this process's, a dead process's of
+    this user, or older than a day. Also used for the Ray executor's scratch folders."""
+    now = time.time() if now is None else now
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    old = now - st.st_mtime > STALE_AFTER_S
+    mine = not hasattr(os, "geteuid") or st.st_uid == os.geteuid()
+    return pid == os.getpid() or old or (mine and not _alive(pid))
 
 
 def remove_own(path: str) -> List[str]:

@@ -15,6 +15,7 @@ import json
 import os
 import pickle  # nosec B403: job hand-over with our own child process only (never foreign data)
 import queue
+import re
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,7 @@ import threading
 import rasterio
 
 from ..errors import JobCancelled, JobValidationError
+from ..leftovers import is_stale
 from .assembly import Assembly
 from .blocks import cut_blocks, load_block, remove_block
 from .windows import READ_ENV, Progress, window_plan, work_grid
@@ -109,8 +111,21 @@ class _Driver:
         self._log.close()
 
 
+_SCRATCH = re.compile(r"^\.terramind-ray\.(?P<pid>[0-9a-f]{8})\.")
+
+
 def _scratch_root(spec) -> str:
     return spec.executor.scratch or os.path.dirname(next(iter(spec.outputs.values())))
+
+
+def _new_scratch(root: str) -> str:
+    """A fresh scratch folder named after this process; those of dead runs (a backend killed with
+    SIGKILL cannot clean up) are removed first, like the writers' temp files (leftovers.py)."""
+    for name in os.listdir(root):
+        match = _SCRATCH.match(name)
+        if match and is_stale(os.path.join(root, name), int(match["pid"], 16)):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f".terramind-ray.{os.getpid():08x}.", dir=root)
 
 
 def run_on_ray(spec, layout, emit, cancel) -> dict:
@@ -121,7 +136,7 @@ def run_on_ray(spec, layout, emit, cancel) -> dict:
     grid = work_grid(spec, layout)
     blocks = cut_blocks(window_plan(grid, spec), spec.tiling.batch_size, spec.executor.block_batches)
     total = sum(len(b.windows) for b in blocks)
-    scratch = tempfile.mkdtemp(prefix=".terramind-ray-", dir=root)
+    scratch = _new_scratch(root)
     driver = None
     try:
         job_file = os.path.join(scratch, "job.pkl")
