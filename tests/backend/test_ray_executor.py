@@ -3,7 +3,7 @@ namespaces (ray_netns.py): same files as the local executor, a killed worker sur
 a lost cluster, and a clear message without Ray. The model is the tiny TerraMind on the fake hub.
 
 CI runs a 448² scene (9 windows, 5 blocks); TERRAMIND_RAY_SCENE=4 runs the acceptance's 896²
-(25 windows) with the same assertions (docs/scale.md, "Checking it").
+(25 windows, 13 blocks) with the same assertions (docs/scale.md, "Checking it").
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import rasterio
 
 from tests.conftest import FAKE_HUB
 from terramind_backend.engine import JobValidationError, run_job, validate_job
+from terramind_backend.engine.tiling import axis_offsets
 from test_engine_support import mosaic, sha256
 
 pytest.importorskip("ray", reason="the Ray executor's tests need the extra: pip install -e 'backend[ray]'")
@@ -109,7 +110,8 @@ def test_ray_embeddings_and_lulc_match_the_local_executor(cluster, scene, local_
     assert run.returncode == 0, run.stderr
     events = _events(run.stdout)
     tiles = [e for e in events if e.get("stage") == "tiles"]
-    assert tiles[-1]["done"] == tiles[-1]["total"] == (2 * REPS - 1) ** 2  # progress as for a local job
+    per_axis = len(axis_offsets(REPS * 224, 224, 224 - 32))
+    assert tiles[-1]["done"] == tiles[-1]["total"] == per_axis ** 2   # progress as for a local job
     assert events[-1]["event"] == "result" and events[-1]["device"] == "ray:cpu"
     _assert_same_raster(tmp_path / "emb.tif", local_runs / "emb.tif")
     assert (tmp_path / "emb.qml").read_text() == (local_runs / "emb.qml").read_text()
@@ -143,7 +145,7 @@ def _wait_for_windows(proc, done: int = 1):
         event = json.loads(line) if line.startswith("{") else {}
         if event.get("stage") == "tiles" and event["done"] >= done:
             return lines
-    raise AssertionError(f"the job ended before {done} windows: {''.join(lines)} {proc.stderr.read()}")
+    raise AssertionError(f"the job ended before {done} windows: {''.join(lines)}")
 
 
 def test_a_worker_killed_mid_job_is_survived(cluster, scene, local_runs, tmp_path):
@@ -159,22 +161,39 @@ def test_a_worker_killed_mid_job_is_survived(cluster, scene, local_runs, tmp_pat
     assert sorted(os.listdir(tmp_path)) == ["emb.qml", "emb.tif", "job.json"]  # no scratch folder left
 
 
-def test_cancel_stops_the_ray_tasks_within_seconds_and_leaves_nothing(cluster, scene, tmp_path):
+def test_cancel_from_qgis_stops_the_ray_tasks_within_seconds_and_leaves_nothing(cluster, scene, tmp_path):
+    """Through `terramind serve --stdio`, as the plugin cancels: the protocol's cancel op."""
     (tmp_path / "lulc.tif").write_bytes(b"previous result")   # an older file at the destination survives
-    spec = _ray(_spec("generate", scene, {"LULC": str(tmp_path / "lulc.tif")}))
-    proc = _start(cluster, tmp_path, spec)
-    _wait_for_windows(proc)
-    t0 = time.monotonic()
-    proc.send_signal(signal.SIGINT)                            # Ctrl-C in a terminal
-    proc.communicate(timeout=60)
-    assert proc.returncode == 130
-    assert time.monotonic() - t0 < 15
-    deadline = time.monotonic() + 15                           # the actors are gone too
-    while cluster.processes("ray::BlockWorker") and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert cluster.processes("ray::BlockWorker") == []
-    assert sorted(os.listdir(tmp_path)) == ["job.json", "lulc.tif"]
-    assert (tmp_path / "lulc.tif").read_bytes() == b"previous result"
+    spec = _ray(_spec("generate", scene, {"LULC": str(tmp_path / "lulc.tif")}), address=cluster.address)
+    server = cluster.popen([TERRAMIND, "serve", "--stdio"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True)
+
+    def send(request):
+        server.stdin.write(json.dumps(request) + "\n")
+        server.stdin.flush()
+
+    try:
+        send({"op": "run", "id": "job-1", "spec": spec})
+        _wait_for_windows(server)
+        t0 = time.monotonic()
+        send({"op": "cancel", "id": "cancel-1", "job": "job-1"})
+        for line in server.stdout:
+            event = json.loads(line)
+            if event.get("job") == "job-1" and event["event"] in ("error", "result"):
+                break
+        assert event["event"] == "error" and event["kind"] == "cancelled"
+        assert time.monotonic() - t0 < 15
+        deadline = time.monotonic() + 15                       # the actors are gone too
+        while cluster.processes("ray::BlockWorker") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert cluster.processes("ray::BlockWorker") == []
+        assert sorted(os.listdir(tmp_path)) == ["lulc.tif"]    # no temp output, no scratch folder
+        assert (tmp_path / "lulc.tif").read_bytes() == b"previous result"
+        send({"op": "shutdown", "id": "bye"})
+        server.wait(30)
+    finally:
+        if server.poll() is None:
+            server.kill()
 
 
 def test_a_lost_cluster_fails_clearly_and_leaves_nothing(scene, tmp_path):

@@ -96,7 +96,7 @@ class _Driver:
         return "\n".join(text[-lines:])
 
     def stop(self) -> None:
-        """Ask the driver to cancel (it kills its actors), then make sure it is gone."""
+        """Ask the driver to cancel (it kills its actors), then make sure it is gone; idempotent."""
         if self.proc.poll() is None:
             try:
                 self.proc.stdin.write("cancel\n")
@@ -178,6 +178,17 @@ def run_on_ray(spec, layout, emit, cancel) -> dict:
             assembly.publish(emit, cancel)
         return {"outputs": assembly.outputs(), "tiles": total, "device": device}
     finally:
-        if driver is not None:
-            driver.stop()
-        shutil.rmtree(scratch, ignore_errors=True)
+        _clean_up(driver, scratch)
+
+
+def _clean_up(driver: "_Driver", scratch: str) -> None:
+    """Remove the scratch folder and stop the driver (it kills its actors). The stdio server's hard
+    cancel may interrupt this once (JobCancelled raised into the thread), so it goes round again."""
+    for _ in range(3):
+        try:
+            shutil.rmtree(scratch, ignore_errors=True)
+            if driver is not None:
+                driver.stop()
+            return
+        except JobCancelled:
+            continue
