@@ -29,6 +29,9 @@ class TerraMindPlugin:
             QgsApplication.processingRegistry().addProvider(self.provider)
 
     def initGui(self):  # noqa: N802
+        from .lifecycle import install
+
+        install()  # QGIS quitting mid-job cancels our tasks and stops the backend first
         self.initProcessing()
         self.toolbar = self.iface.addToolBar("TerraMind")
         self.toolbar.setObjectName("TerraMindToolbar")
@@ -42,13 +45,13 @@ class TerraMindPlugin:
         self._add_action("Settings and backend…", self.show_settings, icon="settings.svg")
 
     def unload(self):
-        from .client import shutdown_client
+        from .lifecycle import on_quit
 
         if self.similarity_tool is not None:
             self.iface.mapCanvas().unsetMapTool(self.similarity_tool)
             self.similarity_tool = None
 
-        shutdown_client()  # the warm backend process ends with the plugin
+        on_quit()  # QGIS quits (or the plugin goes): cancel our tasks silently and end the warm backend
         if self.provider is not None:
             from qgis.core import QgsApplication
 

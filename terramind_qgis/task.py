@@ -15,6 +15,7 @@ from qgis.core import Qgis, QgsProject, QgsTask
 
 from .client import BackendCancelled, BackendClient, BackendError, get_client
 from .layers import add_layers, load_output_layers
+from .lifecycle import forget, quitting, track
 from .log import log
 from .settings import Settings
 
@@ -58,12 +59,13 @@ class TerraMindTask(QgsTask):
         self.place_layers = place_layers  # instead of a new group: e.g. find-similar puts its layer above the embeddings
         self.dem_hillshade = Settings().dem_hillshade  # read on the main thread, used in run()
         self.outcome: Any = None
+        track(self)  # QGIS quitting cancels it and silences its reports (lifecycle.py)
         self._stage: Optional[str] = None
 
     # -- worker thread --------------------------------------------------------------------
     def run(self) -> bool:
         try:
-            result = self.client.run_job(self.spec, on_event=self._on_event, is_cancelled=self.isCanceled)
+            result = self.client.run_job(self.spec, on_event=self._on_event, is_cancelled=self._stop_requested)
         except BackendCancelled as exc:
             self.outcome = Cancelled(exc.message)
             return False
@@ -81,7 +83,12 @@ class TerraMindTask(QgsTask):
         self.outcome = Done(result, layers)
         return True
 
+    def _stop_requested(self) -> bool:
+        return self.isCanceled() or quitting()
+
     def _on_event(self, event: Dict[str, Any]) -> None:
+        if quitting():  # QGIS is being torn down: no log panel, no progress bar any more
+            return
         if event.get("event") == "log":
             log(event.get("message", ""), event.get("level", "info"))
             return
@@ -98,6 +105,9 @@ class TerraMindTask(QgsTask):
 
     # -- main thread ----------------------------------------------------------------------
     def finished(self, ok: bool) -> None:
+        forget(self)
+        if quitting():  # QGIS is quitting: iface, message bar, log and the caller's widgets may be gone
+            return
         outcome = self.outcome
         if outcome is None:  # cancelled before run() started
             outcome = self.outcome = Cancelled("Job cancelled before it started.")

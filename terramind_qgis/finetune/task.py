@@ -21,6 +21,7 @@ from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import QPushButton
 
 from ..client import BackendCancelled, BackendClient, BackendError, get_client
+from ..lifecycle import forget, quitting, track
 from ..log import log
 from ..task import Cancelled, Done, Failed
 from .spec import FinetuneChoices, build_finetune_spec
@@ -65,6 +66,7 @@ class FinetuneTask(QgsTask):
         self.client = client or get_client()   # on the main thread: settings and token are read now
         self.spec: Optional[Dict[str, Any]] = None
         self.outcome: Any = None
+        track(self)  # QGIS quitting cancels it and silences its reports (lifecycle.py)
         self.labels_folder = tempfile.mkdtemp(prefix="terramind-labels-")
 
     # -- worker thread --------------------------------------------------------------------
@@ -77,7 +79,7 @@ class FinetuneTask(QgsTask):
                 self.outcome = Cancelled("Training cancelled before it started; nothing was written.")
                 return False
             self.spec = build_finetune_spec(replace(self.choices, scenes=scenes))
-            result = self.client.run_job(self.spec, on_event=self._on_event, is_cancelled=self.isCanceled)
+            result = self.client.run_job(self.spec, on_event=self._on_event, is_cancelled=self._stop_requested)
         except BackendCancelled as exc:
             self.outcome = Cancelled(exc.message)
             return False
@@ -92,7 +94,12 @@ class FinetuneTask(QgsTask):
         self.outcome = Done(result)
         return True
 
+    def _stop_requested(self) -> bool:
+        return self.isCanceled() or quitting()
+
     def _on_event(self, event: Dict[str, Any]) -> None:
+        if quitting():  # QGIS is being torn down: no log panel, no progress bar any more
+            return
         if event.get("event") == "log":
             log(event.get("message", ""), event.get("level", "info"))
             return
@@ -110,6 +117,9 @@ class FinetuneTask(QgsTask):
 
     # -- main thread ----------------------------------------------------------------------
     def finished(self, ok: bool) -> None:
+        forget(self)
+        if quitting():  # QGIS is quitting: iface, message bar, log and the caller's widgets may be gone
+            return
         outcome = self.outcome
         if outcome is None:
             outcome = self.outcome = Cancelled("Training cancelled before it started; nothing was written.")
