@@ -71,6 +71,12 @@ def _assert_same_raster(ray_path, local_path, rtol=1e-4):
     return a, b
 
 
+@pytest.fixture(scope="module", autouse=True)
+def fake_hub_ready():
+    if not (FAKE_HUB / ".complete").exists():
+        pytest.fail(f"{FAKE_HUB} missing: run scripts/fake_hub.sh (scripts/test.sh does it)")
+
+
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
     return mosaic("S2L2A", tmp_path_factory.mktemp("scene") / "s2.tif", REPS, REPS)

@@ -10,28 +10,59 @@ from __future__ import annotations
 import os
 import uuid
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Sequence, Tuple
+from typing import Dict, Iterable, List, Tuple
 
 import numpy as np
+from rasterio.windows import Window
 
-from ..tiling import batches
+from ..tiling import axis_offsets
 
 
 @dataclass(frozen=True)
 class Block:
     index: int
     first_batch: int                      # global batch number of its first batch (seeding)
-    batches: Tuple[Tuple[object, ...], ...]  # the windows of each batch, in plan order
+    batches: Tuple[Tuple[Window, ...], ...]  # the windows of each batch, in plan order
 
     @property
-    def windows(self) -> List[object]:
+    def windows(self) -> List[Window]:
         return [w for batch in self.batches for w in batch]
 
 
-def cut_blocks(windows: Sequence, batch_size: int, block_batches: int) -> List[Block]:
-    all_batches = [tuple(b) for b in batches(windows, batch_size)]
-    return [Block(i, start, tuple(all_batches[start:start + block_batches]))
-            for i, start in enumerate(range(0, len(all_batches), block_batches))]
+@dataclass(frozen=True)
+class BlockPlan:
+    """The row-major window plan of `tiling.plan_windows`, cut into blocks of ``block_batches``
+    batches and computed block by block from the axis offsets: its size does not grow with the area."""
+    rows: Tuple[int, ...]                 # window row offsets
+    cols: Tuple[int, ...]                 # window column offsets
+    size: int
+    batch_size: int
+    block_batches: int
+
+    @classmethod
+    def for_grid(cls, grid, tiling, block_batches: int) -> "BlockPlan":
+        stride = tiling.window - tiling.overlap
+        return cls(tuple(axis_offsets(grid.height, tiling.window, stride)),
+                   tuple(axis_offsets(grid.width, tiling.window, stride)), tiling.window, tiling.batch_size,
+                   block_batches)
+
+    @property
+    def windows(self) -> int:
+        return len(self.rows) * len(self.cols)
+
+    def __len__(self) -> int:
+        return -(-self.windows // (self.batch_size * self.block_batches))
+
+    def __getitem__(self, index: int) -> Block:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        first_batch = index * self.block_batches
+        start = first_batch * self.batch_size
+        stop = min(start + self.block_batches * self.batch_size, self.windows)
+        n = len(self.cols)
+        windows = [Window(self.cols[k % n], self.rows[k // n], self.size, self.size) for k in range(start, stop)]
+        return Block(index, first_batch, tuple(tuple(windows[i:i + self.batch_size])
+                                               for i in range(0, len(windows), self.batch_size)))
 
 
 def block_path(scratch: str, index: int, key: str) -> str:

@@ -133,12 +133,11 @@ def _schedule(ray, actors, blocks, send, cancel: threading.Event) -> int:
     ahead = len(actors) * QUEUE_PER_ACTOR * 2
     pending = {}                      # ref → (block index, actor position)
     load = [0] * len(actors)
-    unfinished = set(range(len(blocks)))
     next_block = 0
-    while unfinished:
+    while next_block < len(blocks) or pending:
         if cancel.is_set():
             return EXIT_CANCELLED
-        oldest = min(unfinished)
+        oldest = min((index for index, _ in pending.values()), default=next_block)
         while (next_block < len(blocks) and next_block < oldest + ahead
                and min(load) < QUEUE_PER_ACTOR):
             a = load.index(min(load))
@@ -150,7 +149,6 @@ def _schedule(ray, actors, blocks, send, cancel: threading.Event) -> int:
             index, a = pending.pop(ref)
             load[a] -= 1
             ray.get(ref)  # a task that failed for good raises here (its cause in the message)
-            unfinished.discard(index)
             send("block", index=index)
     send("finished")
     return 0
