@@ -4,6 +4,8 @@
 # Tests load them with HF_HUB_OFFLINE=1 through the same hf_hub code path as real downloads.
 #   .cache/fake-hub        tiny backbone file + all six tokenizers (seed 0)
 #   .cache/fake-hub-small  small backbone file only (the "one larger size" parity check)
+# Then our own step adds the Coordinates modality to .cache/fake-hub (scripts/fake_hub_coords.py: the
+# coords tokenizer's config.json and the coords embeddings in the backbone file; idempotent).
 # Each cache also gets a terramind-dev-revisions.json naming its own commits: the development override of
 # backend/src/terramind_backend/revisions.py, which otherwise refuses repositories this build leaves unpinned.
 set -euo pipefail
@@ -32,5 +34,10 @@ PY
 }
 build "$ROOT/.cache/fake-hub" tiny all
 build "$ROOT/.cache/fake-hub-small" small none
+if [ ! -f "$ROOT/.cache/fake-hub/.coords-complete" ]; then
+  echo "[fake-hub] adding the Coordinates tokenizer and embeddings"
+  OMP_NUM_THREADS=2 "$PY" "$ROOT/scripts/fake_hub_coords.py" "$ROOT/.cache/fake-hub" --size tiny
+  touch "$ROOT/.cache/fake-hub/.coords-complete"
+fi
 pin_dev "$ROOT/.cache/fake-hub"
 pin_dev "$ROOT/.cache/fake-hub-small"

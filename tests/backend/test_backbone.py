@@ -135,10 +135,21 @@ def test_bad_inputs_raise_clear_errors(tiny_s2):
         tiny_s2(torch.randn(1, 13, 32, 32))
     with pytest.raises(ValueError, match="not a multiple of the patch size"):
         tiny_s2(torch.randn(1, 12, 40, 40))
-    with pytest.raises(ValueError, match="'S1RTC' is not one of this model's modalities"):
-        tiny_s2({"S2L2A": torch.randn(1, 12, 32, 32), "S1RTC": torch.randn(1, 2, 32, 32)})
+    with pytest.raises(ValueError, match="No valid input"):
+        with pytest.warns(UserWarning, match="Unknown input modality 'S1RTC'"):
+            tiny_s2({"S1RTC": torch.randn(1, 2, 32, 32)})
     with pytest.raises(ValueError, match=r"\[B, C, H, W\]"):
         tiny_s2(torch.randn(12, 32, 32))
+
+
+def test_unknown_inputs_are_ignored_with_a_warning(tiny_s2):
+    """TerraTorch's input semantics: whole batch dicts can be passed, other names are dropped with a warning."""
+    x = torch.randn(1, 12, 32, 32)
+    with pytest.warns(UserWarning, match="Unknown input modality 'mask'"):
+        got = tiny_s2({"S2L2A": x, "mask": torch.zeros(1, 32, 32), "filename": "a.tif"})
+    expected = tiny_s2(x)  # a single tensor is the first modality
+    assert all(torch.equal(a, b) for a, b in zip(got, expected))
+    assert all(torch.equal(a, b) for a, b in zip(tiny_s2(S2L2A=x), expected))  # keyword input
 
 
 def test_bands_for_tim_are_rejected():

@@ -282,8 +282,9 @@ def test_bad_construction_arguments():
 
 
 def test_bad_inputs_at_forward(generator):
-    with pytest.raises(ValueError, match="Unknown input modalities"):
-        generator({"S1GRD": torch.zeros(1, 2, 64, 64)})
+    with pytest.raises(ValueError, match="No valid inputs"):
+        with pytest.warns(UserWarning, match="Unknown input modality 'S1GRD'"):
+            generator({"S1GRD": torch.zeros(1, 2, 64, 64)})
     with pytest.raises(ValueError, match="multiples of 32"):
         generator({"S2L2A": _s2(1, 48, 64)})
     with pytest.raises(ValueError, match="multiples of 16"):

@@ -30,6 +30,8 @@ OFFICIAL_FILES: Dict[str, tuple] = {
         )
         for t in TOKENIZERS
     },
+    # the WordPiece tokenizer of the Coordinates modality (a HF tokenizers JSON, not weights)
+    "terramind_v1_coords_tokenizer": ("ibm-esa-geospatial/TerraMind-1.0-Tokenizer-Coords", "config.json"),
 }
 
 # progress(done_bytes, total_bytes, label) - the job engine forwards it as protocol events.

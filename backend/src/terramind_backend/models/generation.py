@@ -1,9 +1,10 @@
 """Any-to-any generation with TerraMind 1.0 (``terramind_v1_{size}_generate``).
 
-Given any raw (S2L2A, S2L1C, RGB, S1GRD, S1RTC, DEM) or tokenized (LULC, NDVI) inputs, the
-encoder-decoder predicts the tokens of each requested output (S2L2A, S1GRD, S1RTC, DEM, LULC, NDVI) and
-that output's tokenizer turns them back into an image: a ViT decoder for LULC (class logits), DDIM
-diffusion for the others. TerraTorch 1.1.1 semantics (facts §5): inputs standardized with the v1
+Given any raw (S2L2A, S2L1C, RGB, S1GRD, S1RTC, DEM), tokenized (LULC, NDVI) or Coordinates inputs, the
+encoder-decoder predicts the tokens of each requested output (S2L2A, S1GRD, S1RTC, DEM, LULC, NDVI,
+Coordinates) and that output's tokenizer turns them back into an image: a ViT decoder for LULC (class
+logits), DDIM diffusion for the others; Coordinates are decoded left to right and returned as TerraTorch
+does, a list of ``[lon, lat]`` per sample (``models.coords``). TerraTorch 1.1.1 semantics (facts §5): inputs standardized with the v1
 statistics when ``standardize`` is on, outputs de-standardized to physical units, each output decoded in
 one parallel ROAR pass (``decoding_steps=1``) with nucleus sampling (``top_p=0.8``, ``temps=1``), outputs
 not chained as conditions, diffusion noise drawn on the CPU. Sampling and seeding: ``models.sampling``.
@@ -13,7 +14,8 @@ Where we differ from TerraTorch on purpose (docs/models.md, "Generation: where w
 - ``decoding_steps > 1`` works: each step decodes its share of tokens and later steps see the tokens
   decoded so far through the encoder (TerraTorch crashes);
 - S2L1C (and RGB) outputs are refused instead of silently becoming S2L2A; an output that is also a
-  tokenized input, unknown modalities and mismatched input sizes are errors, not warnings;
+  tokenized input and mismatched input sizes are errors, not warnings (unknown input names are ignored
+  with a warning, as TerraTorch does);
 - the encoder runs once for all outputs (TerraTorch re-encodes per output; results are the same);
 - nothing reseeds torch's global RNG and the caller's input dict is never modified.
 
@@ -35,20 +37,23 @@ import torch
 from torch import nn
 
 from . import sampling
+from .coords import generation_input
 from .precision import check_precision, runs_in_bf16
 from .encdec import Context, EncoderInput, TerraMind, transformer_config
-from .modalities import (MODALITY_INFO, PRETRAINING_MEAN, PRETRAINING_STD, UnknownModalityError, modality_id,
-                         resolve_input_modality, resolve_output_modality)
+from .modalities import (MODALITY_INFO, PRETRAINING_MEAN, PRETRAINING_STD, UnknownModalityError, known_inputs,
+                         modality_id, resolve_input_modality, resolve_output_modality)
 
 __all__ = ["TerraMindGeneration", "build_generation", "GENERATION_OUTPUTS", "resolve_generation_output",
-           "generate_image_tokens", "encoder_input", "embed_token_grid"]
+           "generate_image_tokens", "generate_sequence_tokens", "is_sequence", "encoder_input", "embed_token_grid"]
 
-GENERATION_OUTPUTS = ("S2L2A", "S1GRD", "S1RTC", "DEM", "LULC", "NDVI")
+GENERATION_OUTPUTS = ("S2L2A", "S1GRD", "S1RTC", "DEM", "LULC", "NDVI", "Coordinates")
+# TerraTorch's target lengths of a Coordinates sequence: its max_tokens (4) in generation, 50 in TiM
+SEQUENCE_TARGET_TOKENS = {"generate": 4, "tim": 50}
 DEFAULT_IMAGE_SIZE = (224, 224)  # TerraTorch's grid when no image input gives one
 
 
 def resolve_generation_output(name: str) -> str:
-    """Internal token key of a generation output; S2L1C/RGB/coordinates are refused with a reason."""
+    """Internal token key of a generation output (``coords`` for Coordinates); S2L1C/RGB are refused with a reason."""
     if not isinstance(name, str):
         raise UnknownModalityError(f"Output modality names must be strings, got {name!r}")
     lowered = name.lower().replace("s2", "sen2")
@@ -59,11 +64,12 @@ def resolve_generation_output(name: str) -> str:
     if "rgb" in lowered:
         raise UnknownModalityError(f"Output {name!r}: RGB is not a generation output; request 'S2L2A' "
                                    f"and take its RED, GREEN, BLUE bands (indices 3, 2, 1).")
-    key = resolve_output_modality(name)
-    if MODALITY_INFO[key].kind != "image_tokens":
-        raise UnknownModalityError(f"Output {name!r}: generating {key} is not supported by this backend; "
-                                   f"outputs are {', '.join(GENERATION_OUTPUTS)}.")
-    return key
+    return resolve_output_modality(name)
+
+
+def is_sequence(key: str) -> bool:
+    """Whether ``key`` is a sequence modality (Coordinates): generated left to right, not as an image."""
+    return MODALITY_INFO[key].kind == "sequence"
 
 
 def _per_output(value, outputs: Sequence[str], what: str) -> list:
@@ -123,6 +129,31 @@ def generate_image_tokens(model: TerraMind, key: str, parts, ctx: Context, grid:
     return sampling.roar_decode(logits_fn, batch, rows * cols, seed=seed, first_step=first_step, budget=budget,
                                 temperature=temperature, top_k=top_k, top_p=top_p, device=ctx.context.device,
                                 exact=not low_precision)
+
+
+def generate_sequence_tokens(model: TerraMind, key: str, ctx: Context, tokenizer, *, target_tokens: int,
+                             temperature: float, top_k, top_p: float, seed: int,
+                             low_precision: bool = False) -> sampling.RoarResult:
+    """Autoregressively decode sequence target ``key`` (Coordinates) from the encoder context, as TerraTorch's
+    ``autoregressive_step_batched``: an empty ``target_tokens``-long target ``[S_1] [S_1] 0 … [S_2]``, decoding
+    starts at ``[S_1]``, at most ``min(max_length, target_tokens - 1)`` new tokens with a causal decoder, stop
+    once every row holds the target's final sentinel; then the span merge (``CoordsTokenizer.merge_generated``).
+    One schedule step, seeded with ``seed``; the returned ``tokens`` are the merged ids [B, L]."""
+    batch, device = ctx.context.shape[0], ctx.context.device
+    target = tokenizer.empty_target(batch, target_tokens, device)
+    start, eos = target[:, 1:2], int(target[0, -1])
+    new_tokens = min(MODALITY_INFO[key].max_length, target_tokens - 1)
+
+    def next_logits(ids: torch.Tensor) -> torch.Tensor:
+        with _transformer_arithmetic(device, low_precision):
+            return model.decode_sequence_logits(key, ids, ctx)[:, -1]
+
+    generator = sampling.sequence_generator(seed, device)
+    out = sampling.autoregressive_decode(next_logits, start, max_new_tokens=new_tokens, eos_id=eos, seed=seed,
+                                         temperature=temperature, top_k=top_k, top_p=top_p, generator=generator,
+                                         exact=not low_precision)
+    noise = generator if device.type == "cpu" else sampling.sequence_generator(seed, "cpu")
+    return sampling.RoarResult(tokens=tokenizer.merge_generated(out), noise_generator=noise, steps=1)
 
 
 def _transformer_arithmetic(device: torch.device, low_precision: bool):
@@ -189,7 +220,8 @@ class TerraMindGeneration(nn.Module):
         encoder_keys = list(dict.fromkeys(self.input_keys.values()))
         if max(self.decoding_steps) > 1:
             encoder_keys += [k for n, k in self.output_keys.items()
-                             if self.decoding_steps[outputs.index(n)] > 1 and k not in encoder_keys]
+                             if self.decoding_steps[outputs.index(n)] > 1 and k not in encoder_keys
+                             and not is_sequence(k)]
         self.sampler = _Sampler(TerraMind(encoder_keys, list(dict.fromkeys(self.output_keys.values())),
                                           image_size=img_size, **transformer_config(size)))
         needed = _needed_tokenizers(self.input_keys, self.output_keys)
@@ -198,7 +230,8 @@ class TerraMindGeneration(nn.Module):
             raise ValueError(f"Tokenizers missing for {missing}")
         self.tokenizer = nn.ModuleDict({k: tokenizers[k] for k in needed})
         for key in self.output_keys.values():  # the decoders follow the model's precision (and keep bf16 weights)
-            self.tokenizer[key].precision = self.precision
+            if not is_sequence(key):
+                self.tokenizer[key].precision = self.precision
 
     def _low_precision(self, precision: Optional[str], device: torch.device) -> bool:
         """Whether token generation runs in bf16; a model configured for bf16 converts the transformer's matmul
@@ -223,13 +256,9 @@ class TerraMindGeneration(nn.Module):
             d = {}
         elif not isinstance(d, Mapping):
             d = {self.modalities[0]: d}  # a bare tensor is the first configured modality
-        d = {**d, **kwargs}
-        unknown = [k for k in d if k not in self.input_keys]
-        if unknown:
-            raise ValueError(f"Unknown input modalities {unknown}; this model was built for inputs "
-                             f"{self.modalities} (modalities=...)")
+        d = known_inputs({**d, **kwargs}, self.input_keys)
         if not d:
-            raise ValueError(f"No inputs given; expected some of {self.modalities}")
+            raise ValueError(f"No valid inputs given; expected some of {self.modalities}")
         for name, value in d.items():
             if not torch.is_tensor(value):
                 raise TypeError(f"Input {name!r} must be a torch.Tensor, got {type(value).__name__}")
@@ -273,7 +302,10 @@ class TerraMindGeneration(nn.Module):
             value = value.to(device)
             if standardize:
                 value = self._standardize_input(name, value)
-            if key in self.tokenizer:
+            if is_sequence(key):
+                ids = self.tokenizer[key].tokenize(value) if torch.is_floating_point(value) else value
+                x, emb = model.encoder_embeddings[key](generation_input(ids))
+            elif key in self.tokenizer:
                 ids = self.tokenizer[key].encode(value)[-1]
                 x, emb = embed_token_grid(model.encoder_embeddings[key], ids, *ids.shape[-2:])
             else:
@@ -283,8 +315,10 @@ class TerraMindGeneration(nn.Module):
 
     # ------------------------------------------------------------------ generation
     def _decode(self, key: str, tokens: torch.Tensor, grid, image_size, timesteps: int,
-                generator: torch.Generator, precision: str) -> torch.Tensor:
+                generator: torch.Generator, precision: str):
         tokenizer = self.tokenizer[key]
+        if is_sequence(key):  # Coordinates: [[lon, lat], ...] as TerraTorch returns them
+            return tokenizer.decode(tokens)
         tokens = tokens.view(tokens.shape[0], *grid)
         if hasattr(tokenizer, "sampler"):  # diffusion decoder
             return tokenizer.decode_tokens(tokens, image_size=image_size, timesteps=timesteps, generator=generator,
@@ -317,6 +351,14 @@ class TerraMindGeneration(nn.Module):
             ctx = model.encode(encoder_input(parts))
         tokens, step, result = {}, 0, None
         for i, (name, key) in enumerate(self.output_keys.items()):
+            if is_sequence(key):
+                result = generate_sequence_tokens(
+                    model, key, ctx, self.tokenizer[key], target_tokens=SEQUENCE_TARGET_TOKENS["generate"],
+                    temperature=self.temps[i], top_k=self.top_k, top_p=self.top_p, seed=int(seed) + step,
+                    low_precision=low)
+                step += result.steps
+                tokens[name] = result.tokens
+                continue
             result = generate_image_tokens(model, key, parts, ctx, grid, steps=self.decoding_steps[i],
                                            temperature=self.temps[i], top_k=self.top_k, top_p=self.top_p,
                                            seed=int(seed), first_step=step, low_precision=low)
@@ -347,7 +389,9 @@ class TerraMindGeneration(nn.Module):
         for name, key in self.output_keys.items():
             value = self._decode(key, tokens[name], info["grid"], info["image_size"], timesteps,
                                  info["noise_generator"], precision)
-            out[name] = self._destandardize(name, value) if info["standardize"] else value
+            if info["standardize"] and not is_sequence(key):
+                value = self._destandardize(name, value)
+            out[name] = value
         return out
 
 
@@ -360,7 +404,7 @@ def _settings(modalities, output_modalities, *, decoding_steps, temps, top_p, to
     clash = [n for n, k in output_keys.items() if k in input_keys.values()]
     if clash:
         raise ValueError(f"{clash} are both tokenized inputs and outputs; TerraMind would only copy them "
-                         f"(TerraTorch raises NotImplementedError). Drop them from output_modalities.")
+                         f"(TerraTorch raises NotImplementedError for images and returns the input Coordinates). Drop them from output_modalities.")
     outputs = list(output_keys)
     steps = [int(s) for s in _per_output(decoding_steps, outputs, "decoding_steps")]
     if any(s < 1 for s in steps):
@@ -395,9 +439,6 @@ def _resolve_inputs(modalities) -> Dict[str, str]:
             raise ValueError(f"Generation needs pretrained input modalities; new modalities like {name} have no "
                              f"trained embedding. Known inputs: S2L2A, S2L1C, RGB, S1GRD, S1RTC, DEM, LULC, NDVI.")
         key = resolve_input_modality(name)
-        if MODALITY_INFO[key].kind == "sequence":
-            raise UnknownModalityError(f"Input {name!r}: coordinate inputs are not supported by this backend's "
-                                       f"generation (no coordinate tokenizer).")
         if key in keys.values():
             raise ValueError(f"Inputs {[n for n, k in keys.items() if k == key] + [name]} both map to {key}")
         keys[name] = key

@@ -15,17 +15,19 @@ Public API (imported by the backbone, TiM, generation, tokenizer and engine code
 - ``PRETRAINED_BANDS[key]``: band order of the raw patch embeddings (for ``bands=``).
 - ``PRETRAINING_MEAN[key]`` / ``PRETRAINING_STD[key]``: v1 standardization statistics.
 - ``CANONICAL_NAMES``: our user-facing modality names -> internal input key.
+- ``known_inputs(inputs, names)``: TerraTorch's input semantics, unknown input names dropped with a warning.
 """
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 __all__ = [
     "ModalityInfo", "MODALITY_INFO", "PRETRAINED_BANDS", "PRETRAINING_MEAN", "PRETRAINING_STD",
     "CANONICAL_NAMES", "UnknownModalityError", "modality_id", "resolve_input_modality",
-    "resolve_output_modality", "known_input_names",
+    "resolve_output_modality", "known_input_names", "known_inputs",
 ]
 
 
@@ -126,6 +128,16 @@ def _resolve(name, rules, what: str, known: str) -> str:
     raise UnknownModalityError(f"Unknown {what.lower()} {name!r}. TerraMind 1.0 knows {known} "
                                f"(case-insensitive, e.g. 's2l2a', 'S1GRD'), or add a new modality as "
                                f"{{'NAME': number_of_channels}}.")
+
+
+def known_inputs(d: Mapping[str, object], known) -> Dict[str, object]:
+    """The inputs whose names are among ``known`` (a model's modalities); others are dropped with a warning,
+    as TerraTorch does, so whole batch dicts (with masks, file names ...) can be passed. A new dict."""
+    for name in d:
+        if name not in known:
+            warnings.warn(f"Unknown input modality {name!r}: ignoring it (this model's modalities are "
+                          f"{list(known)})", stacklevel=2)
+    return {name: value for name, value in d.items() if name in known}
 
 
 def resolve_input_modality(name: str) -> str:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "draw_seed", "is_greedy", "filter_top_k", "filter_top_p", "sample_tokens", "linear_token_budget",
-    "roar_order", "RoarResult", "roar_decode", "autoregressive_decode",
+    "roar_order", "RoarResult", "roar_decode", "sequence_generator", "autoregressive_decode",
 ]
 
 _GREEDY_ATOL = 1e-10  # TerraTorch: np.isclose(temperature, 0, atol=1e-10) means argmax
@@ -212,19 +212,26 @@ def roar_decode(logits_fn: LogitsFn, batch_size: int, num_tokens: int, *, seed: 
     return RoarResult(tokens=tokens, noise_generator=noise, steps=len(budget))
 
 
+def sequence_generator(seed: int, device) -> torch.Generator:
+    """The generator of one autoregressive schedule step (TerraTorch: ``torch.manual_seed(seed)`` first)."""
+    return _generator(seed, device)
+
+
 def autoregressive_decode(step_logits_fn: Callable[[torch.Tensor], torch.Tensor], start: torch.Tensor, *,
                           max_new_tokens: int, eos_id: Optional[int] = None, seed: int,
-                          temperature: float = 1.0, top_k=0, top_p: float = 0.0) -> torch.Tensor:
+                          temperature: float = 1.0, top_k=0, top_p: float = 0.0,
+                          generator: Optional[torch.Generator] = None, exact: bool = True) -> torch.Tensor:
     """Left-to-right decoding of a sequence (coordinates): ``step_logits_fn(ids [B, t]) -> [B, V]`` gives the
     logits of the next token; stops after ``max_new_tokens`` or once every row contains ``eos_id``.
-    Returns ``[B, t_final]`` ids including ``start``."""
-    generator = _generator(seed, start.device)
+    Returns ``[B, t_final]`` ids including ``start``. ``generator`` (from ``sequence_generator(seed)``) lets the
+    caller keep the stream's state (TerraTorch's diffusion noise continues it); ``exact``: see ``sample_tokens``."""
+    generator = generator if generator is not None else _generator(seed, start.device)
     out = start
     for _ in range(max_new_tokens):
         if eos_id is not None and bool((out == eos_id).any(dim=-1).all()):
             break
-        nxt = sample_tokens(step_logits_fn(out).clone(), temperature=temperature, top_k=top_k, top_p=top_p,
-                            generator=generator)
+        nxt = sample_tokens(step_logits_fn(out).float().clone(), temperature=temperature, top_k=top_k, top_p=top_p,
+                            generator=generator, exact=exact)
         out = torch.cat([out, nxt[:, None].to(out.dtype)], dim=-1)
     return out
 

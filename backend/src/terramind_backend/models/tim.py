@@ -30,8 +30,10 @@ from torch import nn
 from . import sampling
 from .embeddings import ImageEncoderEmbedding, ImageTokenEncoderEmbedding, encoder_embedding_for
 from .encdec import TerraMind, transformer_config
-from .generation import _Sampler, embed_token_grid, encoder_input, generate_image_tokens
-from .modalities import MODALITY_INFO, UnknownModalityError, resolve_output_modality
+from .coords import generation_input
+from .generation import (SEQUENCE_TARGET_TOKENS, _Sampler, embed_token_grid, encoder_input, generate_image_tokens,
+                         generate_sequence_tokens, is_sequence)
+from .modalities import MODALITY_INFO, resolve_output_modality
 from .vit import TerraMindViT
 
 __all__ = ["TerraMindTiM", "build_tim"]
@@ -40,11 +42,7 @@ _TRAINING_ONLY = ("drop_path_rate", "drop_rate", "attn_drop_rate", "modality_dro
 
 
 def _resolve_tim(name: str) -> str:
-    key = resolve_output_modality(name)
-    if MODALITY_INFO[key].kind != "image_tokens":
-        raise UnknownModalityError(f"TiM modality {name!r}: imagining {key} is not supported by this backend "
-                                   f"(LULC, NDVI, DEM, S1GRD, S1RTC, S2L2A are).")
-    return key
+    return resolve_output_modality(name)
 
 
 class TerraMindTiM(TerraMindViT):
@@ -92,6 +90,8 @@ class TerraMindTiM(TerraMindViT):
         if self.merge_method == "concat":
             self.out_channels = [dim * len(self.image_modalities)] * len(self.out_channels)
 
+        if any(is_sequence(k) for k in self.tim_keys.values()) and "coords" not in self.tokenizer:
+            raise ValueError("Imagining Coordinates needs the coords tokenizer (tokenizers={'coords': ...})")
         steps = int(tim_decoding_steps)
         if steps < 1:
             raise ValueError(f"tim_decoding_steps must be >= 1, got {tim_decoding_steps}")
@@ -103,7 +103,7 @@ class TerraMindTiM(TerraMindViT):
         # the generator sees the real inputs; with several steps also the imagined tokens decoded so far
         encoder_keys = list(dict.fromkeys(generator_inputs))
         if steps > 1:
-            encoder_keys += [k for k in self.tim_keys.values() if k not in encoder_keys]
+            encoder_keys += [k for k in self.tim_keys.values() if k not in encoder_keys and not is_sequence(k)]
         cfg = {k: vit_kwargs[k] for k in ("dim", "encoder_depth", "num_heads", "mlp_ratio", "qkv_bias",
                                           "proj_bias", "mlp_bias", "gated_mlp", "act_layer") if k in vit_kwargs}
         self.sampler = _Sampler(TerraMind(encoder_keys, list(dict.fromkeys(self.tim_keys.values())),
@@ -121,6 +121,18 @@ class TerraMindTiM(TerraMindViT):
             raise ValueError(f"{name!r} is only an imagined (TiM) modality here, so it has no tokenizer: pass "
                              f"token ids [B, h, w], or list {name!r} in modalities to give it as an image")
         return value
+
+    def _sequence_input(self, name: str, value: torch.Tensor):
+        """(ids, (x, emb)) of a Coordinates input: (lon, lat) floats are tokenized, integer ids taken as they
+        are; ids after the first [EOS] are masked (TerraTorch's ``init_full_input_modality``)."""
+        key = self.mod_name_mapping[name]
+        ids = self.tokenizer[key].tokenize(value) if torch.is_floating_point(value) else value
+        kept = generation_input(ids).shape[1]
+        mask = None
+        if kept < ids.shape[1]:
+            mask = torch.zeros_like(ids, dtype=torch.bool)
+            mask[:, kept:] = True
+        return ids, self.encoder_embeddings[key](ids, input_mask=mask)
 
     def forward(self, d: Union[torch.Tensor, Mapping[str, torch.Tensor], None] = None, seed: Optional[int] = None,
                 **kwargs) -> List:
@@ -141,6 +153,8 @@ class TerraMindTiM(TerraMindViT):
                 rows, cols = ids.shape[-2:]
                 embedded[name] = (key, ids, embed_token_grid(self.encoder_embeddings[key], ids, rows, cols))
                 grid = (rows, cols)
+            elif info is not None and is_sequence(key):
+                embedded[name] = (key, *self._sequence_input(name, value))
             else:
                 x_emb = self._embed(name, value)
                 embedded[name] = (key, value, x_emb)
@@ -153,7 +167,10 @@ class TerraMindTiM(TerraMindViT):
             generated = self._imagine(embedded, targets, grid, batch, int(seed))
             for name, key in targets:
                 ids = generated[name]
-                embedded[name] = (key, ids, embed_token_grid(self.encoder_embeddings[key], ids, *grid))
+                if is_sequence(key):
+                    embedded[name] = (key, ids, self.encoder_embeddings[key](ids))
+                else:
+                    embedded[name] = (key, ids, embed_token_grid(self.encoder_embeddings[key], ids, *grid))
 
         tokens, counts, is_image = [], [], []
         for name, (key, _, (x, emb)) in embedded.items():
@@ -180,12 +197,22 @@ class TerraMindTiM(TerraMindViT):
                 continue  # an imagined modality given as input: the generator has no embedding for it
             if MODALITY_INFO[key].kind == "image_tokens":
                 x, emb = embed_token_grid(model.encoder_embeddings[key], value, *value.shape[-2:])
+            elif is_sequence(key):
+                x, emb = model.encoder_embeddings[key](generation_input(value))
             else:
                 x, emb = model.encoder_embeddings[key](value)
             parts.append((key, x, emb.expand(batch, -1, -1)))
         ctx = model.encode(encoder_input(parts))
         out, step = {}, 0
         for name, key in targets:
+            if is_sequence(key):
+                result = generate_sequence_tokens(model, key, ctx, self.tokenizer[key],
+                                                  target_tokens=SEQUENCE_TARGET_TOKENS["tim"],
+                                                  temperature=self.tim_temps, top_k=self.tim_top_k,
+                                                  top_p=self.tim_top_p, seed=seed + step)
+                step += result.steps
+                out[name] = result.tokens
+                continue
             result = generate_image_tokens(model, key, parts, ctx, grid, steps=self.tim_decoding_steps,
                                            temperature=self.tim_temps, top_k=self.tim_top_k, top_p=self.tim_top_p,
                                            seed=seed, first_step=step)
@@ -221,12 +248,15 @@ def build_tim(size: str, *, modalities=None, tim_modalities=None, pretrained: bo
             if isinstance(name, Mapping):
                 continue  # refused by TerraMindTiM with a clear message
             key = resolve_input_modality(name)
-            if key == "coords":
-                raise UnknownModalityError("Coordinate inputs are not supported by this backend's TiM models "
-                                           "(no coordinate tokenizer).")
             tok = MODALITY_INFO[key].tokenizer
             if tok and key not in tokenizers:
                 tokenizers[key] = build_tokenizer(tok, pretrained=pretrained, download_progress=download_progress)
+    # TerraTorch builds the coords tokenizer for an imagined Coordinates too: its sentinels and [PAD] shape the result
+    tim_names = [tim_modalities] if isinstance(tim_modalities, str) else list(tim_modalities or [])
+    if "coords" not in tokenizers and any(_resolve_tim(n) == "coords" for n in tim_names):
+        from .tokenizers import build_tokenizer
+
+        tokenizers["coords"] = build_tokenizer("coords", pretrained=pretrained, download_progress=download_progress)
     model = TerraMindTiM(modalities, tim_modalities, decoder_depth=decoder_depth,
                          tim_decoding_steps=tim_decoding_steps, tim_temps=tim_temps, tim_top_p=tim_top_p,
                          tim_top_k=tim_top_k, seed=seed, tokenizers=tokenizers, img_size=img_size,

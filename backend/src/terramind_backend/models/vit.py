@@ -19,15 +19,16 @@
 
 Tokenized inputs (LULC, NDVI, and explicitly named ``tok_*@224`` keys) run through the tokenizer from
 ``models.tokenizers.build_tokenizer`` (stored under ``tokenizer.<key>``; pretrained when the backbone is).
-Coordinates ``[B, 2]`` (lon, lat) need the coords tokenizer (HF ``tokenizers`` package + its
-``config.json``); integer ids ``[B, L]`` are embedded directly.
+Coordinates ``[B, 2]`` (lon, lat) go through the coords tokenizer (``models.coords``: the official
+``config.json`` when pretrained, TerraTorch's blank WordPiece otherwise); integer ids ``[B, L]`` are
+embedded directly.
 
 Forward: ``model(x)`` (first modality), ``model({"S2L2A": x, ...})`` or ``model(S2L2A=x, ...)`` returns
 one tensor per encoder block, ``[B, tokens, D]``; only the last one is passed through ``encoder_norm``.
 
-Deliberate differences from TerraTorch (inputs it handles badly): an input name that is not one of the
-model's modalities raises instead of being dropped with a warning; the caller's dict is never
-modified; ``model(S1GRD=x)`` without the first modality works; ``qk_norm=True`` is refused (no
+Input semantics as TerraTorch's: an input name that is not one of the model's modalities is dropped with
+a warning (whole batch dicts can be passed). Deliberate differences (inputs it handles badly): the caller's
+dict is never modified; ``model(S1GRD=x)`` without the first modality works; ``qk_norm=True`` is refused (no
 checkpoint has those weights); the model is returned in eval mode; ``missing_mod_token`` (concat) is
 initialised N(0, 0.02) instead of left uninitialised.
 """
@@ -42,7 +43,7 @@ from torch import nn
 from .embeddings import ImageEncoderEmbedding, ImageTokenEncoderEmbedding, encoder_embedding_for
 from .encdec import transformer_config
 from .layers import Block, LayerNorm, init_weights_mae, set_reference_arithmetic, uses_reference_arithmetic
-from .modalities import MODALITY_INFO, PRETRAINED_BANDS, resolve_input_modality
+from .modalities import MODALITY_INFO, PRETRAINED_BANDS, known_inputs, resolve_input_modality
 
 log = logging.getLogger("terramind_backend.models")
 
@@ -137,12 +138,9 @@ class TerraMindViT(nn.Module):
         else:
             inputs = {self.modalities[0]: d}
         inputs.update(kwargs)
+        inputs = known_inputs(inputs, self.mod_name_mapping)  # names are matched exactly, as given at build time
         if not inputs:
-            raise ValueError(f"No input given; pass a tensor or a dict of {self.modalities}")
-        unknown = [k for k in inputs if k not in self.mod_name_mapping]
-        if unknown:
-            raise ValueError(f"Input modality {unknown[0]!r} is not one of this model's modalities "
-                             f"{self.modalities} (names are matched exactly, as given at build time)")
+            raise ValueError(f"No valid input given; pass a tensor or a dict with some of {self.modalities}")
         for name, value in inputs.items():
             if value is None:
                 raise ValueError(f"Input {name!r} is None; pass a tensor for every given modality")
@@ -153,10 +151,6 @@ class TerraMindViT(nn.Module):
         emb = self.encoder_embeddings[key]
         if key in self.tokenizer and not (key == "coords" and not torch.is_floating_point(value)):
             value = _tokenize(self.tokenizer[key], key, value)
-        elif key == "coords" and torch.is_floating_point(value):
-            raise ValueError("Coordinates given as (lon, lat) need the coords tokenizer, which is not available "
-                             "(install the 'tokenizers' package and fetch ibm-esa-geospatial/TerraMind-1.0-"
-                             "Tokenizer-Coords config.json); or pass integer token ids [B, L]")
         elif isinstance(emb, ImageTokenEncoderEmbedding) and torch.is_floating_point(value):
             raise ValueError(f"{name!r} expects integer token ids; this model has no tokenizer for {key}")
         out = emb(value)
@@ -232,16 +226,6 @@ def _tokenize(tokenizer: nn.Module, key: str, value):
         return tokenizer.encode(value)[-1]
 
 
-def _coords_tokenizer(pretrained: bool, progress=None):
-    """The coords WordPiece tokenizer; TerraTorch needs the HF ``tokenizers`` package for it."""
-    try:
-        from .tokenizers import build_tokenizer
-        return build_tokenizer("coords", pretrained=pretrained, download_progress=progress)
-    except (ImportError, ValueError, TypeError) as exc:
-        log.warning("No coords tokenizer (%s): Coordinates must be given as integer token ids [B, L]", exc)
-        return None
-
-
 def build_backbone(size: str, *, modalities=None, pretrained: bool = False, ckpt_path=None,
                    bands: Optional[Mapping[str, List[str]]] = None, download_progress=None,
                    img_size: int = 224, merge_method: Optional[str] = "mean", patch_size: int = 16,
@@ -272,11 +256,6 @@ def build_backbone(size: str, *, modalities=None, pretrained: bool = False, ckpt
     for key in model.encoder_embeddings:
         info = MODALITY_INFO.get(key)
         if info is None or info.tokenizer is None:
-            continue
-        if key == "coords":
-            tok = _coords_tokenizer(load_tokenizer_weights, download_progress)
-            if tok is not None:
-                tokenizers[key] = tok
             continue
         from .tokenizers import build_tokenizer
         tokenizers[key] = build_tokenizer(info.tokenizer, pretrained=load_tokenizer_weights,

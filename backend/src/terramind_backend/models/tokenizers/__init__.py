@@ -70,7 +70,13 @@ def build_tokenizer(name: str, pretrained: bool = False, ckpt_path: Optional[str
             TerraTorch registry arguments: ``image_size`` (default 256) sizes the stored position grid; the
             architecture arguments TerraTorch's registry passes are accepted when they match.
     Weights load strictly: a missing or unexpected key raises.
+    ``"coords"`` (``terramind_v1_coords_tokenizer``) returns the Coordinates WordPiece tokenizer (``models.coords``).
     """
+    if str(name).strip().lower() in ("coords", "terramind_v1_coords_tokenizer"):
+        from ..coords import build_coords_tokenizer
+
+        return build_coords_tokenizer(pretrained and ckpt_path is None, tokenizer_file=kwargs.pop("tokenizer_file", ckpt_path),
+                                      download_progress=download_progress)
     spec = tokenizer_spec(name)
     image_size = int(kwargs.pop("image_size", 256))
     precision = kwargs.pop("precision", "fp32")
