@@ -37,8 +37,8 @@ if [ ! -x "$ROOT/.venv-backend/bin/python" ]; then
   say "creating .venv-backend with $($PY --version)"
   "$PY" -m venv "$ROOT/.venv-backend"
 fi
-if ! "$ROOT/.venv-backend/bin/python" -c "import torch, rasterio, fiona, huggingface_hub, safetensors, terramind_backend" >/dev/null 2>&1; then
-  say "installing the backend (torch, rasterio, fiona, huggingface_hub, safetensors) into .venv-backend"
+if ! "$ROOT/.venv-backend/bin/python" -c "import torch, rasterio, fiona, huggingface_hub, safetensors, tokenizers, terramind_backend" >/dev/null 2>&1; then
+  say "installing the backend (torch, rasterio, fiona, huggingface_hub, safetensors, tokenizers) into .venv-backend"
   "$ROOT/.venv-backend/bin/pip" install -q "torch==2.13.0"
   "$ROOT/.venv-backend/bin/pip" install -q -e "$ROOT/backend"
 fi
@@ -58,5 +58,9 @@ if [ "$WITH_TESTS" = 1 ] && ! "$ROOT/.venv-terratorch/bin/python" -c "import ter
   "$ROOT/.venv-terratorch/bin/pip" install -q "torch==2.14.1" "torchvision==0.29.1"
   "$ROOT/.venv-terratorch/bin/pip" install -q --no-deps -r "$ROOT/tests/requirements-terratorch.txt"
   "$ROOT/.venv-terratorch/bin/pip" install -q "pytest>=8,<10" "pytest-timeout>=2.3" psutil
+fi
+# TerraTorch's Coordinates tokenizer needs the HF tokenizers package (an optional TerraTorch dependency)
+if [ "$WITH_TESTS" = 1 ] && ! "$ROOT/.venv-terratorch/bin/python" -c "import tokenizers" >/dev/null 2>&1; then
+  "$ROOT/.venv-terratorch/bin/pip" install -q --no-deps "tokenizers==0.23.3"
 fi
 say "ready: $("$ROOT/.venv-backend/bin/python" -c 'import torch; print("torch", torch.__version__)')"
