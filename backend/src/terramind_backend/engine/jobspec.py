@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import JobValidationError
-from .modalities import GENERATION_OUTPUTS, INPUT_MODALITIES, MODALITIES, resolve
+from .modalities import COORDINATES, GENERATION_OUTPUTS, INPUT_MODALITIES, MODALITIES, resolve, resolve_output
 from .similarity_query import SimilarityQuery
 from .tasks import TASKS, Task
 from .uncertainty import UncertaintyOptions, parse_uncertainty
@@ -67,6 +67,8 @@ class Options:
     precision: str = "auto"
     uncertainty: UncertaintyOptions = UncertaintyOptions()   # confidence/entropy, spread (docs/uncertainty.md)
     similarity: Optional[SimilarityQuery] = None              # task similarity's examples (docs/similarity.md)
+    # Feed each window's centre (lon, lat, WGS 84) as the Coordinates input (engine.locations).
+    use_location: bool = False
 
 
 EXECUTORS = ("local", "ray")
@@ -200,7 +202,7 @@ def _output_key(task: Task, key: str, inputs: Dict[str, InputSpec]) -> str:
                 _fail(name, f"{task.name} writes one output named {task.outputs[0]!r}, got {key!r}.")
             _fail(name, f"{task.name} outputs are {task.describe_outputs()}, got {key!r}.")
         return key
-    mod = resolve(key)
+    mod = resolve_output(key)
     if mod not in task.outputs:
         _fail(name, f"{task.name} cannot produce {key!r}; outputs are: {task.describe_outputs()}.")
     if task.outputs_are_inputs and mod not in inputs:
@@ -288,6 +290,9 @@ def _options(raw, task: Task, warnings: List[str], base_dir: Optional[str],
     merge = raw.get("merge_method", "mean")
     if merge not in MERGE_METHODS:
         _fail("options.merge_method", f"options.merge_method must be one of {', '.join(MERGE_METHODS)}, got {merge!r}.")
+    if raw.get("use_location") is True and not task.takes_location:
+        able = ", ".join(t.name for t in TASKS.values() if t.takes_location)
+        _fail("options.use_location", f"{task.name} cannot take Coordinates; use_location works with {able}.")
     if task.merge_methods is not None and merge not in task.merge_methods:
         _fail("options.merge_method", f"{task.name} supports merge_method {' or '.join(map(repr, task.merge_methods))}.")
     tim = raw.get("tim_modalities", ["LULC"])
@@ -295,7 +300,7 @@ def _options(raw, task: Task, warnings: List[str], base_dir: Optional[str],
         _fail("options.tim_modalities", f"options.tim_modalities must be a non-empty list, got {tim!r}.")
     tim_res = []
     for m in tim:
-        r = resolve(m)
+        r = resolve_output(m)
         if r not in GENERATION_OUTPUTS:
             _fail("options.tim_modalities", f"Unknown TiM modality {m!r}; choose from {', '.join(GENERATION_OUTPUTS)}.")
         tim_res.append(r)
@@ -303,7 +308,7 @@ def _options(raw, task: Task, warnings: List[str], base_dir: Optional[str],
     if task.needs_checkpoint and not ckpt:
         _fail("options.checkpoint", f"{task.name} needs options.checkpoint: the fine-tuned TerraTorch checkpoint "
                                     "(.ckpt) to run.")
-    for flag in ("probabilities", "standardize"):
+    for flag in ("probabilities", "standardize", "use_location"):
         if flag in raw and not isinstance(raw[flag], bool):
             _fail(f"options.{flag}", f"options.{flag} must be true or false, got {raw[flag]!r}.")
     precision = raw.get("precision", "auto")
@@ -313,6 +318,7 @@ def _options(raw, task: Task, warnings: List[str], base_dir: Optional[str],
                    tim_modalities=tuple(tim_res),
                    checkpoint=None if ckpt is None else _path(ckpt, "options.checkpoint", base_dir),
                    probabilities=raw.get("probabilities", False), standardize=raw.get("standardize", True),
+                   use_location=raw.get("use_location", False),
                    precision=precision, uncertainty=parse_uncertainty(raw.get("uncertainty"), warnings),
                    **_task_options(raw, task, outputs, warnings))
 
@@ -409,4 +415,7 @@ def parse_jobspec(raw: Any, base_dir: Optional[str] = None) -> JobSpec:
                    seed=_int(raw.get("seed", 0), "seed", lo=0, hi=2**63 - 1),
                    options=_options(raw.get("options"), task, warnings, base_dir, outputs),
                    executor=_executor(raw.get("executor"), base_dir, warnings), warnings=tuple(warnings))
+    if spec.executor.kind != "local" and COORDINATES in spec.outputs:
+        _fail("outputs.Coordinates", "The Coordinates point layer is written by the local executor only; run this "
+                                     "job locally or leave the Coordinates output out.")
     return spec

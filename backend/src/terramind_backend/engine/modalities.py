@@ -40,7 +40,11 @@ MODALITIES = {m.name: m for m in (
 )}
 
 INPUT_MODALITIES = tuple(MODALITIES)
-GENERATION_OUTPUTS = ("S2L2A", "S1GRD", "S1RTC", "DEM", "LULC", "NDVI")
+# TerraMind's sequence modality: a window's centre (lon, lat). Never read from a raster: options.use_location
+# feeds it (engine.locations) and as an output it is a point layer (engine.points), not a GeoTIFF.
+COORDINATES = "Coordinates"
+_COORDINATE_NAMES = ("COORDINATES", "COORDS", "LOCATION")
+GENERATION_OUTPUTS = ("S2L2A", "S1GRD", "S1RTC", "DEM", "LULC", "NDVI", COORDINATES)
 # Modalities with a tokenizer, i.e. what `reconstruct` can round-trip.
 TOKENIZED = ("S2L2A", "S1GRD", "S1RTC", "DEM", "LULC", "NDVI")
 
@@ -64,6 +68,12 @@ LULC_CLASSES = (
 
 
 def resolve(name: str) -> Optional[str]:
-    """Canonical spelling of a modality name (case-insensitive), or None if unknown."""
+    """Canonical spelling of a raster modality name (case-insensitive), or None if unknown."""
     key = str(name).strip().upper()
     return key if key in MODALITIES else None
+
+
+def resolve_output(name: str) -> Optional[str]:
+    """``resolve`` plus Coordinates (also spelled coords or location): what a generate output or TiM modality
+    may be."""
+    return COORDINATES if str(name).strip().upper() in _COORDINATE_NAMES else resolve(name)

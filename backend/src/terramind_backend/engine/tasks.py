@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple
 
 from . import similarity_query
-from .modalities import GENERATION_OUTPUTS, TOKENIZED
+from .modalities import COORDINATES, GENERATION_OUTPUTS, TOKENIZED
 
 EMBED_OUTPUT = "embeddings"
 _PREDICTORS = "terramind_backend.engine.predictors"
@@ -37,6 +37,7 @@ class Task:
     vector_outputs: Tuple[str, ...] = ()         # outputs written as GeoPackage (.gpkg); the others are GeoTIFFs
     options_key: Optional[str] = None            # the task's own options object, options.<options_key>, …
     parse_options: Optional[Callable] = None     # … parsed by parse_options(dict, outputs, warnings)
+    takes_location: bool = False                 # options.use_location can feed window centres as Coordinates
 
     def describe_outputs(self) -> str:
         """The output keys in words, for error messages."""
@@ -69,10 +70,12 @@ def own_job(spec):
 
 
 for _task in (
-    Task("generate", f"{_PREDICTORS}.generate", GENERATION_OUTPUTS, modality_outputs=True, outputs_are_inputs=False),
-    Task("embed", f"{_PREDICTORS}.embed", (EMBED_OUTPUT,), required_outputs=(EMBED_OUTPUT,), patch_aligned=True),
+    Task("generate", f"{_PREDICTORS}.generate", GENERATION_OUTPUTS, modality_outputs=True, outputs_are_inputs=False,
+         takes_location=True, vector_outputs=(COORDINATES,)),
+    Task("embed", f"{_PREDICTORS}.embed", (EMBED_OUTPUT,), required_outputs=(EMBED_OUTPUT,), patch_aligned=True,
+         takes_location=True),
     Task("tim-embed", f"{_PREDICTORS}.embed", (EMBED_OUTPUT,), required_outputs=(EMBED_OUTPUT,), patch_aligned=True,
-         merge_methods=("mean", "max")),
+         merge_methods=("mean", "max"), takes_location=True),
     Task("segment", f"{_PREDICTORS}.segment", ("classes", "probabilities"), required_outputs=("classes",),
          needs_checkpoint=True, checkpoint_sets_bands=True),
     Task("reconstruct", f"{_PREDICTORS}.reconstruct", TOKENIZED, modality_outputs=True, outputs_are_inputs=True),

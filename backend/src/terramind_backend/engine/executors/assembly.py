@@ -52,8 +52,9 @@ class _Sink:
 class Assembly:
     """The outputs of one job on work grid ``grid``; use as a context manager (aborts on error)."""
 
-    def __init__(self, products: Sequence, grid, window: int, overlap: int, polygon):
+    def __init__(self, products: Sequence, grid, window: int, overlap: int, polygon, points: Sequence = ()):
         self.writers: List[OutputWriter] = []
+        self.points = list(points)  # point layers (Coordinates outputs): filled by the predictor, published here
         self._strips = []
         try:
             for product in products:
@@ -84,18 +85,20 @@ class Assembly:
             acc.close()
         for w in self.writers:
             w.finish(style_for(w.spec, w.stats()))
+        for layer in self.points:
+            layer.finish()
         if cancel.is_set():
             raise JobCancelled()
-        for w in self.writers:
+        for w in self.writers + self.points:
             w.commit()
 
     def abort(self) -> None:
-        for w in self.writers:
+        for w in self.writers + self.points:
             w.abort()
 
     def outputs(self) -> List[dict]:
         return [{"name": w.spec.name, "path": w.spec.path, "style": style_path(w.spec.path), "kind": w.spec.kind}
-                for w in self.writers]
+                for w in self.writers + self.points]
 
     def __enter__(self) -> "Assembly":
         return self

@@ -12,7 +12,7 @@ from ..errors import JobCancelled
 from ..predictors.base import Context
 from ..tiling import batches
 from .assembly import Assembly
-from .windows import (READ_ENV, Progress, close_readers, open_readers, read_batch, window_plan, window_stacks,
+from .windows import (READ_ENV, Progress, close_readers, open_readers, read_windows, window_plan, window_stacks,
                       work_grid)
 
 
@@ -28,12 +28,12 @@ def run_local(spec, layout, device: str, models, emit, cancel) -> dict:
         readers = open_readers(spec, layout, grid)
         try:
             with Assembly(predictor.products, grid, spec.tiling.window, spec.tiling.overlap,
-                          layout.polygon) as assembly:
+                          layout.polygon, points=getattr(predictor, "point_layers", ())) as assembly:
                 progress = Progress(total, emit)
                 for index, batch in enumerate(batches(windows, spec.tiling.batch_size)):
                     if cancel.is_set():
                         raise JobCancelled()
-                    arrays, valid = read_batch(readers, batch)
+                    arrays, valid = read_windows(readers, batch, grid, spec)
                     outputs = predictor.predict(arrays, valid, index)
                     assembly.add(batch, window_stacks(predictor.products, outputs, valid))
                     progress.advance(len(batch))

@@ -15,7 +15,7 @@ import rasterio
 from .. import predictors
 from ..predictors.base import Context
 from .blocks import Block, block_done, save_block
-from .windows import READ_ENV, close_readers, open_readers, read_batch, window_stacks, work_grid
+from .windows import READ_ENV, close_readers, open_readers, read_windows, window_stacks, work_grid
 
 
 class BlockWorker:
@@ -47,7 +47,7 @@ class BlockWorker:
             return block.index
         parts = {k: [] for k in self.keys}
         for offset, batch in enumerate(block.batches):
-            arrays, valid = read_batch(self._readers, batch)
+            arrays, valid = read_windows(self._readers, batch, self.grid, self.spec)
             outputs = self.predictor.predict(arrays, valid, block.first_batch + offset)
             for key, stack in window_stacks(self.predictor.products, outputs, valid).items():
                 parts[key].append(stack)

@@ -13,6 +13,8 @@ import numpy as np
 
 from ..grid import Grid
 from ..jobspec import PATCH
+from ..locations import needs_locations, window_centres
+from ..modalities import COORDINATES
 from ..tasks import TASKS
 from ..tiling import plan_windows
 
@@ -59,6 +61,15 @@ def read_batch(readers: Dict[str, object], batch: Sequence):
         arrays[mod] = np.stack(stack)
         m = np.stack(masks)
         valid = m if valid is None else valid & m
+    return arrays, valid
+
+
+def read_windows(readers: Dict[str, object], batch: Sequence, grid: Grid, spec):
+    """`read_batch`, plus the windows' centres (lon, lat, WGS 84) under ``Coordinates`` when the job needs
+    them (``options.use_location`` or a Coordinates output); the predictor decides how to use them."""
+    arrays, valid = read_batch(readers, batch)
+    if needs_locations(spec):
+        arrays[COORDINATES] = window_centres(grid, batch)
     return arrays, valid
 
 

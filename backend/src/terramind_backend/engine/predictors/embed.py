@@ -3,6 +3,8 @@
 The backbone gets standardized inputs (backbones never standardize themselves, facts §3.3); its
 layer ``options.layer`` output ``[B, N, D]`` is reshaped to ``[B, D, S/16, S/16]`` (tokens are
 row-major). TiM first generates its ``tim_modalities`` tokens and averages them in (merge mean/max).
+With ``options.use_location`` each window's centre (lon, lat) is one more input: its tokens take part in
+attention, and merge mean/max leave them out of the per-patch features as TerraTorch does.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Dict, List
 import numpy as np
 
 from ..jobspec import PATCH
+from ..modalities import COORDINATES
 from ..tasks import EMBED_OUTPUT
 from ..writer import OutputSpec
 from .base import (FLOAT_NODATA, Context, Predictor, Product, announce_precision, batch_seed, build_kwargs,
@@ -25,6 +28,9 @@ class EmbedPredictor(Predictor):
         self.tim = spec.task == "tim-embed"
         self.seed = spec.seed
         mods = list(spec.inputs)
+        self.use_location = spec.options.use_location
+        if self.use_location:  # each window's centre joins the inputs (the runner adds it to every batch)
+            mods.append(COORDINATES)
         kwargs = dict(modalities=mods, merge_method=spec.options.merge_method, **build_kwargs(spec))
         name = f"terramind_v1_{spec.size}"
         if self.tim:
@@ -53,8 +59,12 @@ class EmbedPredictor(Predictor):
     def predict(self, arrays: Dict[str, np.ndarray], valid: np.ndarray, batch_index: int) -> Dict[str, np.ndarray]:
         import torch
 
+        arrays = dict(arrays)
+        centres = arrays.pop(COORDINATES, None)
         x = {m: standardize(m, a, valid) for m, a in arrays.items()}
         batch = torch_batch(x, self.device)
+        if self.use_location:
+            batch[COORDINATES] = torch.from_numpy(centres).to(self.device)
         with torch.inference_mode():
             if self.tim:
                 layers = call_seeded(self.model, batch_seed(self.seed, batch_index), batch)
