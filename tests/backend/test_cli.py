@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import FAKE_HUB, REPO, fake_hub, sample  # noqa: F401  (fake_hub is a fixture)
 from terramind_backend.cli import build_parser, main
-from terramind_backend.commands.jobs import build_spec
+from terramind_backend.commands.jobs import EXIT_INVALID as EXIT_INVALID_JOB, build_spec
 from test_engine_support import analytic, ndvi_of, read  # noqa: F401  (fixture)
 
 
@@ -123,3 +123,31 @@ def test_ctrl_c_exits_130_and_leaves_nothing(tmp_path, analytic, capsys):  # noq
     assert rc == 130
     assert "cancelled; no output was written" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []
+
+
+def test_segment_subcommand_runs_a_fine_tuned_checkpoint(tmp_path, capsys):
+    from test_segmentation import _random_checkpoint
+
+    ckpt = _random_checkpoint(tmp_path)
+    argv = ["segment", "--in", f"S2L2A={sample('S2L2A')}", "--out", str(tmp_path / "classes.tif"),
+            "--probabilities", str(tmp_path / "p.tif"), "--device", "cpu", "--overlap", "0", "--quiet"]
+    assert main(argv[:-1] + ["--dry-run"]) == EXIT_INVALID_JOB  # no --checkpoint: a clear validation error
+    assert "[options.checkpoint]" in capsys.readouterr().err
+    assert main(argv + ["--checkpoint", str(ckpt)]) == 0, capsys.readouterr().err
+    classes, prof = read(tmp_path / "classes.tif")
+    assert classes.shape == (1, 224, 224) and prof["dtype"] == "uint8" and set(np.unique(classes)) <= {0, 1, 2}
+    assert read(tmp_path / "p.tif")[0].shape == (3, 224, 224)
+    spec = build_spec(build_parser().parse_args(argv + ["--checkpoint", "m.ckpt"]))
+    assert spec["outputs"] == {"classes": str(tmp_path / "classes.tif"), "probabilities": str(tmp_path / "p.tif")}
+
+
+def test_generate_with_location_and_coordinates_output(tmp_path, fake_hub, capsys):  # noqa: F811
+    rc = main(["generate", "--in", f"S2L2A={sample('S2L2A')}", "--out", f"LULC={tmp_path / 'lulc.tif'}",
+               "--out", f"Coordinates={tmp_path / 'where.gpkg'}", "--use-location", "--window", "112",
+               "--overlap", "0", "--timesteps", "1", "--device", "cpu", "--precision", "fp32", "--json-progress"])
+    assert rc == 0, capsys.readouterr().err
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert [o["kind"] for o in result["outputs"]] == ["classes", "points"]
+    assert sorted(os.listdir(tmp_path)) == ["lulc.qml", "lulc.tif", "lulc.tif.aux.xml", "where.gpkg", "where.qml"]
+    spec = build_spec(build_parser().parse_args(["embed", "--in", "S2L2A=a.tif", "--out", "e.tif", "--use-location"]))
+    assert spec["options"]["use_location"] is True

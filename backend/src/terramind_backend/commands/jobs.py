@@ -1,4 +1,4 @@
-"""`terramind run | generate | embed | tim-embed | reconstruct`: the job engine from a shell.
+"""`terramind run | generate | embed | tim-embed | reconstruct | segment`: the job engine from a shell.
 
 Every product command only builds a JobSpec and calls the same `run_job` as the stdio server.
 Progress: a bar on stderr when it is a terminal; ``--json-progress`` prints every event and the
@@ -73,16 +73,23 @@ def _progress_args(p: argparse.ArgumentParser) -> None:
                    help="validate and print the plan (grid, windows, batches) as JSON; load nothing, write nothing")
 
 
+def _location_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--use-location", action="store_true",
+                   help="feed each window's centre (lon, lat, WGS 84) as the Coordinates input")
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("run", help="run a JobSpec JSON file (docs/jobspec.md)")
     p.add_argument("job", metavar="JOB.json", help="JobSpec file; relative paths in it are relative to its folder")
     _progress_args(p)
     p.set_defaults(func=run_file)
 
-    p = subparsers.add_parser("generate", help="generate modalities (LULC, NDVI, DEM, S1GRD, S1RTC, S2L2A)")
+    p = subparsers.add_parser("generate", help="generate modalities (LULC, NDVI, DEM, S1GRD, S1RTC, S2L2A, Coordinates)")
     _common(p)
+    _location_arg(p)
     p.add_argument("--out", dest="outputs", action="append", type=lambda t: _pair(t, "--out"), required=True,
-                   metavar="MODALITY=PATH", help="output per generated modality, e.g. LULC=lulc.tif")
+                   metavar="MODALITY=PATH", help="output per generated modality, e.g. LULC=lulc.tif; "
+                                                 "Coordinates=points.gpkg writes one point per window")
     p.add_argument("--timesteps", type=int, default=10, help="diffusion steps for image outputs (default 10)")
     p.add_argument("--probabilities", action="store_true", help="also write LULC class probabilities")
     p.add_argument("--confidence", action="store_true",
@@ -95,6 +102,7 @@ def register(subparsers) -> None:
                        ("tim-embed", "Thinking-in-Modalities embeddings per 16 px patch")):
         p = subparsers.add_parser(task, help=text)
         _common(p)
+        _location_arg(p)
         p.add_argument("--out", required=True, metavar="PATH", help="embeddings GeoTIFF (one band per feature)")
         p.add_argument("--layer", type=int, default=-1, help="encoder layer (default -1, the last)")
         p.add_argument("--merge", default="mean", help="merge of several modalities: mean, max or concat")
@@ -108,6 +116,13 @@ def register(subparsers) -> None:
                    metavar="MODALITY=PATH", help="reconstructed input, e.g. S2L2A=s2_rec.tif")
     p.add_argument("--timesteps", type=int, default=10, help="diffusion steps (default 10)")
     p.set_defaults(func=run_product, task="reconstruct")
+
+    p = subparsers.add_parser("segment", help="classes from a fine-tuned TerraTorch segmentation checkpoint "
+                                              "(--checkpoint model.ckpt)")
+    _common(p)
+    p.add_argument("--out", required=True, metavar="PATH", help="class map GeoTIFF")
+    p.add_argument("--probabilities", metavar="PATH", help="also write class probabilities to this GeoTIFF")
+    p.set_defaults(func=run_product, task="segment")
 
 
 def build_spec(args) -> dict:
@@ -124,7 +139,13 @@ def build_spec(args) -> dict:
             "options": {"checkpoint": args.checkpoint, "precision": args.precision}}
     if args.bounds:
         spec["extent"] = {"bounds": list(args.bounds), "crs": args.bounds_crs or args.crs or _first_crs(inputs)}
-    if args.task in ("embed", "tim-embed"):
+    if getattr(args, "use_location", False):
+        spec["options"]["use_location"] = True
+    if args.task == "segment":
+        spec["outputs"] = {"classes": args.out}
+        if args.probabilities:
+            spec["outputs"]["probabilities"] = args.probabilities
+    elif args.task in ("embed", "tim-embed"):
         spec["outputs"] = {"embeddings": args.out}
         spec["options"].update(layer=args.layer, merge_method=args.merge)
         if args.task == "tim-embed":
