@@ -199,14 +199,9 @@ def test_other_image_sizes(hub):
     assert got[-1].shape == (1, 320, 192)
 
 
-def test_coordinates_cannot_be_built_by_terratorch_here(hub):
-    # no HF `tokenizers` package in the reference venv (and no coords config.json in the fake hub)
-    with pytest.raises(ImportError, match="tokenizers"):
-        BACKBONE_REGISTRY.build("terramind_v1_tiny", pretrained=True, modalities=["S2L2A", "Coordinates"])
-
-
 def test_coordinates_token_ids_path(hub):
-    """S2L2A + Coordinates ids through TerraTorch's TerraMindViT (no coords tokenizer) and ours."""
+    """S2L2A + Coordinates token ids through TerraTorch's TerraMindViT (built without tokenizers) and ours
+    (integer ids skip the coords tokenizer; (lon, lat) floats: tests/parity/test_coords_parity.py)."""
     from functools import partial
 
     from terratorch.models.backbones.terramind.model.terramind_register import checkpoint_filter_fn
@@ -219,9 +214,7 @@ def test_coordinates_token_ids_path(hub):
                           norm_layer=partial(LayerNorm, eps=1e-6, bias=False), tokenizer_dict=None).eval()
     theirs.load_state_dict(checkpoint_filter_fn(hub.official_state_dict("terramind_v1_tiny"), theirs), strict=True)
     ours = build_backbone("tiny", modalities=["S2L2A", "Coordinates"], pretrained=True)
-    assert "coords" not in ours.tokenizer  # no coords tokenizer here: ids are embedded directly
-    # the fake checkpoint has no coords embedding: both sides random, so share TerraTorch's
-    ours.encoder_embeddings["coords"].load_state_dict(theirs.encoder_embeddings["coords"].state_dict())
+    assert "coords" in ours.tokenizer
     assert [k for k in ours.state_dict()] == [k for k in theirs.state_dict()]
     gen = torch.Generator().manual_seed(7)
     inputs = {"S2L2A": torch.randn(2, 12, 224, 224, generator=gen),
@@ -229,8 +222,6 @@ def test_coordinates_token_ids_path(hub):
     for method in ("mean", "dict", None):
         theirs.merge_method = ours.merge_method = method
         _run_both(theirs, ours, inputs)
-    with pytest.raises(ValueError, match="coords tokenizer"):
-        ours({"S2L2A": inputs["S2L2A"], "Coordinates": torch.tensor([[8.5, 47.4], [2.3, 48.9]])})
 
 
 def test_state_dict_keys_without_weights():
