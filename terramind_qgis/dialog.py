@@ -50,10 +50,12 @@ _OUTPUT_SWATCHES = {
     "S1GRD": ("#111111", "#888888", "#f2f2f2"),
     "S1RTC": ("#1b1b1b", "#9a9a9a", "#ffffff"),
     "S2L2A": ("#3b5a2e", "#8c8a5a", "#c9b79c", "#5b7fa8"),
+    "Coordinates": ("#e31a1c", "#ffffff", "#e31a1c"),
 }
 _OUTPUT_TEXT = {
     "LULC": "Land cover (10 classes)", "NDVI": "NDVI", "DEM": "Elevation (DEM)",
     "S1GRD": "Sentinel-1 GRD (dB)", "S1RTC": "Sentinel-1 RTC (dB)", "S2L2A": "Sentinel-2 L2A",
+    "Coordinates": "Location (points)",
 }
 # TerraMind v1 LULC classes 1-9 (0 = no data): names and colours as docs/jobspec.md and resources/legends.
 LULC_CLASSES = (("No data", "#000000"), ("Water", "#3171AD"), ("Trees", "#469C76"), ("Flooded vegetation", "#83CA70"),
@@ -271,9 +273,10 @@ class TerraMindDialog(QDialog):
         self.lulc_legend.setWordWrap(True)
         self.lulc_legend.setToolTip("The 10 land-cover classes of TerraMind v1 (names: our reading of ESRI 10 m "
                                     "land cover, see docs/jobspec.md)")
-        grid.addWidget(self.lulc_legend, 3, 0, 1, 2)
+        legend_row = (len(OUTPUT_MODALITIES) + 1) // 2
+        grid.addWidget(self.lulc_legend, legend_row, 0, 1, 2)
         self.uncertainty_row = UncertaintyRow()
-        grid.addWidget(self.uncertainty_row, 4, 0, 1, 2)
+        grid.addWidget(self.uncertainty_row, legend_row + 1, 0, 1, 2)
         self.output_stack.addWidget(generate_page)
 
         embed_page = QWidget()
@@ -433,8 +436,14 @@ class TerraMindDialog(QDialog):
         form.addRow("Batch size", self.batch_spin)
         form.addRow("Diffusion steps", self.steps_spin)
         form.addRow("Seed", self.seed_spin)
+        self.location_check = QCheckBox("Use location (each tile's centre, lon/lat)")
+        self.location_check.setObjectName("use_location")
+        self.location_check.setToolTip("Feed each tile's centre in WGS 84 to TerraMind as its Coordinates input "
+                                       "(generation and embeddings). A Location output is still generated from "
+                                       "the images alone.")
         form.addRow("Precision", self.precision_combo)
         form.addRow(self.standardize_check)
+        form.addRow(self.location_check)
         self.advanced_error = MessageLabel("error")
         form.addRow(self.advanced_error)
         self.advanced_box = box
@@ -497,6 +506,7 @@ class TerraMindDialog(QDialog):
         for widget in (self.window_spin, self.overlap_spin, self.batch_spin, self.steps_spin, self.seed_spin):
             widget.valueChanged.connect(refresh)
         self.standardize_check.toggled.connect(refresh)
+        self.location_check.toggled.connect(refresh)
         self.temporary_radio.toggled.connect(self._output_mode_changed)
         self.folder_widget.fileChanged.connect(refresh)
         self.name_edit.textChanged.connect(refresh)
@@ -621,6 +631,7 @@ class TerraMindDialog(QDialog):
             standardize=self.standardize_check.isChecked(),
             precision=self.precision_combo.currentData(),
             uncertainty=self.uncertainty_row.options(),
+            use_location=self.location_check.isChecked(),
         )
         wkt, crs = self._polygon_wkt()
         if wkt is not None:
@@ -869,6 +880,7 @@ class TerraMindDialog(QDialog):
         s.setValue(SETTINGS_PREFIX + "standardize", self.standardize_check.isChecked())
         s.setValue(SETTINGS_PREFIX + "precision", self.precision_combo.currentData())
         self.uncertainty_row.save(s, SETTINGS_PREFIX)
+        s.setValue(SETTINGS_PREFIX + "use_location", self.location_check.isChecked())
         s.setValue(SETTINGS_PREFIX + "temporary", self.temporary_radio.isChecked())
         s.setValue(SETTINGS_PREFIX + "output_dir", self.folder_widget.filePath())
 
@@ -916,6 +928,7 @@ class TerraMindDialog(QDialog):
         self.standardize_check.setChecked(get("standardize", True, bool))
         self.precision_combo.setCurrentIndex(max(0, self.precision_combo.findData(get("precision", "auto"))))
         self.uncertainty_row.restore(get)
+        self.location_check.setChecked(get("use_location", False, bool))
         temporary = get("temporary", True, bool)
         self.temporary_radio.setChecked(temporary)
         self.folder_radio.setChecked(not temporary)

@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .modalities import MODALITIES, OUTPUT_MODALITIES, is_identity, mapping_problem
+from .modalities import MODALITIES, OUTPUT_MODALITIES, VECTOR_OUTPUT_SUFFIX, is_identity, mapping_problem
 
 JOBSPEC_VERSION = 1
 MODEL_SIZES = ("tiny", "small", "base", "large")
@@ -70,6 +70,7 @@ class JobChoices:
     standardize: bool = True
     precision: str = "auto"   # auto (bf16 where fast: CUDA, AMX CPUs) | fp32 (exact) | bf16
     uncertainty: dict = field(default_factory=dict)  # generate: options.uncertainty (docs/uncertainty.md), {} = off
+    use_location: bool = False   # feed each window's centre (lon, lat) as TerraMind's Coordinates input
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,8 @@ def output_paths(choices: JobChoices) -> dict[str, str]:
         return {}
     stem = choices.job_name
     if choices.task == "generate":
-        return {name: os.path.join(folder, f"{stem}_{name.lower()}.tif") for name in choices.outputs}
+        return {name: os.path.join(folder, f"{stem}_{name.lower()}{VECTOR_OUTPUT_SUFFIX.get(name, '.tif')}")
+                for name in choices.outputs}
     return {"embeddings": os.path.join(folder, f"{stem}_embeddings.tif")}
 
 
@@ -138,7 +140,7 @@ def _check_inputs(choices: JobChoices) -> list[Problem]:
     seen: dict[str, str] = {}
     for item in usable:
         where = f"inputs.{item.key}"
-        if item.modality not in MODALITIES:
+        if item.modality not in MODALITIES or not MODALITIES[item.modality].can_input:
             problems.append(Problem(where, "Choose the modality of this layer"))
             continue
         if item.modality in seen:
@@ -287,7 +289,7 @@ def build_jobspec(choices: JobChoices) -> dict:
         "options": {"layer": int(choices.layer), "merge_method": choices.merge_method,
                     "tim_modalities": list(choices.tim_modalities),
                     "checkpoint": None, "probabilities": False, "standardize": bool(choices.standardize),
-                    "precision": choices.precision},
+                    "precision": choices.precision, "use_location": bool(choices.use_location)},
     }
     if choices.task == "generate" and choices.uncertainty:
         spec["options"]["uncertainty"] = dict(choices.uncertainty)

@@ -60,10 +60,15 @@ MODALITIES: dict[str, Modality] = {m.name: m for m in (
              can_output=True),
     Modality("NDVI", "NDVI", ("NDVI",), "index", "Normalized difference vegetation index, −1 … 1",
              can_output=True),
+    Modality("Coordinates", "Location", ("lon", "lat"), "location",
+             "Where TerraMind places each window (lon, lat): a point layer with the true centre and the distance",
+             can_input=False, can_output=True),
 )}
 
 INPUT_MODALITIES = tuple(name for name, m in MODALITIES.items() if m.can_input)
-OUTPUT_MODALITIES = ("LULC", "NDVI", "DEM", "S1GRD", "S1RTC", "S2L2A")
+OUTPUT_MODALITIES = ("LULC", "NDVI", "DEM", "S1GRD", "S1RTC", "S2L2A", "Coordinates")
+# Outputs that are not rasters: the file suffix the backend expects for them (docs/jobspec.md)
+VECTOR_OUTPUT_SUFFIX = {"Coordinates": ".gpkg"}
 
 # Sentinel-2 band codes, shown next to the model band names in the band-mapping editor.
 BAND_CODES = {

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from qgis.core import (
     QgsCoordinateReferenceSystem,
+    QgsProcessingParameterBoolean,
     QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingException,
@@ -82,6 +83,7 @@ class TerraMindAlgorithm(QgsProcessingAlgorithm):
     DISPLAY = ""
     HELP = ""
     uses_precision = True  # offers the PRECISION parameter (JobSpec options.precision)
+    uses_location = False  # offers USE_LOCATION (JobSpec options.use_location: tile centres as Coordinates)
 
     def __init__(self):
         super().__init__()
@@ -157,6 +159,10 @@ class TerraMindAlgorithm(QgsProcessingAlgorithm):
         if self.uses_precision:
             self._advanced(QgsProcessingParameterEnum(
                 "PRECISION", self.tr("Precision"), options=[label for _, label in PRECISIONS], defaultValue=0))
+        if self.uses_location:
+            self._advanced(QgsProcessingParameterBoolean(
+                "USE_LOCATION", self.tr("Use location (each tile's centre, lon/lat, as TerraMind's Coordinates input)"),
+                defaultValue=False))
 
     def _advanced(self, parameter):
         parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
@@ -196,6 +202,8 @@ class TerraMindAlgorithm(QgsProcessingAlgorithm):
         }
         if self.parameterDefinition("PRECISION") is not None:
             spec["options"]["precision"] = PRECISIONS[self.parameterAsEnum(parameters, "PRECISION", context)][0]
+        if self.parameterDefinition("USE_LOCATION") is not None:
+            spec["options"]["use_location"] = self.parameterAsBool(parameters, "USE_LOCATION", context)
         model = self.model_name(parameters, context)
         if model:
             spec["model"] = model

@@ -17,6 +17,7 @@ MERGE_METHODS = ("mean", "max", "concat")
 
 class EmbedAlgorithm(TerraMindAlgorithm):
     ALG_NAME = "embed"
+    uses_location = True
     DISPLAY = "Embeddings (backbone or TiM)"
     HELP = (
         "Writes TerraMind 1.0 encoder embeddings of the inputs as a multi-band raster: one pixel per "

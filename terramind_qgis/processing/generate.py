@@ -24,6 +24,7 @@ def output_parameter(modality: str) -> str:
 
 class GenerateAlgorithm(TerraMindAlgorithm):
     ALG_NAME = "generate"
+    uses_location = True
     DISPLAY = "Generate layers (any-to-any)"
     HELP = (
         "Generates new layers from the input rasters with TerraMind 1.0's any-to-any generation: "

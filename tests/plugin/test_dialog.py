@@ -9,7 +9,7 @@ import time
 import pytest
 from osgeo import gdal
 from qgis.core import (QgsApplication, QgsFeature, QgsGeometry, QgsProject, QgsRasterLayer, QgsRectangle,
-                       QgsSettings, QgsTask, QgsVectorLayer)
+                       QgsSettings, QgsSimpleMarkerSymbolLayerBase, QgsTask, QgsVectorLayer)
 from qgis.PyQt.QtCore import Qt, QTimer
 
 from tests.conftest import fake_hub, sample  # noqa: F401 (fake_hub is a fixture)
@@ -115,7 +115,7 @@ def test_jobspec_from_the_widgets(dialog, layers, tmp_path):
         "tiling": {"window": 256, "overlap": 48, "batch_size": 2},
         "device": "cpu", "timesteps": 5, "seed": 42,
         "options": {"layer": -1, "merge_method": "mean", "tim_modalities": ["LULC"], "checkpoint": None,
-                    "probabilities": False, "standardize": True, "precision": "auto"},
+                    "probabilities": False, "standardize": True, "precision": "auto", "use_location": False},
     }
 
 
@@ -390,6 +390,38 @@ def test_dialog_job_end_to_end_keeps_the_ui_responsive(dialog, layers, qtbot, fa
     limit = 0.5 if crowded else 0.1
     assert wall < limit, (f"UI thread stalled {wall * 1000:.0f} ms (its own CPU time in that gap "
                           f"{cpu * 1000:.0f} ms; load {os.getloadavg()[0]:.1f})")
+
+
+def test_dialog_job_with_location_and_a_coordinates_output(dialog, layers, qtbot, fake_hub, monkeypatch, request):
+    """Use location + a Location output through Run and the real backend: a LULC layer and a styled point layer
+    (one point per tile, with its true centre and the distance)."""
+    from tests.conftest import REPO
+    from terramind_qgis.client import shutdown_client
+
+    monkeypatch.setenv("TERRAMIND_BACKEND_PYTHON", str(REPO / ".venv-backend" / "bin" / "python"))
+    request.addfinalizer(shutdown_client)
+    dialog.input_list.rows[0].set_layer(layers["S2L2A"])
+    for name, check in dialog.output_checks.items():
+        check.setChecked(name in ("LULC", "Coordinates"))
+    dialog.location_check.setChecked(True)
+    dialog.device_combo.setCurrentIndex(dialog.device_combo.findData("cpu"))
+    dialog.window_spin.setValue(112)
+    dialog.overlap_spin.setValue(0)
+    assert dialog.refresh() == []
+    spec = dialog.jobspec()
+    assert spec["options"]["use_location"] is True
+    assert spec["outputs"]["Coordinates"].endswith("job_coordinates.gpkg")
+
+    project = QgsProject.instance()
+    before = set(project.mapLayers())
+    qtbot.mouseClick(dialog.run_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: len(set(project.mapLayers()) - before) == 2, timeout=240_000)
+    added = {project.mapLayer(i).name(): project.mapLayer(i) for i in set(project.mapLayers()) - before}
+    points = added["Coordinates"]
+    assert isinstance(points, QgsVectorLayer) and points.featureCount() == 4
+    assert points.crs().authid() == "EPSG:4326"
+    assert {"true_lon", "true_lat", "distance_km"} <= set(points.fields().names())
+    assert points.renderer().symbol().symbolLayer(0).shape() == QgsSimpleMarkerSymbolLayerBase.Star  # the .qml
 
 
 def test_toolbar_action_opens_the_dialog(qgis_app, qgis_iface, qtbot, layers, monkeypatch):

@@ -271,6 +271,16 @@ def test_precision_parameter_reaches_the_jobspec(provider, tmp_path):
     assert algorithm("terramind:segment").parameterDefinition("PRECISION") is None
 
 
+def test_use_location_parameter_reaches_the_jobspec(provider, tmp_path):
+    """USE_LOCATION (advanced) maps to options.use_location for generate and embed; other tasks have none."""
+    spec, _, _ = spec_for("terramind:generate", {"S2L2A": str(sample("S2L2A")), "USE_LOCATION": True})
+    assert spec["options"]["use_location"] is True
+    spec, _, _ = spec_for("terramind:embed", {"S2L2A": str(sample("S2L2A")), "OUTPUT": str(tmp_path / "e.tif")})
+    assert spec["options"]["use_location"] is False
+    assert algorithm("terramind:segment").parameterDefinition("USE_LOCATION") is None
+    assert algorithm("terramind:reconstruct").parameterDefinition("USE_LOCATION") is None
+
+
 @pytest.mark.parametrize("setting", [True, False])
 def test_post_processing_asks_for_a_hillshade_only_for_dem_outputs(provider, settings, tmp_path, setting):
     """What collect_results records (style, is a DEM) and the dem_hillshade setting decide, on the main thread,

@@ -34,7 +34,6 @@ initialised N(0, 0.02) instead of left uninitialised.
 """
 from __future__ import annotations
 
-import logging
 from typing import Dict, List, Mapping, Optional, Union
 
 import torch
@@ -44,8 +43,6 @@ from .embeddings import ImageEncoderEmbedding, ImageTokenEncoderEmbedding, encod
 from .encdec import transformer_config
 from .layers import Block, LayerNorm, init_weights_mae, set_reference_arithmetic, uses_reference_arithmetic
 from .modalities import MODALITY_INFO, PRETRAINED_BANDS, known_inputs, resolve_input_modality
-
-log = logging.getLogger("terramind_backend.models")
 
 __all__ = ["TerraMindViT", "build_backbone", "build_modality_embeddings", "MERGE_METHODS"]
 
