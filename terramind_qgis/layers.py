@@ -20,6 +20,7 @@ from qgis.core import (QgsColorRampShader, QgsFillSymbol, QgsVectorLayer, QgsCon
 from qgis.PyQt.QtGui import QColor, QPainter
 
 LOG_TAG = "TerraMind"
+VECTOR_KINDS = ("areas", "points")  # result kinds that are GeoPackages, not rasters
 
 # ESRI 10 m land cover as TerraMind v1 encodes it (index → colour of IBM's plotting_utils, name).
 LULC_CLASSES = [
@@ -76,8 +77,8 @@ def load_output_layers(result: Dict, *, hillshade: Optional[bool] = None) -> Lis
     for output in result.get("outputs") or []:
         path = output.get("path", "")
         name = output.get("name") or os.path.splitext(os.path.basename(path))[0]
-        if output.get("kind") == "areas":  # similarity's matching areas: a GeoPackage polygon layer
-            layer = areas_layer(path, name)
+        if output.get("kind") in VECTOR_KINDS:  # GeoPackage outputs: matching areas, generated Coordinates
+            layer = areas_layer(path, name) if output["kind"] == "areas" else points_layer(path, name, output)
             if layer is not None:
                 if app is not None and QThread.currentThread() != app.thread():
                     layer.moveToThread(app.thread())
@@ -98,6 +99,20 @@ def load_output_layers(result: Dict, *, hillshade: Optional[bool] = None) -> Lis
                 each.moveToThread(app.thread())
         layers += made
     return layers
+
+
+def points_layer(path: str, name: str, output: Dict) -> Optional[QgsVectorLayer]:
+    """Generated Coordinates (one point per window), drawn with the engine's sidecar style when it loads."""
+    layer = QgsVectorLayer(path, name, "ogr")
+    if not layer.isValid():
+        QgsMessageLog.logMessage(f"Could not open output {name}: {path}", LOG_TAG, Qgis.Warning)
+        return None
+    style = output.get("style") or (os.path.splitext(path)[0] + ".qml")
+    if os.path.isfile(style):
+        message, ok = layer.loadNamedStyle(style)
+        if not ok:
+            QgsMessageLog.logMessage(f"Style {style} did not load ({message})", LOG_TAG, Qgis.Warning)
+    return layer
 
 
 def areas_layer(path: str, name: str) -> Optional[QgsVectorLayer]:
