@@ -189,13 +189,13 @@ def test_embed_spec_backbone_and_tim(provider, tmp_path):
     spec, destinations, _ = spec_for("terramind:embed", {
         "S2L2A": str(sample("S2L2A")), "LAYER": 3, "MERGE_METHOD": 2, "OUTPUT": out})
     assert spec["task"] == "embed" and spec["outputs"] == {"embeddings": out}
-    assert spec["options"] == {"layer": 3, "merge_method": "concat", "precision": "auto"}
+    assert spec["options"] == {"layer": 3, "merge_method": "concat", "precision": "auto", "use_location": False}
     assert destinations == {"embeddings": "OUTPUT"}
     spec, _, _ = spec_for("terramind:embed", {
         "S2L2A": str(sample("S2L2A")), "MODE": 1, "TIM_MODALITIES": [4, 5], "MODEL": 1, "OUTPUT": out})
     assert spec["task"] == "tim-embed" and spec["model"] == "terramind_v1_small"
     assert spec["options"] == {"layer": -1, "merge_method": "mean", "tim_modalities": ["LULC", "NDVI"],
-                               "precision": "auto"}
+                               "precision": "auto", "use_location": False}
 
 
 def test_segment_spec_takes_the_model_from_the_checkpoint(provider, tmp_path):
