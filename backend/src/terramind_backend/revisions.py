@@ -32,7 +32,7 @@ PINNED_REVISIONS: Dict[str, Optional[str]] = {
     "ibm-esa-geospatial/TerraMind-1.0-Tokenizer-DEM": None,
     "ibm-esa-geospatial/TerraMind-1.0-Tokenizer-LULC": None,
     "ibm-esa-geospatial/TerraMind-1.0-Tokenizer-NDVI": None,
-    "ibm-esa-geospatial/TerraMind-1.0-Tokenizer-Coords": None,  # config.json, the Coordinates WordPiece
+    "ibm-esa-geospatial/TerraMind-1.0-Tokenizer-Coords": None,
 }
 
 DEV_REVISIONS_FILE = "terramind-dev-revisions.json"
