@@ -185,23 +185,25 @@ def _check_classes(layer: QgsMapLayer, classes: list, known: bool) -> None:
         raise LabelsError(f"'{layer.name()}' has {found}: training needs labels of at least two classes.")
 
 
-def read_labels(layer: Optional[QgsMapLayer], field: Optional[str] = None, inputs: Iterable = ()) -> LabelsSnapshot:
+def read_labels(layer: Optional[QgsMapLayer], field: Optional[str] = None, inputs: Iterable = (),
+                snapshot: bool = True) -> LabelsSnapshot:
     """Check ``layer`` as training labels for ``inputs`` (raster layers) and snapshot it; main thread.
-    Raises ``LabelsError`` with a message for the user when the labels cannot be used."""
+    Raises ``LabelsError`` with a message for the user when the labels cannot be used. ``snapshot=False``
+    only checks (a memory layer's snapshot copies its features; the dialog checks on every change)."""
     if layer is None or not layer.isValid():
         raise LabelsError("Choose the layer with your training labels (polygons with a class field, or a class "
                           "raster).")
     if isinstance(layer, QgsVectorLayer):
-        snapshot = _read_polygons(layer, field)
+        result = _read_polygons(layer, field, snapshot)
     elif isinstance(layer, QgsRasterLayer):
-        snapshot = _read_raster(layer)
+        result = _read_raster(layer, snapshot)
     else:
         raise LabelsError(f"'{layer.name()}' is neither a vector nor a raster layer.")
     _check_overlap(layer, inputs)
-    return snapshot
+    return result
 
 
-def _read_polygons(layer: QgsVectorLayer, field: Optional[str]) -> LabelsSnapshot:
+def _read_polygons(layer: QgsVectorLayer, field: Optional[str], snapshot: bool = True) -> LabelsSnapshot:
     if layer.geometryType() != QgsWkbTypes.PolygonGeometry:
         raise LabelsError(f"'{layer.name()}' holds {QgsWkbTypes.geometryDisplayString(layer.geometryType()).lower()}"
                           " features: training labels are polygons (or a class raster).")
@@ -221,11 +223,12 @@ def _read_polygons(layer: QgsVectorLayer, field: Optional[str]) -> LabelsSnapsho
     fields = QgsFields()
     fields.append(layer.fields().at(index))
     return LabelsSnapshot(kind="polygons", layer_name=layer.name(), field=field, classes=classes,
-                          crs_wkt=layer.crs().toWkt(), _source=QgsVectorLayerFeatureSource(layer), _fields=fields,
+                          crs_wkt=layer.crs().toWkt(), _source=QgsVectorLayerFeatureSource(layer) if snapshot else None,
+                          _fields=fields,
                           _wkb_type=QgsWkbTypes.multiType(layer.wkbType()), _crs=layer.crs())
 
 
-def _read_raster(layer: QgsRasterLayer) -> LabelsSnapshot:
+def _read_raster(layer: QgsRasterLayer, snapshot: bool = True) -> LabelsSnapshot:
     provider = layer.dataProvider()
     if provider.dataType(1) in FLOAT_TYPES and not isinstance(layer.renderer(), QgsPalettedRasterRenderer):
         raise LabelsError(f"'{layer.name()}' holds decimal values: class labels are integer codes (a classified "
@@ -235,7 +238,8 @@ def _read_raster(layer: QgsRasterLayer) -> LabelsSnapshot:
     path = _gdal_file(layer)
     return LabelsSnapshot(kind="raster", layer_name=layer.name(), field=None, classes=classes,
                           crs_wkt=layer.crs().toWkt(), path=path,
-                          _source=None if path else provider.clone(), _crs=layer.crs(), _extent=layer.extent(),
+                          _source=provider.clone() if snapshot and not path else None, _crs=layer.crs(),
+                          _extent=layer.extent(),
                           _size=(layer.width(), layer.height()))
 
 

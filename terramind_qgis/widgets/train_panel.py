@@ -208,22 +208,22 @@ class TrainPanel(QWidget):
             freeze_backbone=not self.backbone_check.isChecked(),
             class_weights="balanced" if self.balanced_check.isChecked() else None)
 
-    def read_labels(self, input_layers):
-        """The labels snapshot (raises ``LabelsError``); shows the classes found."""
+    def read_labels(self, input_layers, snapshot: bool = True):
+        """The labels snapshot (raises ``LabelsError``); shows the classes found. ``snapshot=False``: checks only."""
         try:
-            snapshot = read_labels(self.labels_combo.currentLayer(), self.field_combo.currentField() or None,
-                                   input_layers)
+            labels = read_labels(self.labels_combo.currentLayer(), self.field_combo.currentField() or None,
+                                 input_layers, snapshot)
         except LabelsError:
             self.classes_label.clear()
             raise
-        self.classes_label.setText(f"{len(snapshot.classes)} classes: {_chips(snapshot.classes)}"
-                                   if snapshot.classes else "Classes: the codes found in the raster")
-        return snapshot
+        self.classes_label.setText(f"{len(labels.classes)} classes: {_chips(labels.classes)}"
+                                   if labels.classes else "Classes: the codes found in the raster")
+        return labels
 
     def problems(self, base: JobChoices, input_layers) -> list[Problem]:
         problems = check_finetune(self.finetune_choices(base))
         try:
-            self.read_labels(input_layers)
+            self.read_labels(input_layers, snapshot=False)
         except LabelsError as exc:
             problems.append(Problem("labels", str(exc)))
         if self.task is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 
 import pytest
 from qgis.core import QgsPalettedRasterRenderer, QgsProject, QgsRasterLayer, QgsSettings
@@ -33,6 +34,9 @@ def backend(fake_hub, monkeypatch):
     if not BACKEND_PYTHON.exists():
         pytest.fail(f"{BACKEND_PYTHON} missing: run scripts/setup.sh --test")
     monkeypatch.setenv("TERRAMIND_BACKEND_PYTHON", str(BACKEND_PYTHON))
+    probe = subprocess.run([str(BACKEND_PYTHON), "-c", "import fiona"], capture_output=True)
+    if probe.returncode:   # the backend reads polygon labels with fiona (backend/pyproject.toml)
+        pytest.fail(f"fiona missing in {BACKEND_PYTHON}: run scripts/setup.sh")
     return BACKEND_PYTHON
 
 
