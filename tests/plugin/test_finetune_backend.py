@@ -12,13 +12,14 @@ import pytest
 from qgis.core import QgsPalettedRasterRenderer, QgsProject, QgsRasterLayer, QgsSettings
 
 from tests.conftest import fake_hub, sample  # noqa: F401 (fake_hub is a fixture)
-from tests.plugin.test_finetune_labels import categorize, polygons
+from tests.plugin.test_finetune_labels import categorize
 from tests.plugin.test_processing_backend import BACKEND_PYTHON
 from terramind_qgis.dialog import TerraMindDialog
 from terramind_qgis.task import Cancelled, Done
 
 pytestmark = pytest.mark.slow
 CLASSES = [(1, "Water", "#3171ad"), (2, "Forest", "#1a7a3a")]
+CHIP = 32
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -49,10 +50,27 @@ def scene(qgis_app, qgis_new_project):
 
 
 def drawn(scene):
-    """Eight squares of two classes, drawn in an unsaved memory layer in another CRS, styled by class."""
-    from qgis.core import QgsCoordinateReferenceSystem
+    """Eight squares of two classes, drawn in an unsaved memory layer in another CRS, styled by class. Each lies
+    inside one 32 px training chip, so training reads eight chips (CI time)."""
+    from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsFeature, QgsGeometry,
+                           QgsRectangle, QgsVectorLayer)
 
-    layer = polygons(scene, [1, 2, 1, 2, 1, 2, 1, 2], crs=QgsCoordinateReferenceSystem("EPSG:4326"))
+    crs = QgsCoordinateReferenceSystem("EPSG:4326")
+    layer = QgsVectorLayer("Polygon?crs=EPSG:4326&field=cls:integer", "drawn", "memory")
+    to_layer = QgsCoordinateTransform(scene.crs(), crs, QgsProject.instance())
+    extent, chip = scene.extent(), CHIP * scene.rasterUnitsPerPixelX()
+    features = []
+    for i in range(8):
+        left = extent.xMinimum() + chip * 2 * (i % 4) + chip / 8
+        top = extent.yMaximum() - chip * 2 * (i // 4) - chip / 8
+        square = QgsGeometry.fromRect(QgsRectangle(left, top - chip * 3 / 4, left + chip * 3 / 4, top))
+        square.transform(to_layer)
+        feature = QgsFeature(layer.fields())
+        feature.setGeometry(square)
+        feature.setAttributes([1 + i % 2])
+        features.append(feature)
+    assert layer.dataProvider().addFeatures(features)
+    layer.updateExtents()
     categorize(layer, CLASSES)
     QgsProject.instance().addMapLayer(layer)
     return layer
@@ -71,7 +89,7 @@ def dialog(backend, qgis_iface, qtbot, scene, tmp_path):
     panel = dlg.train_panel
     panel.labels_combo.setLayer(drawn(scene))
     panel.checkpoint_widget.setFilePath(str(tmp_path / "model.ckpt"))
-    panel.chip_spin.setValue(32)
+    panel.chip_spin.setValue(CHIP)
     panel.batch_spin.setValue(4)
     panel.decoder_combo.setCurrentIndex(panel.decoder_combo.findData("FCNDecoder"))
     yield dlg
@@ -104,7 +122,7 @@ def test_processing_finetune_trains_from_a_memory_layer(backend, qgis_processing
         feedback = QgsProcessingFeedback()
         result = processing.run("terramind:finetune", {
             "S2L2A": scene.id(), "LABELS": labels.id(), "FIELD": "cls", "OUTPUT": str(tmp_path / "p.ckpt"),
-            "EPOCHS": 1, "DECODER": 2, "MODEL": 0, "DEVICE": 2, "CHIP_SIZE": 32, "BATCH_SIZE": 4}, feedback=feedback)
+            "EPOCHS": 1, "DECODER": 2, "MODEL": 0, "DEVICE": 2, "CHIP_SIZE": CHIP, "BATCH_SIZE": 4}, feedback=feedback)
     finally:
         QgsApplication.processingRegistry().removeProvider(provider)
     assert result["OUTPUT"] == str(tmp_path / "p.ckpt") and os.path.isfile(result["OUTPUT"])
