@@ -106,9 +106,11 @@ class TerraMindPlugin:
             canvas.unsetMapTool(self.similarity_tool)
         self.similarity_tool = tool
         canvas.setMapTool(tool)
-        self.iface.messageBar().pushInfo(
-            "TerraMind", f"Find similar in '{tool.embeddings.name()}': click = like this, Shift-click = not this, "
-                         "Ctrl-click vertices then right-click = an area, Esc = start over.")
+        from qgis.core import Qgis
+
+        from .similarity_tool import message_widget
+
+        self.iface.messageBar().pushWidget(message_widget(tool), Qgis.Info)
 
     def show_settings(self):
         from .settings_dialog import SettingsDialog

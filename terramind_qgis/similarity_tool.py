@@ -5,13 +5,14 @@ example, right-click closes it (the mean of the patches it covers). Every change
 `similarity` job to the warm backend (the engine streams the raster); its styled result replaces
 the previous one right above the embeddings layer. Esc clears the examples. The embeddings are only
 read; results are written to QGIS's temporary processing folder (Export → Save As to keep one).
+With a threshold (the message bar's "Outline matches from"), the matching areas come as polygons too.
 """
 from __future__ import annotations
 
 from typing import Callable, List, Optional, Tuple
 
 from qgis.core import (QgsApplication, QgsCoordinateTransform, QgsGeometry, QgsPointXY, QgsProcessingUtils,
-                       QgsProject, QgsRasterLayer, QgsWkbTypes)
+                       QgsProject, QgsRasterLayer, QgsVectorLayer, QgsWkbTypes)
 from qgis.gui import QgsMapTool, QgsRubberBand, QgsVertexMarker
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QColor
@@ -43,7 +44,8 @@ class SimilarityMapTool(QgsMapTool):
         self.task = None
         self.pending = False
         self.outcomes: list = []
-        self._asked = ""
+        self.threshold: Optional[float] = None   # set: also outline the patches from this similarity up
+        self._asked, self._asked_threshold = "", None
         self._markers: List[QgsVertexMarker] = []
         self._bands: List[QgsRubberBand] = []
         self._sketch: Optional[QgsRubberBand] = None
@@ -131,9 +133,16 @@ class SimilarityMapTool(QgsMapTool):
             self._sketch = None
 
     # -- the job ----------------------------------------------------------------------------------
+    def set_threshold(self, threshold: Optional[float]) -> None:
+        """Outline matching areas from ``threshold`` (0–1] up, or not (None); reruns the current examples."""
+        self.threshold = threshold
+        self.run()
+
     def spec(self) -> dict:
         out = QgsProcessingUtils.generateTempFilename("similarity.tif")
-        return similarity_spec(layer_path(self.embeddings), out, self.positives, self.negatives, self.polygons)
+        areas = QgsProcessingUtils.generateTempFilename("matching_areas.gpkg") if self.threshold else None
+        return similarity_spec(layer_path(self.embeddings), out, self.positives, self.negatives, self.polygons,
+                               threshold=self.threshold, areas=areas)
 
     def run(self) -> None:
         """Send the current examples (negatives alone are not a query); one job at a time."""
@@ -143,7 +152,8 @@ class SimilarityMapTool(QgsMapTool):
             self.pending = True  # rerun with every example once the running job ends
             return
         self.pending = False
-        self._asked = self._examples_text()  # clicks made while the job runs belong to the next one
+        # clicks made while the job runs belong to the next one
+        self._asked, self._asked_threshold = self._examples_text(), self.threshold
         name = f"Similar to {len(self.positives) + len(self.polygons)} example(s) in {self.embeddings.name()}"
         self.task = self.task_factory(name, self.spec(), self._finished, self.iface, self._place)
         QgsApplication.taskManager().addTask(self.task)
@@ -156,7 +166,10 @@ class SimilarityMapTool(QgsMapTool):
         for layer in layers:  # say what the layer answers: the examples it was asked about
             if layer.name() == "similarity":
                 layer.setName(f"Similar to {self.embeddings.name()} ({self._asked})")
-        self.result_layers = place_above(layers, self.embeddings, self.project)
+            elif layer.name() == "areas":
+                layer.setName(f"Matches ≥ {self._asked_threshold:g}")
+        outlines_first = sorted(layers, key=lambda layer: not isinstance(layer, QgsVectorLayer))
+        self.result_layers = place_above(outlines_first, self.embeddings, self.project)
         return self.result_layers
 
     def _examples_text(self) -> str:
@@ -172,6 +185,31 @@ class SimilarityMapTool(QgsMapTool):
             self.on_result(outcome)
         if self.pending:
             self.run()
+
+
+def message_widget(tool: SimilarityMapTool):
+    """The message-bar item shown while the tool is active: how to click, and the matching-areas switch."""
+    from qgis.gui import QgsMessageBar
+    from qgis.PyQt.QtWidgets import QCheckBox, QDoubleSpinBox
+
+    item = QgsMessageBar.createMessage(
+        "TerraMind", f"Find similar in '{tool.embeddings.name()}': click = like this, Shift-click = not this, "
+                     "Ctrl-click vertices then right-click = an area, Esc = start over.")
+    check = QCheckBox("Outline matches from")
+    spin = QDoubleSpinBox()
+    spin.setRange(0.01, 1.0)
+    spin.setSingleStep(0.05)
+    spin.setValue(0.8)
+    spin.setToolTip("Similarity (0–1) from which a patch counts as a match; matches are drawn as outlines")
+
+    def changed(*_):
+        tool.set_threshold(spin.value() if check.isChecked() else None)
+    check.toggled.connect(changed)
+    spin.valueChanged.connect(lambda _: check.isChecked() and changed())
+    item.layout().addWidget(check)
+    item.layout().addWidget(spin)
+    item.threshold_check, item.threshold_spin = check, spin  # reachable for tests
+    return item
 
 
 def _default_task(name, spec, on_finished, iface, place):

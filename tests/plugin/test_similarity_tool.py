@@ -152,6 +152,27 @@ def test_polygon_example_by_ctrl_clicks_and_right_click(backend, embeddings, qtb
     np.testing.assert_allclose(read_band(tool.result_layers[0].source()), cosine(data, [mean_unit]), atol=1e-5)
 
 
+def test_message_bar_switch_outlines_matching_areas_above_the_similarity(backend, embeddings, qtbot):
+    from terramind_qgis.similarity_tool import message_widget
+
+    data, layer, group = embeddings
+    canvas, transform = lonlat_canvas(layer)
+    tool = SimilarityMapTool(canvas, layer)
+    tool.add_example(transform.transform(centre(8, 8)), run=False)
+    item = message_widget(tool)
+    item.threshold_spin.setValue(0.6)
+    assert tool.threshold is None and tool.task is None               # the switch is still off
+    item.threshold_check.setChecked(True)                             # on: the examples run again, with areas
+    qtbot.waitUntil(lambda: len(tool.outcomes) == 1, timeout=TIMEOUT_MS)
+    assert isinstance(tool.outcomes[0], Done), tool.outcomes[0]
+    areas, sim = tool.result_layers
+    assert isinstance(areas, QgsVectorLayer) and areas.featureCount() > 0
+    assert areas.name() == "Matches ≥ 0.6"
+    assert [n.layer() for n in group.findLayers()] == [areas, sim, layer]
+    matches = (read_band(sim.source()) >= 0.6).sum()
+    assert sum(f.geometry().area() for f in areas.getFeatures()) == pytest.approx(matches * PATCH * PATCH)
+
+
 def test_only_terramind_embeddings_layers_are_accepted(tmp_path, qgis_app):
     other = write_embeddings(tmp_path / "p.tif", np.ones((3, 4, 4), np.float32), tag="LULC_probabilities")
     with pytest.raises(ValueError, match="not a TerraMind embeddings raster"):
