@@ -488,6 +488,7 @@ class TerraMindDialog(QDialog):
         self.add_input_button.clicked.connect(self.input_list.add_row)
         self.train_radio.toggled.connect(self._mode_changed)
         self.train_panel.changed.connect(refresh)
+        self.train_panel.extent_source = lambda: _extent_spec(self.choices())
         self.generate_radio.toggled.connect(self._mode_changed)
         for check in list(self.output_checks.values()) + list(self.tim_checks.values()):
             check.toggled.connect(refresh)
@@ -810,7 +811,7 @@ class TerraMindDialog(QDialog):
             return
         if self.task() == "finetune":   # the dialog stays open: its page shows the live curve
             choices = self.choices()
-            self.train_panel.start(choices, self._input_layers(), _extent_spec(choices))
+            self.train_panel.start(choices, self._input_layers())
             self._save_settings()
             return
         spec = self.jobspec()

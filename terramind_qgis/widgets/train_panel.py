@@ -45,7 +45,7 @@ class TrainPanel(QWidget):
         self.iface = iface
         self.task_factory = None        # tests replace it; None → finetune.task.FinetuneTask
         self.apply_task_factory = None  # tests replace it; None → task.TerraMindTask
-        self.apply_extent = None        # the JobSpec extent "Apply to map" segments (None: the whole input)
+        self.extent_source = None       # () -> the JobSpec extent "Apply to map" segments now (None: whole input)
         self.task = None
         self.application = None         # the ModelApplication of the last "Apply to map"
         self.last = None                # (training JobSpec, result) of the last finished run
@@ -168,6 +168,7 @@ class TrainPanel(QWidget):
         self.checkpoint_widget.fileChanged.connect(self._emit_changed)
         self.cancel_button.clicked.connect(self.cancel)
         self.report_button.clicked.connect(self.open_report)
+        self.apply_button.clicked.connect(self.apply)
         self._labels_changed(self.labels_combo.currentLayer())
 
     def _emit_changed(self, *_):
@@ -231,7 +232,7 @@ class TrainPanel(QWidget):
         return problems
 
     # -- running ------------------------------------------------------------------------------------
-    def start(self, base: JobChoices, input_layers, extent=None) -> bool:
+    def start(self, base: JobChoices, input_layers) -> bool:
         """Check again, then queue the training task. False (with the message shown) when it cannot start."""
         try:
             snapshot = self.read_labels(input_layers)
@@ -242,7 +243,6 @@ class TrainPanel(QWidget):
         if check_finetune(choices):
             return False
         self._save()
-        self.apply_extent = extent
         name = f"TerraMind: train {os.path.basename(choices.checkpoint)}"
         if self.task_factory is not None:
             self.task = self.task_factory(name, choices, [snapshot], on_finished=self._finished)
@@ -308,7 +308,8 @@ class TrainPanel(QWidget):
             open_file(report)
 
     def apply(self, *_):
-        """Segment with the new model (the dialog's extent when one was chosen) and add the styled class layer."""
+        """Segment with the new model (over the extent the dialog shows now, when one is chosen) and add the
+        styled class layer."""
         if not self.last:
             return None
         from ..finetune.apply import ModelApplication
@@ -316,7 +317,7 @@ class TrainPanel(QWidget):
         spec, result = self.last
         self.application = ModelApplication(spec, result, iface=self.iface, project=QgsProject.instance(),
                                             task_factory=self.apply_task_factory)
-        self.application.start(self.apply_extent)
+        self.application.start(self.extent_source() if self.extent_source is not None else None)
         return self.application
 
     # -- remembered choices ---------------------------------------------------------------------------

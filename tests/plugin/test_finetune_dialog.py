@@ -136,11 +136,17 @@ def test_train_then_apply_adds_the_class_layer_in_the_users_colours(dialog, scen
     assert "model saved to" in panel.status_label.text() and panel.progress_bar.value() == 100
     assert panel.apply_button.isEnabled() and panel.report_button.isEnabled()
 
-    application = panel.apply()
+    dialog.extent_box.setChecked(True)       # Apply segments the extent chosen now, under Area
+    dialog.extent_box.setOutputExtentFromUser(scene.extent(), scene.crs())
+    panel.apply_button.click()
+    application = panel.application
     qtbot.waitUntil(lambda: application.outcome is not None, timeout=30000)
     segment = dialog.client.specs[1]
     assert segment["task"] == "segment" and segment["options"]["checkpoint"] == str(tmp_path / "model.ckpt")
     assert segment["inputs"] == spec["training"][0]["inputs"]
+    assert segment["extent"]["crs"] == scene.crs().authid()
+    assert segment["extent"]["bounds"] == pytest.approx([scene.extent().xMinimum(), scene.extent().yMinimum(),
+                                                         scene.extent().xMaximum(), scene.extent().yMaximum()])
     outcome = application.outcome
     assert isinstance(outcome, Done)
     (layer,) = outcome.layers
