@@ -14,6 +14,7 @@ from qgis.core import (QgsApplication, QgsCoordinateReferenceSystem, QgsCoordina
 from qgis.gui import QgsMapCanvas, QgsMapMouseEvent
 from qgis.PyQt.QtCore import QEvent, QPoint, Qt
 
+from tests.conftest import FAKE_HUB, sample
 from terramind_qgis.client import shutdown_client
 from terramind_qgis.settings import Settings
 from terramind_qgis.similarity_tool import SimilarityMapTool
@@ -61,12 +62,20 @@ def centre(row, col):
 
 @pytest.fixture(scope="module")
 def backend(qgis_app):
+    """The real backend process on the fake hub (random official-layout tiny weights), offline."""
+    if not (FAKE_HUB / ".complete").exists():
+        pytest.fail(f"{FAKE_HUB} missing: run scripts/fake_hub.sh")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HF_HUB_CACHE", str(FAKE_HUB))
+    mp.setenv("HF_HUB_OFFLINE", "1")
+    mp.setenv("OMP_NUM_THREADS", "1")
     qs = QgsSettings()
     qs.remove("terramind")
     qs.setValue("terramind/backend/python", str(REPO / ".venv-backend" / "bin" / "python"))
     yield Settings(qs)
     shutdown_client()
     qs.remove("terramind")
+    mp.undo()
 
 
 @pytest.fixture
@@ -132,6 +141,38 @@ def test_clicks_run_jobs_and_put_the_styled_result_above_the_embeddings(backend,
     tool.keyPressEvent(_key(Qt.Key.Key_Escape))
     assert tool.positives == tool.negatives == [] and result is not None
     canvas.unsetMapTool(tool)
+
+
+def test_click_on_terramesh_embeddings_made_by_the_plugin(backend, qtbot, tmp_path):
+    """The issue's acceptance: embeddings of a TerraMesh tile made through the plugin (TerraMindTask, tiny
+    model, fp32), a click on one patch: that patch is 1.0 and every value is numpy's cosine similarity."""
+    from terramind_qgis.task import TerraMindTask
+
+    QgsProject.instance().clear()
+    spec = {"version": 1, "task": "embed", "model": "terramind_v1_tiny", "device": "cpu",
+            "inputs": {"S2L2A": {"path": str(sample("S2L2A"))}}, "outputs": {"embeddings": str(tmp_path / "e.tif")},
+            "options": {"precision": "fp32"}}
+    outcomes = []
+    QgsApplication.taskManager().addTask(TerraMindTask("TerraMind embed", spec, outcomes.append))
+    qtbot.waitUntil(lambda: bool(outcomes), timeout=TIMEOUT_MS)
+    assert isinstance(outcomes[0], Done), outcomes[0]
+    (layer,) = outcomes[0].layers
+    dataset = gdal.Open(layer.source())
+    emb = dataset.ReadAsArray()
+    gt = dataset.GetGeoTransform()
+    assert emb.shape == (192, 14, 14)
+
+    canvas, transform = lonlat_canvas(layer)
+    tool = SimilarityMapTool(canvas, layer)
+    point = QgsPointXY(gt[0] + 9.5 * gt[1], gt[3] + 5.5 * gt[5])      # the centre of patch row 5, column 9
+    click(tool, canvas, transform, point)
+    qtbot.waitUntil(lambda: bool(tool.outcomes), timeout=TIMEOUT_MS)
+    assert isinstance(tool.outcomes[0], Done), tool.outcomes[0]
+    sim = read_band(tool.result_layers[0].source())
+    assert sim[5, 9] == pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_allclose(sim, cosine(emb, [emb[:, 5, 9]]), atol=1e-5)
+    group = QgsProject.instance().layerTreeRoot().findGroup("TerraMind embed")
+    assert [n.layer() for n in group.findLayers()] == [tool.result_layers[0], layer]
 
 
 def test_polygon_example_by_ctrl_clicks_and_right_click(backend, embeddings, qtbot):
