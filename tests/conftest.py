@@ -71,6 +71,15 @@ def fake_hub(monkeypatch) -> Path:
 
 
 @pytest.fixture
+def coords_hub(fake_hub) -> Path:
+    """``fake_hub`` with the Coordinates files our own step adds (scripts/fake_hub_coords.py)."""
+    if not (fake_hub / ".coords-complete").exists():
+        pytest.fail(f"{fake_hub} has no Coordinates tokenizer/embeddings: run scripts/fake_hub.sh "
+                    f"(scripts/test.sh does it)")
+    return fake_hub
+
+
+@pytest.fixture
 def fake_hub_small(monkeypatch) -> Path:
     return _use_hub(monkeypatch, FAKE_HUB_SMALL)
 

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import FAKE_HUB, REPO, fake_hub, sample  # noqa: F401  (fake_hub is a fixture)
+from tests.conftest import FAKE_HUB, REPO, coords_hub, fake_hub, sample  # noqa: F401  (fixtures)
 from terramind_backend.cli import build_parser, main
 from terramind_backend.commands.jobs import EXIT_INVALID as EXIT_INVALID_JOB, build_spec
 from test_engine_support import analytic, ndvi_of, read  # noqa: F401  (fixture)
@@ -141,7 +141,7 @@ def test_segment_subcommand_runs_a_fine_tuned_checkpoint(tmp_path, capsys):
     assert spec["outputs"] == {"classes": str(tmp_path / "classes.tif"), "probabilities": str(tmp_path / "p.tif")}
 
 
-def test_generate_with_location_and_coordinates_output(tmp_path, fake_hub, capsys):  # noqa: F811
+def test_generate_with_location_and_coordinates_output(tmp_path, coords_hub, capsys):  # noqa: F811
     rc = main(["generate", "--in", f"S2L2A={sample('S2L2A')}", "--out", f"LULC={tmp_path / 'lulc.tif'}",
                "--out", f"Coordinates={tmp_path / 'where.gpkg'}", "--use-location", "--window", "112",
                "--overlap", "0", "--timesteps", "1", "--device", "cpu", "--precision", "fp32", "--json-progress"])

@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 
-from tests.conftest import empty_hub, fake_hub  # noqa: F401  (fixtures)
+from tests.conftest import coords_hub, empty_hub, fake_hub  # noqa: F401  (fixtures)
 from terramind_backend.hub import WeightsNotAvailable
 from terramind_backend.models import build_model
 from terramind_backend.models.coords import (EOS_ID, PAD_ID, S1_ID, CoordsTokenizer, build_coords_tokenizer,
@@ -17,7 +17,7 @@ from terramind_backend.models.tokenizers import build_tokenizer
 
 
 @pytest.fixture
-def official(fake_hub):
+def official(coords_hub):
     return build_tokenizer("coords", pretrained=True)
 
 
@@ -77,7 +77,7 @@ def _s2(batch=2, size=32):
     return torch.randn(batch, 12, size, size, generator=torch.Generator().manual_seed(0))
 
 
-def test_backbone_tim_and_generation_take_coordinates(fake_hub):
+def test_backbone_tim_and_generation_take_coordinates(coords_hub):
     coords = torch.tensor([[7.1, 46.3], [-122.4, 37.8]])
     vit = build_model("terramind_v1_tiny", modalities=["S2L2A", "location"], pretrained=True, merge_method=None)
     out = vit({"S2L2A": _s2(), "location": coords})
@@ -96,7 +96,7 @@ def test_backbone_tim_and_generation_take_coordinates(fake_hub):
     assert gen({"S2L2A": _s2(), "Coordinates": coords})["LULC"].shape == (2, 10, 32, 32)
 
 
-def test_generation_outputs_coordinates(fake_hub):
+def test_generation_outputs_coordinates(coords_hub):
     gen = build_model("terramind_v1_tiny_generate", modalities=["S2L2A"], output_modalities=["Coordinates"],
                       pretrained=True, temps=0.0)
     tokens, info = gen.generate_tokens({"S2L2A": _s2()}, seed=0)

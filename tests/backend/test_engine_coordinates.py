@@ -12,7 +12,7 @@ import pytest
 import rasterio
 from rasterio.warp import transform as warp
 
-from tests.conftest import fake_hub, sample  # noqa: F401  (fixture)
+from tests.conftest import coords_hub, fake_hub, sample  # noqa: F401  (fixtures)
 from terramind_backend.engine import JobValidationError, ModelCache, run_job
 from terramind_backend.engine.grid import Grid
 from terramind_backend.engine.jobspec import parse_jobspec
@@ -96,7 +96,7 @@ def cache():
     return ModelCache()
 
 
-def test_generate_with_location_and_a_coordinates_output(tmp_path, fake_hub, cache):  # noqa: F811
+def test_generate_with_location_and_a_coordinates_output(tmp_path, coords_hub, cache):  # noqa: F811
     events = []
     job = _job({"LULC": str(tmp_path / "lulc.tif"), "Coordinates": str(tmp_path / "where.gpkg")},
                use_location=True, precision="fp32")
@@ -120,7 +120,7 @@ def test_generate_with_location_and_a_coordinates_output(tmp_path, fake_hub, cac
     assert not np.array_equal(rasterio.open(tmp_path / "plain.tif").read(), lulc_located)
 
 
-def test_embed_with_location(tmp_path, fake_hub, cache):  # noqa: F811
+def test_embed_with_location(tmp_path, coords_hub, cache):  # noqa: F811
     plain = run_job(_job({"embeddings": str(tmp_path / "a.tif")}, task="embed", precision="fp32"), models=cache)
     run_job(_job({"embeddings": str(tmp_path / "b.tif")}, task="embed", precision="fp32", use_location=True),
             models=cache)

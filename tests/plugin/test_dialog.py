@@ -12,7 +12,7 @@ from qgis.core import (QgsApplication, QgsFeature, QgsGeometry, QgsProject, QgsR
                        QgsSettings, QgsSimpleMarkerSymbolLayerBase, QgsTask, QgsVectorLayer)
 from qgis.PyQt.QtCore import Qt, QTimer
 
-from tests.conftest import fake_hub, sample  # noqa: F401 (fake_hub is a fixture)
+from tests.conftest import coords_hub, fake_hub, sample  # noqa: F401 (fixtures)
 from terramind_qgis.dialog import SETTINGS_PREFIX, TerraMindDialog
 
 gdal.SetConfigOption("GDAL_PAM_ENABLED", "NO")   # reading the shared samples must not write .aux.xml beside them
@@ -392,7 +392,7 @@ def test_dialog_job_end_to_end_keeps_the_ui_responsive(dialog, layers, qtbot, fa
                           f"{cpu * 1000:.0f} ms; load {os.getloadavg()[0]:.1f})")
 
 
-def test_dialog_job_with_location_and_a_coordinates_output(dialog, layers, qtbot, fake_hub, monkeypatch, request):
+def test_dialog_job_with_location_and_a_coordinates_output(dialog, layers, qtbot, coords_hub, monkeypatch, request):
     """Use location + a Location output through Run and the real backend: a LULC layer and a styled point layer
     (one point per tile, with its true centre and the distance)."""
     from tests.conftest import REPO
