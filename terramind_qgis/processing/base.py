@@ -258,12 +258,12 @@ class TerraMindAlgorithm(QgsProcessingAlgorithm):
         chosen = DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)][0]
         return chosen or settings_device()
 
-    def destination(self, parameters, name, context) -> str:
+    def destination(self, parameters, name, context, suffixes=(".tif", ".tiff"), kind="GeoTIFF") -> str:
         """The file an output parameter asks for, or "" when the output is skipped."""
         path = self.parameterAsOutputLayer(parameters, name, context) or ""
-        if path and not path.lower().endswith((".tif", ".tiff")):
+        if path and not path.lower().endswith(suffixes):
             raise QgsProcessingException(self.tr(
-                f"TerraMind writes GeoTIFF files: give {name} a .tif file name, not {path}."))
+                f"TerraMind writes {kind} files: give {name} a {suffixes[0]} file name, not {path}."))
         if not path:
             # runAndLoadResults registers a skipped (None) destination as "" to load: drop it.
             layers = context.layersToLoadOnCompletion()
@@ -272,9 +272,10 @@ class TerraMindAlgorithm(QgsProcessingAlgorithm):
                 context.setLayersToLoadOnCompletion(layers)
         return path
 
-    def temporary_destination(self, name, label, context) -> str:
-        """A temporary GeoTIFF for an output without a destination; loaded like a temporary output."""
-        path = QgsProcessingUtils.generateTempFilename(f"{name.lower()}.tif")
+    def temporary_destination(self, name, label, context, suffix=".tif") -> str:
+        """A temporary file (GeoTIFF unless ``suffix`` says otherwise) for an output without a destination;
+        loaded like a temporary output."""
+        path = QgsProcessingUtils.generateTempFilename(f"{name.lower()}{suffix}")
         # Inside a graphical model only the model's own outputs are loaded; the model algorithm adds
         # its "Model" scope to the context, which is how a child can tell.
         in_model = any(scope.name() == "Model" for scope in context.expressionContext().scopes())

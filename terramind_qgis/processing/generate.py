@@ -1,7 +1,8 @@
 """terramind:generate — any-to-any generation: input rasters per modality → LULC, NDVI, DEM, S1, S2 layers."""
 from __future__ import annotations
 
-from qgis.core import QgsProcessingException, QgsProcessingParameterEnum, QgsProcessingParameterRasterDestination
+from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingParameterEnum,
+                       QgsProcessingParameterRasterDestination, QgsProcessingParameterVectorDestination)
 
 from . import uncertainty
 from .base import TaskSpec, TerraMindAlgorithm
@@ -14,7 +15,10 @@ GENERATED = (
     ("DEM", "DEM"),
     ("LULC", "Land use / land cover (LULC)"),
     ("NDVI", "NDVI"),
+    ("Coordinates", "Location (points)"),
 )
+# Outputs that are GeoPackage point layers, not GeoTIFFs (docs/jobspec.md, "Coordinates output")
+POINT_OUTPUTS = ("Coordinates",)
 DEFAULT_OUTPUTS = ("LULC",)
 
 
@@ -28,12 +32,14 @@ class GenerateAlgorithm(TerraMindAlgorithm):
     DISPLAY = "Generate layers (any-to-any)"
     HELP = (
         "Generates new layers from the input rasters with TerraMind 1.0's any-to-any generation: "
-        "land use/land cover, NDVI, a DEM, Sentinel-1 or Sentinel-2 images.<br><br>"
+        "land use/land cover, NDVI, a DEM, Sentinel-1 or Sentinel-2 images, and the location TerraMind places each "
+        "tile at (a point layer with the tile's true centre and the distance).<br><br>"
         "<b>Inputs</b>: give one raster per modality you have (at least one). Band order must be the "
         "model's pretrained order, found from band descriptions when the file has them; otherwise set a "
         "band mapping (advanced), e.g. <code>S1RTC=2,1</code> for a VH, VV file.<br>"
         "<b>Outputs</b>: every modality ticked in <i>Outputs to generate</i> and every output that has a "
         "destination file is generated; ticked outputs without a destination go to temporary files.<br>"
+        "<b>Use location</b> (advanced): each tile's centre (lon/lat) is one more input of the image outputs.<br>"
         "<b>Timesteps</b>: decoding steps of the generation (more = slower, a bit sharper). "
         "<b>Seed</b>: same seed and inputs give the same result.<br>"
         "<b>Confidence and entropy</b> (LULC): the largest class probability and how spread the classes are. "
@@ -55,8 +61,11 @@ class GenerateAlgorithm(TerraMindAlgorithm):
         self.add_region_parameters()
         self.add_tiling_parameters()
         for key, label in GENERATED:
-            self.addParameter(QgsProcessingParameterRasterDestination(
-                output_parameter(key), self.tr(f"Generated {label}"), optional=True, createByDefault=False))
+            kind = (QgsProcessingParameterVectorDestination if key in POINT_OUTPUTS
+                    else QgsProcessingParameterRasterDestination)
+            extra = {"type": QgsProcessing.TypeVectorPoint} if key in POINT_OUTPUTS else {}
+            self.addParameter(kind(output_parameter(key), self.tr(f"Generated {label}"), optional=True,
+                                   createByDefault=False, **extra))
 
     def task_spec(self, parameters, context, feedback) -> TaskSpec:
         inputs = self.raster_inputs(parameters, context)
@@ -64,14 +73,17 @@ class GenerateAlgorithm(TerraMindAlgorithm):
         outputs, destinations = {}, {}
         for key, label in GENERATED:
             name = output_parameter(key)
-            path = self.destination(parameters, name, context)
+            gpkg = key in POINT_OUTPUTS
+            path = (self.destination(parameters, name, context, (".gpkg",), "GeoPackage") if gpkg
+                    else self.destination(parameters, name, context))
             if not path and key not in chosen:
                 continue
             if key in inputs:
                 raise QgsProcessingException(self.tr(
                     f"{key} is both an input and an output; generate it from the other modalities "
                     "or use terramind:reconstruct to check an input."))
-            outputs[key] = path or self.temporary_destination(name, f"TerraMind {label}", context)
+            outputs[key] = path or self.temporary_destination(name, f"TerraMind {label}", context,
+                                                               ".gpkg" if gpkg else ".tif")
             destinations[key] = name
         if inputs and not outputs:
             raise QgsProcessingException(self.tr("Choose at least one output to generate."))

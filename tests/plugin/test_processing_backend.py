@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.conftest import FAKE_HUB, PLACES, REPO, fake_hub, sample  # noqa: F401 (fake_hub is a fixture)
+from tests.conftest import FAKE_HUB, PLACES, REPO, coords_hub, fake_hub, sample  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow
 
@@ -183,6 +183,44 @@ def test_toolbox_run_loads_a_temporary_output_with_its_style(backend, provider, 
     assert len(loaded) == 1 and loaded[0].name() == "TerraMind Land use / land cover (LULC)"
     assert isinstance(loaded[0].renderer(), QgsPalettedRasterRenderer)
     assert feedback.progress_seen and max(feedback.progress_seen) == pytest.approx(100.0)
+    project.removeAllMapLayers()
+
+
+def test_toolbox_run_with_location_loads_the_coordinates_points(backend, coords_hub, provider, qtbot):
+    """USE_LOCATION and a Location (points) output without destination: a temporary GeoPackage with one point
+    per tile, loaded with the engine's point style beside the LULC layer."""
+    from processing.gui.Postprocessing import handleAlgorithmResults
+    from processing.tools import dataobjects
+    from qgis.core import QgsApplication, QgsProcessingAlgRunnerTask, QgsProject, QgsVectorLayer
+
+    from terramind_qgis.processing.generate import GENERATED
+
+    project = QgsProject.instance()
+    project.removeAllMapLayers()
+    alg = QgsApplication.processingRegistry().createAlgorithmById("terramind:generate")
+    feedback = RecordingFeedback.create()
+    context = dataobjects.createContext(feedback)
+    location = [key for key, _ in GENERATED].index("Coordinates")
+    parameters = {"S2L2A": str(sample("S2L2A")), **FAST, "OUTPUTS": [4, location], "USE_LOCATION": True,
+                  "TILE_SIZE": 112, "OVERLAP": 0}
+    done = {}
+
+    def on_complete(ok, results):
+        done.update(ok=ok, results=results)
+        if ok:
+            handleAlgorithmResults(alg, context, feedback, True, parameters)
+
+    task = QgsProcessingAlgRunnerTask(alg, parameters, context, feedback)
+    task.executed.connect(on_complete)
+    with qtbot.waitSignal(task.executed, timeout=240_000):
+        QgsApplication.taskManager().addTask(task)
+    assert done["ok"], feedback.textLog()
+    path = done["results"]["OUTPUT_Coordinates"]
+    assert path.endswith(".gpkg") and os.path.exists(path)
+    loaded = [l for l in project.mapLayers().values() if l.source().split("|")[0] == path]
+    assert len(loaded) == 1 and isinstance(loaded[0], QgsVectorLayer)
+    assert loaded[0].featureCount() == 4 and "distance_km" in loaded[0].fields().names()
+    assert loaded[0].renderer().symbol().symbolLayer(0).properties()["name"] == "star"  # the engine's .qml
     project.removeAllMapLayers()
 
 
