@@ -145,8 +145,14 @@ def resolve_weights(repo_id: str, filename: str, *, progress: Optional[ProgressC
     return path
 
 
+class CheckpointLoadError(ValueError):
+    """A weights file that cannot be read as tensors; the message names the file and what to do."""
+
+
 def load_checkpoint(path) -> Dict[str, "torch.Tensor"]:
     """Tensors of a checkpoint file; never unpickles arbitrary objects."""
+    import pickle
+
     import torch
 
     path = Path(path)
@@ -155,8 +161,26 @@ def load_checkpoint(path) -> Dict[str, "torch.Tensor"]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path), device="cpu")
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types for damaged files
+            raise CheckpointLoadError(
+                f"{path} is not a valid .safetensors file (damaged, truncated or another format: {exc}). "
+                f"Download or export it again; for the official weights, delete it from the Hugging Face cache "
+                f"so it is fetched anew.") from None
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "unsupported global" not in str(exc).lower():  # objects (globals); a damaged file fails otherwise
+            raise CheckpointLoadError(f"{path} is not a readable PyTorch checkpoint (damaged, truncated or another "
+                                      f"format).") from None
+        raise CheckpointLoadError(
+            f"{path.name} cannot be loaded safely: it holds Python objects besides tensors, and this backend "
+            f"never unpickles arbitrary objects. In the environment that made it, save only the model's "
+            f"tensors (torch.save(model.state_dict(), 'weights.pt')) and use that file.") from None
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for damaged files
+        raise CheckpointLoadError(f"{path} is not a readable PyTorch checkpoint (damaged, truncated or another "
+                                  f"format: {str(exc).splitlines()[0][:200]}).") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):

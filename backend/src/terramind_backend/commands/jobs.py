@@ -217,7 +217,7 @@ def _with_executor(spec, args):
 
 
 def _execute(spec, args, base_dir=None) -> int:
-    from ..engine import JobCancelled, JobValidationError, plan_job, run_job
+    from ..engine import JobCancelled, JobValidationError, explain, plan_job, run_job
     from ..signals import on_signals, signal_name, termination_signals
 
     spec = _with_executor(spec, args)
@@ -257,6 +257,14 @@ def _execute(spec, args, base_dir=None) -> int:
             print(json.dumps({"event": "error", "kind": "cancelled", "message": message, "field": None}), flush=True)
         print(f"terramind: {message}", file=sys.stderr)
         return 128 + stopped[0] if stopped else EXIT_CANCELLED
+    except Exception as exc:  # every failure: one clear line, and an error event for --json-progress
+        if os.environ.get("TERRAMIND_DEBUG"):
+            raise
+        message = explain(exc, spec, base_dir)
+        if args.json_progress:
+            print(json.dumps({"event": "error", "kind": "runtime", "message": message, "field": None}), flush=True)
+        print(f"terramind: error: {message}", file=sys.stderr)
+        return EXIT_FAILED
     if args.json_progress:
         print(json.dumps({"event": "result", **result}), flush=True)
     else:

@@ -9,8 +9,8 @@ from .errors import JobCancelled, JobValidationError
 from .jobspec import JobSpec, parse_jobspec
 from .validate import validate_job
 
-__all__ = ["JobCancelled", "JobSpec", "JobValidationError", "ModelCache", "parse_jobspec", "plan_job", "run_job",
-           "validate_job"]
+__all__ = ["JobCancelled", "JobSpec", "JobValidationError", "ModelCache", "explain", "parse_jobspec", "plan_job",
+           "run_job", "validate_job"]
 
 
 def run_job(spec, *, emit=None, cancel=None, models=None, base_dir=None) -> dict:
@@ -23,6 +23,13 @@ def plan_job(spec, base_dir=None) -> dict:
     from .runner import plan_job as _plan
 
     return _plan(spec, base_dir=base_dir)
+
+
+def explain(exc, spec=None, base_dir=None) -> str:
+    """The user-facing message (cause and fix) of a job that failed with ``exc`` (engine/failures.py)."""
+    from .failures import explain as _explain
+
+    return _explain(exc, spec, base_dir)
 
 
 def __getattr__(name):

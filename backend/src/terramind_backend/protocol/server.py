@@ -286,14 +286,19 @@ class Server:
                                    or "Job cancelled; no output was written."))
         except engine.JobValidationError as exc:
             self._send(error_event(job, "validation", str(exc), getattr(exc, "field", None)))
-        except MemoryError:
-            self._send(error_event(job, "runtime", "Out of memory: use a smaller batch size, window or model."))
-        except Exception as exc:
+        except Exception as exc:  # MemoryError included: explain() says which setting to lower
             log.error("job %s failed:\n%s", job, traceback.format_exc())
-            self._send(error_event(job, "runtime", f"{type(exc).__name__}: {exc}",
+            self._send(error_event(job, "runtime", self._explain(exc, spec, base_dir),
                                    detail=traceback.format_exc(limit=8)))
         else:
             self._send(encode_event("result", job, **(result or {})))
+
+    def _explain(self, exc: BaseException, spec, base_dir) -> str:
+        explain = getattr(self._engine, "explain", None)
+        try:
+            return explain(exc, spec, base_dir) if explain is not None else str(exc) or type(exc).__name__
+        except Exception:  # noqa: BLE001 - explaining must never lose the error event
+            return str(exc) or type(exc).__name__
 
     @property
     def current_job(self) -> Optional[str]:

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..blending import RowStripAccumulator, weight_kernel
 from ..errors import JobCancelled
+from ..guards import check_free_space
 from ..styles import style_for
 from ..writer import OutputWriter, style_path
 
@@ -53,6 +54,7 @@ class Assembly:
     """The outputs of one job on work grid ``grid``; use as a context manager (aborts on error)."""
 
     def __init__(self, products: Sequence, grid, window: int, overlap: int, polygon, points: Sequence = ()):
+        check_free_space(products, grid)  # before the first window: a full disk must not cost the whole run
         self.writers: List[OutputWriter] = []
         self.points = list(points)  # point layers (Coordinates outputs): filled by the predictor, published here
         self._strips = []

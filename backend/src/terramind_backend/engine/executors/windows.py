@@ -11,6 +11,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..failures import input_read_error
 from ..grid import Grid
 from ..jobspec import PATCH
 from ..locations import needs_locations, window_centres
@@ -55,7 +56,10 @@ def read_batch(readers: Dict[str, object], batch: Sequence):
     for mod, reader in readers.items():
         stack, masks = [], []
         for win in batch:
-            data, ok = reader.read(win)
+            try:
+                data, ok = reader.read(win)
+            except Exception as exc:  # noqa: BLE001 - GDAL's errors name blocks and offsets, not the file
+                raise input_read_error(mod, reader.source.path, exc) from exc
             stack.append(data)
             masks.append(ok)
         arrays[mod] = np.stack(stack)

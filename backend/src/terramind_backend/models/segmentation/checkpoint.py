@@ -29,11 +29,11 @@ _SUPPORTED_FACTORIES = (None, "EncoderDecoderFactory", "terratorch.models.Encode
 _RESAVE_HINT = (
     "Re-save it with tensors and plain hyper-parameters only, in the environment you trained in:\n"
     "    import torch\n"
-    "    ckpt = torch.load('model.ckpt', map_location='cpu', weights_only=False)  # your own, trusted file\n"
-    "    hp = ckpt['hyper_parameters']\n"
-    "    torch.save({'state_dict': ckpt['state_dict'], 'hyper_parameters': {'model_args': dict(hp['model_args']),\n"
-    "                'class_names': hp.get('class_names')}}, 'model_clean.ckpt')\n"
-    "or save only ckpt['state_dict'] and put the training config YAML beside it as model_clean.ckpt.yaml.")
+    "    from terratorch.tasks import SemanticSegmentationTask\n"
+    "    task = SemanticSegmentationTask.load_from_checkpoint('model.ckpt')  # your own training environment\n"
+    "    torch.save({'state_dict': task.state_dict(), 'hyper_parameters': {'model_args': dict(task.hparams['model_args']),\n"
+    "                'class_names': task.hparams.get('class_names')}}, 'model_clean.ckpt')\n"
+    "or save only task.state_dict() and put the training config YAML beside it as model_clean.ckpt.yaml.")
 
 
 class CheckpointError(ValueError):
