@@ -232,7 +232,9 @@ def _execute(spec, args, base_dir=None) -> int:
 
     if args.json_progress:
         def emit(event):
-            print(json.dumps(event), flush=True)
+            # one write per line: a SIGTERM between a line and its newline would glue the error event to it
+            sys.stdout.write(json.dumps(event) + "\n")
+            sys.stdout.flush()
     else:
         emit = _Bar(not args.quiet)
     stopped = []
