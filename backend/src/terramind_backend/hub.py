@@ -155,6 +155,8 @@ def load_checkpoint(path) -> Dict[str, "torch.Tensor"]:
 
     import torch
 
+    from .engine.errors import JobCancelled  # a cancel landing inside a load stays a cancel
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint not found: {path}")
@@ -163,6 +165,8 @@ def load_checkpoint(path) -> Dict[str, "torch.Tensor"]:
 
         try:
             return load_file(str(path), device="cpu")
+        except JobCancelled:
+            raise
         except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types for damaged files
             raise CheckpointLoadError(
                 f"{path} is not a valid .safetensors file (damaged, truncated or another format: {exc}). "
@@ -178,6 +182,8 @@ def load_checkpoint(path) -> Dict[str, "torch.Tensor"]:
             f"{path.name} cannot be loaded safely: it holds Python objects besides tensors, and this backend "
             f"never unpickles arbitrary objects. In the environment that made it, save only the model's "
             f"tensors (torch.save(model.state_dict(), 'weights.pt')) and use that file.") from None
+    except JobCancelled:
+        raise
     except Exception as exc:  # noqa: BLE001 - torch raises many types for damaged files
         raise CheckpointLoadError(f"{path} is not a readable PyTorch checkpoint (damaged, truncated or another "
                                   f"format: {str(exc).splitlines()[0][:200]}).") from None

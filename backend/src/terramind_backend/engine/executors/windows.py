@@ -11,6 +11,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..errors import JobCancelled
 from ..failures import input_read_error
 from ..grid import Grid
 from ..jobspec import PATCH
@@ -58,6 +59,8 @@ def read_batch(readers: Dict[str, object], batch: Sequence):
         for win in batch:
             try:
                 data, ok = reader.read(win)
+            except JobCancelled:  # a cancel (signal, hard cancel) that landed inside the read
+                raise
             except Exception as exc:  # noqa: BLE001 - GDAL's errors name blocks and offsets, not the file
                 raise input_read_error(mod, reader.source.path, exc) from exc
             stack.append(data)
