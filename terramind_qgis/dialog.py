@@ -488,6 +488,7 @@ class TerraMindDialog(QDialog):
         self.add_input_button.clicked.connect(self.input_list.add_row)
         self.train_radio.toggled.connect(self._mode_changed)
         self.train_panel.changed.connect(refresh)
+        self.train_panel.backendProblem.connect(self.show_backend_problem)
         self.train_panel.extent_source = lambda: _extent_spec(self.choices())
         self.generate_radio.toggled.connect(self._mode_changed)
         for check in list(self.output_checks.values()) + list(self.tim_checks.values()):
@@ -856,7 +857,7 @@ class TerraMindDialog(QDialog):
         if parts[0] == "inputs" and len(parts) > 1:
             row = next((r for r in self.input_list.rows if r.modality() == parts[1]), None)
             return ".".join(["inputs", row.row_id] + parts[2:]) if row is not None else "inputs"
-        if parts[0] == "outputs":
+        if parts[0] == "outputs" and self.task() != "finetune":
             return "output_dir" if "folder" in message.lower() else "outputs"
         return field
 

@@ -39,6 +39,7 @@ class TrainPanel(QWidget):
 
     changed = pyqtSignal()              # something the checks depend on changed
     runningChanged = pyqtSignal(bool)   # a training task started (True) or ended (False)
+    backendProblem = pyqtSignal(str, str)   # the backend refused the job: (field, message), fields as the dialog's
 
     def __init__(self, iface=None, parent=None):
         super().__init__(parent)
@@ -291,7 +292,10 @@ class TrainPanel(QWidget):
             self.status_label.setText(f"<span style='color:#c62828'>{outcome.message}</span>")
             self._enable_kept_checkpoint(outcome)
         self.runningChanged.emit(False)
-        self.changed.emit()
+        if getattr(outcome, "kind", None) == "validation":
+            self.backendProblem.emit(_single_scene_field(outcome.field or "training"), outcome.message)
+        else:
+            self.changed.emit()
 
     def _enable_kept_checkpoint(self, outcome) -> None:
         """A cancelled run may have kept its best checkpoint; the report shows how far it got."""
@@ -343,3 +347,11 @@ class TrainPanel(QWidget):
         self.chip_spin.setValue(get("chip_size", DEFAULTS.chip_size))
         self.batch_spin.setValue(get("batch_size", DEFAULTS.batch_size))
         self.checkpoint_widget.setFilePath(get("checkpoint", ""))
+
+
+def _single_scene_field(field: str) -> str:
+    """The dialog trains one scene: 'training.0.inputs.S2L2A.bands' is its 'inputs.S2L2A.bands'."""
+    parts = field.split(".")
+    if len(parts) > 2 and parts[0] == "training" and parts[1].isdigit() and parts[2] == "inputs":
+        return ".".join(parts[2:])
+    return field

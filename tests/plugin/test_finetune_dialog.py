@@ -205,3 +205,25 @@ def test_finished_training_message_offers_report_and_apply(scene, qtbot, tmp_pat
     assert set(buttons) == {"Open report", "Apply to map"}
     buttons["Apply to map"].click()
     assert applied == [True]
+
+
+def test_backend_refusal_is_shown_under_the_widget_at_fault(dialog, scene, qtbot):
+    """The backend validates again (e.g. too few labelled pixels): its message lands under the labels and Train
+    stays disabled until something changes."""
+    from terramind_qgis.client import BackendError
+
+    panel = dialog.train_panel
+    panel.labels_combo.setLayer(drawn_labels(scene))
+
+    def refuse(spec, on_event=None, is_cancelled=None):
+        raise BackendError("Only 576 labelled pixels; training needs at least 1000.", kind="validation",
+                           field="training.0.labels")
+
+    dialog.client.run_job = refuse
+    assert dialog.refresh() == []
+    with qtbot.waitSignal(panel.runningChanged, timeout=30000, check_params_cb=lambda running: not running):
+        dialog.run()
+    assert "at least 1000" in panel.labels_error.message()
+    assert not dialog.run_button.isEnabled()
+    panel.epochs_spin.setValue(panel.epochs_spin.value() + 1)   # any change lifts it
+    qtbot.waitUntil(lambda: dialog.run_button.isEnabled())
