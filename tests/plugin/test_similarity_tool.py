@@ -214,6 +214,30 @@ def test_message_bar_switch_outlines_matching_areas_above_the_similarity(backend
     assert sum(f.geometry().area() for f in areas.getFeatures()) == pytest.approx(matches * PATCH * PATCH)
 
 
+def test_plugin_styler_draws_scores_like_the_engine_qml(backend, embeddings, qtbot, tmp_path):
+    """Without its .qml (a copied file), a similarity layer gets the same colour ramp from the plugin."""
+    import shutil
+
+    from terramind_qgis.layers import style_layer
+
+    data, layer, _ = embeddings
+    canvas, transform = lonlat_canvas(layer)
+    tool = SimilarityMapTool(canvas, layer)
+    tool.add_example(transform.transform(centre(2, 2)))
+    qtbot.waitUntil(lambda: bool(tool.outcomes), timeout=TIMEOUT_MS)
+    engine = tool.result_layers[0]
+    copy = tmp_path / "copy.tif"
+    shutil.copyfile(engine.source(), copy)
+    plain = QgsRasterLayer(str(copy), "copy", "gdal")
+    style_layer(plain, "similarity", "similarity")
+
+    def stops(renderer):
+        shader = renderer.shader().rasterShaderFunction()
+        return [(round(i.value, 6), i.color.name()) for i in shader.colorRampItemList()]
+    assert stops(plain.renderer()) == stops(engine.renderer())
+    assert stops(plain.renderer())[0] == (0.0, "#0d0887") and stops(plain.renderer())[-1] == (1.0, "#f0f921")
+
+
 def test_only_terramind_embeddings_layers_are_accepted(tmp_path, qgis_app):
     other = write_embeddings(tmp_path / "p.tif", np.ones((3, 4, 4), np.float32), tag="LULC_probabilities")
     with pytest.raises(ValueError, match="not a TerraMind embeddings raster"):
