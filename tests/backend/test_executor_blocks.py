@@ -1,11 +1,12 @@
-"""Blocks of the Ray executor: the same windows, batches and batch numbers as the local loop, and
-block files written atomically (no Ray needed)."""
+"""The block plan both executors walk: the same windows, batches and batch numbers as
+`tiling.plan_windows`; the Ray executor's block files written atomically (no Ray needed)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from terramind_backend.engine.executors.blocks import BlockPlan, block_done, load_block, remove_block, save_block
+from terramind_backend.engine.executors.blocks import block_done, load_block, remove_block, save_block
+from terramind_backend.engine.executors.windows import BlockPlan
 from terramind_backend.engine.grid import Grid
 from terramind_backend.engine.jobspec import Tiling
 from terramind_backend.engine.tiling import batches, plan_windows

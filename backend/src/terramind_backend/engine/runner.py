@@ -62,14 +62,14 @@ def plan_job(spec, base_dir: Optional[str] = None) -> dict:
         return job.plan(spec, base_dir=base_dir)
     spec = parse_jobspec(spec, base_dir=base_dir)
     layout = inspect_job(spec)
-    windows = window_plan(work_grid(spec, layout), spec)
+    plan = window_plan(work_grid(spec, layout), spec)
     return {"task": spec.task, "model": spec.model,
             "grid": {"crs": layout.grid.crs.to_string(), "transform": list(layout.grid.transform)[:6],
                      "width": layout.grid.width, "height": layout.grid.height},
             "inputs": {m: {"path": s.path, "bands": list(s.bands), "nodata": s.nodata,
                            "warped": s.crs != layout.grid.crs or abs(s.res[0] - layout.grid.res) > 1e-9}
                        for m, s in layout.sources.items()},
-            "windows": len(windows), "batches": -(-len(windows) // spec.tiling.batch_size),
+            "windows": plan.windows, "batches": len(plan),
             "outputs": dict(spec.outputs), "executor": spec.executor.kind, "warnings": list(spec.warnings)}
 
 

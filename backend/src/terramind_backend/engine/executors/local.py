@@ -10,7 +10,6 @@ import rasterio
 from .. import predictors
 from ..errors import JobCancelled
 from ..predictors.base import Context
-from ..tiling import batches
 from .assembly import Assembly
 from .windows import (READ_ENV, Progress, close_readers, open_readers, read_windows, window_plan, window_stacks,
                       work_grid)
@@ -19,8 +18,8 @@ from .windows import (READ_ENV, Progress, close_readers, open_readers, read_wind
 def run_local(spec, layout, device: str, models, emit, cancel) -> dict:
     predictor = predictors.load(spec.task).build(Context(spec, layout, models, device, emit))
     grid = work_grid(spec, layout)
-    windows = window_plan(grid, spec)
-    total = len(windows)
+    plan = window_plan(grid, spec)
+    total = plan.windows
     emit({"event": "log", "level": "info",
           "message": f"{spec.task} on {device}: grid {layout.grid.width}x{layout.grid.height} px "
                      f"({layout.grid.crs.to_string()}, {layout.grid.res:g} units/px), {total} windows"})
@@ -30,9 +29,10 @@ def run_local(spec, layout, device: str, models, emit, cancel) -> dict:
             with Assembly(predictor.products, grid, spec.tiling.window, spec.tiling.overlap,
                           layout.polygon, points=getattr(predictor, "point_layers", ())) as assembly:
                 progress = Progress(total, emit)
-                for index, batch in enumerate(batches(windows, spec.tiling.batch_size)):
+                for index in range(len(plan)):   # one batch per block
                     if cancel.is_set():
                         raise JobCancelled()
+                    batch = plan[index].windows
                     arrays, valid = read_windows(readers, batch, grid, spec)
                     outputs = predictor.predict(arrays, valid, index)
                     assembly.add(batch, window_stacks(predictor.products, outputs, valid))

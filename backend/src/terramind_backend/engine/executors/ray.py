@@ -27,8 +27,8 @@ import rasterio
 from ..errors import JobCancelled, JobValidationError
 from ..leftovers import is_stale
 from .assembly import Assembly
-from .blocks import BlockPlan, load_block, remove_block
-from .windows import READ_ENV, Progress, work_grid
+from .blocks import load_block, remove_block
+from .windows import READ_ENV, Progress, window_plan, work_grid
 
 INSTALL_HINT = "pip install 'terramind-backend[ray]'"
 STOP_GRACE_S = 10      # a cancelled driver gets this long to kill its actors before it is killed
@@ -134,7 +134,7 @@ def run_on_ray(spec, layout, emit, cancel) -> dict:
     if not os.path.isdir(root):
         raise JobValidationError(f"executor.scratch {root!r} is not a folder.", "executor.scratch")
     grid = work_grid(spec, layout)
-    blocks = BlockPlan.for_grid(grid, spec.tiling, spec.executor.block_batches)
+    blocks = window_plan(grid, spec, spec.executor.block_batches)
     total = blocks.windows
     scratch = _new_scratch(root)
     driver = None

@@ -14,8 +14,8 @@ import rasterio
 
 from .. import predictors
 from ..predictors.base import Context
-from .blocks import Block, block_done, save_block
-from .windows import READ_ENV, close_readers, open_readers, read_windows, window_stacks, work_grid
+from .blocks import block_done, save_block
+from .windows import READ_ENV, Block, close_readers, open_readers, read_windows, window_stacks, work_grid
 
 
 class BlockWorker:

@@ -1,5 +1,5 @@
-"""The window pieces every executor shares: the work grid and plan, reading a batch of aligned
-windows, turning a batch's predictions into per-window stacks for the blender, progress events.
+"""The window pieces every executor shares: the work grid and its plan (`BlockPlan`), reading a batch
+of aligned windows, turning a batch's predictions into per-window stacks for the blender, progress.
 
 A *stack* is one window's product values with its validity fraction as an extra last channel
 (``[C + 1, s, s]``); the blender averages both, so a pixel is valid where most windows saw it valid.
@@ -7,9 +7,11 @@ A *stack* is one window's product values with its validity fraction as an extra 
 from __future__ import annotations
 
 import time
-from typing import Dict, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+from rasterio.windows import Window
 
 from ..errors import JobCancelled
 from ..failures import input_read_error
@@ -18,7 +20,7 @@ from ..jobspec import PATCH
 from ..locations import needs_locations, window_centres
 from ..modalities import COORDINATES
 from ..tasks import TASKS
-from ..tiling import plan_windows
+from ..tiling import axis_offsets
 
 # GDAL settings while reading: a small block cache and one thread, so memory stays flat per reader.
 READ_ENV = {"GDAL_CACHEMAX": 64, "GDAL_NUM_THREADS": 1}
@@ -29,8 +31,60 @@ def work_grid(spec, layout) -> Grid:
     return layout.grid.padded_to(PATCH) if TASKS[spec.task].patch_aligned else layout.grid
 
 
-def window_plan(grid: Grid, spec) -> List:
-    return plan_windows(grid.height, grid.width, spec.tiling.window, spec.tiling.overlap)
+def window_plan(grid: Grid, spec, block_batches: int = 1) -> "BlockPlan":
+    """The job's windows in blocks of ``block_batches`` batches (local executor: one batch each)."""
+    return BlockPlan.for_grid(grid, spec.tiling, block_batches)
+
+
+@dataclass(frozen=True)
+class Block:
+    index: int
+    first_batch: int                      # global batch number of its first batch (seeding)
+    batches: Tuple[Tuple[Window, ...], ...]  # the windows of each batch, in plan order
+
+    @property
+    def windows(self) -> List[Window]:
+        return [w for batch in self.batches for w in batch]
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    """The row-major window plan of `tiling.plan_windows`, cut into blocks of ``block_batches``
+    batches (the unit a Ray worker computes and retries) and computed block by block from the axis
+    offsets: its size does not grow with the area. A block keeps the global numbers of its batches,
+    so seeded sampling draws the same samples whichever executor runs it."""
+    rows: Tuple[int, ...]                 # window row offsets
+    cols: Tuple[int, ...]                 # window column offsets
+    size: int
+    batch_size: int
+    block_batches: int
+
+    @classmethod
+    def for_grid(cls, grid, tiling, block_batches: int) -> "BlockPlan":
+        stride = tiling.window - tiling.overlap
+        return cls(tuple(axis_offsets(grid.height, tiling.window, stride)),
+                   tuple(axis_offsets(grid.width, tiling.window, stride)), tiling.window, tiling.batch_size,
+                   block_batches)
+
+    @property
+    def windows(self) -> int:
+        return len(self.rows) * len(self.cols)
+
+    def __len__(self) -> int:
+        return -(-self.windows // (self.batch_size * self.block_batches))
+
+    def __getitem__(self, index: int) -> Block:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        first_batch = index * self.block_batches
+        start = first_batch * self.batch_size
+        stop = min(start + self.block_batches * self.batch_size, self.windows)
+        n = len(self.cols)
+        windows = [Window(self.cols[k % n], self.rows[k // n], self.size, self.size) for k in range(start, stop)]
+        return Block(index, first_batch, tuple(tuple(windows[i:i + self.batch_size])
+                                               for i in range(0, len(windows), self.batch_size)))
+
+
 
 
 def open_readers(spec, layout, grid: Grid) -> Dict[str, object]:
