@@ -1,5 +1,9 @@
 """Checks before the heavy part of a job that would otherwise fail late or waste hours.
 
+`check_input_values(spec, layout)`: a decimated look (at most `SAMPLE_PX` on the long side) at every input
+over the extent, through the job's own alignment: an input with no valid pixel there is refused, values far
+outside the modality's physical range give a warning naming the likely fix (0-1 reflectance without
+``scale``, linear SAR backscatter instead of dB, scaled NDVI, …).
 `check_free_space(products, grid)`: every output folder's disk must hold the job's outputs, estimated
 from the grid (uncompressed size: an upper bound of what one output holds while it is converted to a
 COG), before the first window is predicted.
@@ -8,9 +12,17 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Dict
+import math
+from typing import Dict, List
 
-from .errors import JobValidationError
+import numpy as np
+
+from .errors import JobCancelled, JobValidationError
+from .failures import input_read_error
+
+SAMPLE_PX = 512
+_REFLECTANCE = ("S2L2A", "S2L1C")
+_BACKSCATTER = ("S1GRD", "S1RTC")
 
 _ITEMSIZE = {"uint8": 1, "uint16": 2, "int16": 2, "float32": 4, "float64": 8}
 
@@ -40,3 +52,65 @@ def check_free_space(products, grid) -> None:
                 f"Not enough free space for the outputs in {folder}: they need up to about {needed / 2**20:,.0f} MB "
                 f"(uncompressed) and the disk has {free / 2**20:,.0f} MB free. Free some space, choose a folder on "
                 f"another disk, or a smaller extent or coarser resolution.", f"outputs.{name}")
+
+
+def _sample(source, item, grid):
+    """(values [C, n], valid pixel count) of a decimated read of one input over ``grid``."""
+    from rasterio.windows import Window
+
+    from .align import AlignedReader
+
+    factor = max(1, math.ceil(max(grid.width, grid.height) / SAMPLE_PX))
+    coarse = grid.coarsen(factor)
+    reader = AlignedReader(source, item, coarse)
+    try:
+        data, valid = reader.read(Window(0, 0, coarse.width, coarse.height))
+    except JobCancelled:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged file: name it, as the window reads do
+        raise input_read_error(source.modality, source.path, exc) from exc
+    finally:
+        reader.close()
+    return data[:, valid], int(valid.sum())
+
+
+def _value_warnings(mod: str, values: np.ndarray) -> List[str]:
+    where = f"inputs.{mod}"
+    low, high = float(np.percentile(values, 1)), float(np.percentile(values, 99))
+    if mod in _REFLECTANCE:
+        if low >= -0.5 and high <= 1.5:
+            return [f"{mod} values lie between {low:.3g} and {high:.3g}: this looks like 0-1 reflectance, but TerraMind "
+                    f"expects reflectance x 10000. Set {where}.scale to 10000."]
+        if low < -100:
+            return [f"{mod} has negative reflectance (1st percentile {low:.0f}): check {where}.offset (L2A "
+                    f"products since 2022 carry an offset of -1000) and the band mapping."]
+    elif mod in _BACKSCATTER:
+        if low >= 0 and high <= 5:
+            return [f"{mod} values lie between {low:.3g} and {high:.3g}: this looks like linear backscatter, but "
+                    f"TerraMind expects decibels. Convert to 10*log10(value) first."]
+        if high > 100 or low < -100:
+            return [f"{mod} values lie between {low:.3g} and {high:.3g}, far outside the -50..+20 dB of "
+                    f"backscatter: check the bands and {where}.scale/offset."]
+    elif mod == "DEM":
+        if high > 9000 or low < -1000:
+            return [f"DEM values lie between {low:.3g} and {high:.3g}: TerraMind expects metres. Check the units "
+                    f"and {where}.scale."]
+    elif mod == "NDVI":
+        if high > 1.5 or low < -1.5:
+            return [f"NDVI values lie between {low:.3g} and {high:.3g}, outside -1..1: if it is stored scaled "
+                    f"(e.g. x10000), set {where}.scale (e.g. 0.0001)."]
+    return []
+
+
+def check_input_values(spec, layout) -> List[str]:
+    """Refuse an input without a valid pixel over the extent; return warnings for implausible values."""
+    warnings: List[str] = []
+    for mod, source in layout.sources.items():
+        values, count = _sample(source, spec.inputs[mod], layout.grid)
+        if count == 0:
+            raise JobValidationError(
+                f"Input {mod} ({os.path.basename(source.path)}) has no valid pixel over the extent: it is all "
+                f"nodata or NaN there. Check the extent, the nodata value (inputs.{mod}.nodata) and the band "
+                f"mapping.", f"inputs.{mod}.path")
+        warnings += _value_warnings(mod, values)
+    return warnings

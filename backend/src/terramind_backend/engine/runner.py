@@ -11,6 +11,7 @@ from typing import Callable, Optional
 from . import predictors
 from .errors import JobValidationError
 from .executors.windows import window_plan, work_grid
+from .guards import check_input_values
 from .jobspec import JobSpec, parse_jobspec
 from .model_cache import ModelCache
 from .tasks import own_job
@@ -42,7 +43,7 @@ def run_job(spec, *, emit: Optional[Emit] = None, cancel: Optional[threading.Eve
     if not predictors.available(spec.task):
         raise JobValidationError(f"Task {spec.task!r} is not available in this backend build.", "task")
     layout = inspect_job(spec)
-    for warning in spec.warnings:
+    for warning in list(spec.warnings) + check_input_values(spec, layout):
         emit({"event": "log", "level": "warning", "message": warning})
     if spec.executor.kind == "ray":
         from .executors.ray import run_on_ray
