@@ -231,3 +231,14 @@ def test_cli_similarity_with_areas_and_dry_run(tmp_path, capsys):
     assert os.path.exists(tmp_path / "a.gpkg")
     assert main(["similarity", "--embeddings", str(path), "--at", "1,2", "--out", str(tmp_path / "x.tif")]) == 2
     assert "outside the embeddings raster" in capsys.readouterr().err
+
+
+def test_areas_temp_file_of_a_killed_run_is_swept(tmp_path):
+    """A SIGKILLed run leaves its hidden .part.gpkg; the next job writing those areas removes it."""
+    emb = np.random.default_rng(9).normal(size=(3, 10, 10)).astype(np.float32)
+    path = _write_embeddings(tmp_path / "emb.tif", emb)
+    litter = tmp_path / f".a.gpkg.{0x7ffffff0:08x}.part.gpkg"       # a process id that does not run
+    litter.write_bytes(b"half a GeoPackage")
+    x, y = _centre(from_origin(*ORIGIN, PATCH, PATCH), 2, 2)
+    run_job(_job(path, tmp_path / "sim.tif", positives=[[x, y]], threshold=0.5, areas=tmp_path / "a.gpkg"))
+    assert sorted(os.listdir(tmp_path)) == ["a.gpkg", "emb.tif", "sim.qml", "sim.tif"]

@@ -1,6 +1,7 @@
 """Hidden temporary files beside an output: how they are named, and sweeping those of dead runs.
 
-An output is written as ``.<name>.<tag>.part.tif`` (then ``.cog.tif``, ``.aux.xml``, ``.qml``) in the
+An output is written as ``.<name>.<tag>.part.tif`` (then ``.cog.tif``, ``.aux.xml``, ``.qml``; a GeoPackage
+``.part.gpkg``) in the
 destination folder and renamed into place at the end. ``tag`` is the writing process's id in 8 hex
 digits, so a later job can tell whose a leftover is: a run killed with SIGKILL (or a power cut) cannot
 clean up after itself, and the next job writing the same output removes what it left — files of this
@@ -16,11 +17,11 @@ import time
 from typing import List, Optional
 
 STALE_AFTER_S = 24 * 3600
-_TEMP = re.compile(r"^\.(?P<base>.+)\.(?P<tag>[0-9a-f]{8})\.(?P<suffix>part\.tif|cog\.tif|aux\.xml|qml)$")
+_TEMP = re.compile(r"^\.(?P<base>.+)\.(?P<tag>[0-9a-f]{8})\.(?P<suffix>part\.tif|cog\.tif|aux\.xml|qml|part\.gpkg)$")
 
 
 def temp_path(path: str, suffix: str) -> str:
-    """The hidden temporary file of ``path`` with ``suffix`` (part.tif, cog.tif, aux.xml, qml)."""
+    """The hidden temporary file of ``path`` with ``suffix`` (part.tif, cog.tif, aux.xml, qml, part.gpkg)."""
     folder, base = os.path.split(path)
     return os.path.join(folder, f".{base}.{os.getpid():08x}.{suffix}")
 

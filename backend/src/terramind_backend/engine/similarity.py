@@ -28,7 +28,7 @@ from rasterio.warp import transform as transform_xy, transform_geom
 from rasterio.windows import Window
 
 from .errors import JobCancelled, JobValidationError
-from .geopackage import PolygonLayerWriter
+from .geopackage import GeoPackageWriter, polygon, srs_of
 from .grid import Grid, geojson_bounds, wkt_to_geojson
 from .jobspec import JobSpec, parse_jobspec
 from .similarity_query import AREAS_OUTPUT, INPUT, RASTER_OUTPUT
@@ -211,12 +211,12 @@ def _ring_area(ring) -> float:
     return 0.5 * abs(float(np.dot(xs, np.roll(ys, -1)) - np.dot(ys, np.roll(xs, -1))))
 
 
-def matching_areas(mask: np.ndarray, transform) -> List[Tuple[list, dict]]:
-    """Polygons (GeoJSON rings) of 8-connected True patches, each with its area in CRS units²."""
+def matching_areas(mask: np.ndarray, transform) -> List[Tuple[tuple, list]]:
+    """(polygon, [area in CRS units²]) of every 8-connected group of True patches (holes kept)."""
     out = []
     for geom, _ in shapes(mask.astype(np.uint8), mask=mask, transform=transform, connectivity=8):
         rings = geom["coordinates"]
-        out.append((rings, {"area": _ring_area(rings[0]) - sum(_ring_area(r) for r in rings[1:])}))
+        out.append((polygon(rings), [_ring_area(rings[0]) - sum(_ring_area(r) for r in rings[1:])]))
     return out
 
 
@@ -242,7 +242,7 @@ def run_similarity(spec, *, emit: Optional[Emit] = None, cancel: Optional[thread
     grid = layout.grid
     out = similarity_output(spec)
     writer = OutputWriter(out, grid)
-    areas: Optional[PolygonLayerWriter] = None
+    areas: Optional[GeoPackageWriter] = None
     mask = np.zeros((grid.height, grid.width), dtype=bool) if AREAS_OUTPUT in spec.outputs else None
     try:
         with rasterio.Env(GDAL_CACHEMAX=64, GDAL_NUM_THREADS=1), rasterio.open(layout.path) as ds:
@@ -269,7 +269,8 @@ def run_similarity(spec, *, emit: Optional[Emit] = None, cancel: Optional[thread
                 emit(_progress(index + 1, total, t0))
         writer.finish(style_for(out, writer.stats()))
         if mask is not None:
-            areas = PolygonLayerWriter(spec.outputs[AREAS_OUTPUT], AREAS_TABLE, grid.crs, ["area"])
+            areas = GeoPackageWriter(spec.outputs[AREAS_OUTPUT], AREAS_TABLE, srs_of(grid.crs), "POLYGON",
+                                     [("area", "DOUBLE")], f"TerraMind similarity >= {query.threshold:g}")
             areas.add_all(matching_areas(mask, grid.transform))
             areas.finish()
         if cancel.is_set():
