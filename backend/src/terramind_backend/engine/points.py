@@ -2,7 +2,7 @@
 
 Each feature is where the model places the window (its generated lon/lat, WGS 84; no geometry when the
 generated text is not a coordinate), with the window's true centre and the great-circle distance between
-the two. The file is a plain OGC GeoPackage (``geopackage.GeoPackageWriter``, sqlite3 only): built in a hidden temp
+the two. The file is a GeoPackage (``geopackage.GeoPackageWriter``, through fiona): built in a hidden temp
 file beside the destination and ``os.replace``d into place with its ``.qml`` style at commit, so a failed or
 cancelled job leaves nothing behind (like ``writer.OutputWriter``).
 """
@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
-from .geopackage import WGS84, GeoPackageWriter, point
+from .geopackage import GeoPackageWriter, point
 from .leftovers import temp_path
 from .locations import distance_km
 
@@ -47,7 +47,7 @@ class PointLayer:
 
     def finish(self) -> None:
         """Write the GeoPackage and its style to the temp files."""
-        self._writer = GeoPackageWriter(self.spec.path, TABLE, WGS84, "POINT", FIELDS,
+        self._writer = GeoPackageWriter(self.spec.path, TABLE, "EPSG:4326", "POINT", FIELDS,
                                         "TerraMind generated Coordinates per window")
         self._writer.add_all((point(r[1], r[2]), [None if isinstance(v, float) and math.isnan(v) else v for v in r])
                              for r in self.rows)

@@ -28,7 +28,7 @@ from rasterio.warp import transform as transform_xy, transform_geom
 from rasterio.windows import Window
 
 from .errors import JobCancelled, JobValidationError
-from .geopackage import GeoPackageWriter, polygon, srs_of
+from .geopackage import GeoPackageWriter, polygon
 from .grid import Grid, geojson_bounds, wkt_to_geojson
 from .jobspec import JobSpec, parse_jobspec
 from .similarity_query import AREAS_OUTPUT, INPUT, RASTER_OUTPUT
@@ -269,7 +269,7 @@ def run_similarity(spec, *, emit: Optional[Emit] = None, cancel: Optional[thread
                 emit(_progress(index + 1, total, t0))
         writer.finish(style_for(out, writer.stats()))
         if mask is not None:
-            areas = GeoPackageWriter(spec.outputs[AREAS_OUTPUT], AREAS_TABLE, srs_of(grid.crs), "POLYGON",
+            areas = GeoPackageWriter(spec.outputs[AREAS_OUTPUT], AREAS_TABLE, grid.crs.to_wkt(), "POLYGON",
                                      [("area", "DOUBLE")], f"TerraMind similarity >= {query.threshold:g}")
             areas.add_all(matching_areas(mask, grid.transform))
             areas.finish()
