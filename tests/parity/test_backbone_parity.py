@@ -8,11 +8,9 @@ Note on precision: importing TerraTorch sets ``torch.set_float32_matmul_precisio
 globally (its clay_v15 module), which lets CPU matmuls run in bf16 on AMX machines (errors ~1e-2).
 The fixture below restores "highest" so that both sides compute in true fp32.
 
-Coordinates: TerraTorch builds the coords tokenizer from the HF ``tokenizers`` package and the
-``config.json`` of ibm-esa-geospatial/TerraMind-1.0-Tokenizer-Coords; neither is available here (no
-package in the reference venv, no file in the fake hub), so TerraTorch cannot build a backbone with
-Coordinates at all (checked below). What can be compared is the rest of the path: TerraTorch's
-``TerraMindViT`` without a coords tokenizer embeds token ids directly, and so does ours for integer ids.
+Coordinates: (lon, lat) inputs through the coords tokenizer are compared in test_coords_parity.py; here
+TerraTorch's ``TerraMindViT`` built without tokenizers embeds Coordinates token ids directly, as ours does for
+integer ids.
 """
 from __future__ import annotations
 
