@@ -281,6 +281,19 @@ def test_bad_construction_arguments():
                     offset={"DEM": 1.0})
 
 
+def test_inputs_as_terratorch_takes_them(generator):
+    """A dict, keyword arguments or one tensor (the first modality); other names in a batch dict are ignored
+    with a warning, as in TerraTorch."""
+    x = _s2(1)
+    expected, _ = generator.generate_tokens({"S2L2A": x}, seed=3)
+    for call in (lambda: generator.generate_tokens(S2L2A=x, seed=3), lambda: generator.generate_tokens(x, seed=3)):
+        tokens, _ = call()
+        assert torch.equal(tokens["LULC"], expected["LULC"])
+    with pytest.warns(UserWarning, match="Unknown input modality 'mask'"):
+        tokens, _ = generator.generate_tokens({"S2L2A": x, "mask": torch.zeros(1, 64, 64)}, seed=3)
+    assert torch.equal(tokens["LULC"], expected["LULC"])
+
+
 def test_bad_inputs_at_forward(generator):
     with pytest.raises(ValueError, match="No valid inputs"):
         with pytest.warns(UserWarning, match="Unknown input modality 'S1GRD'"):
