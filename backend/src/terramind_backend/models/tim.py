@@ -8,6 +8,8 @@ with the ViT, exactly like TerraTorch 1.1.1's ``TerraMindTiM`` (facts §6):
 - each is one ROAR pass (``tim_decoding_steps=1``, ``tim_top_p=0.8``, ``tim_temps=1``) seeded like
   ``models.sampling`` describes; generated tokens are not fed to the next imagined modality;
 - the imagined tokens join the ViT input after the real inputs, under the TiM modality's name;
+- Coordinates can be imagined (``tim_modalities=["coords", ...]``: decoded left to right from TerraTorch's
+  50-token target, at most 4 new tokens, merged and ``[PAD]``-padded) and given as an input (lon, lat);
 - ``merge_method`` as the backbone: mean/max include the imagined image modalities, 'concat' counts
   them, and 'dict' returns only the real inputs (TerraTorch's behaviour, kept on purpose).
 
