@@ -49,7 +49,7 @@ def blank_wordpiece():
     from tokenizers.pre_tokenizers import BertPreTokenizer
 
     vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
-    tok = tk.Tokenizer(WordPiece(vocab, unk_token="[UNK]"))
+    tok = tk.Tokenizer(WordPiece(vocab, unk_token="[UNK]"))  # nosec B106: WordPiece's unknown-word marker
     tok.normalizer = BertNormalizer()
     tok.pre_tokenizer = BertPreTokenizer()
     tok.decoder = WordPieceDecoder()
