@@ -23,24 +23,17 @@ from qgis.PyQt.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDialog, QD
 
 from .jobspec_builder import (InputChoice, JobChoices, Problem, _extent_spec, build_jobspec, check_job,
                               output_folder, output_paths)
+from .layer_sources import crs_string
 from .modalities import MODALITIES, OUTPUT_MODALITIES
 from .paths import RESOURCES_DIR, icon_path
+from .vocabulary import (DEFAULT_MODEL_SIZE, DEVICES, EMBED_MODES, LULC_CLASSES, MERGE_METHODS, MODEL_SIZES,
+                         OUTPUT_MODALITY_LABELS, PRECISION_HINT, PRECISIONS)
 from .widgets.input_row import InputList, caption
 from .widgets.messages import MessageLabel
 from .widgets.train_panel import TrainPanel
 from .widgets.uncertainty_row import UncertaintyRow
 
 SETTINGS_PREFIX = "terramind/dialog/"
-
-# (size, parameters of the full encoder-decoder, speed hint) — facts §1.4.
-MODEL_SIZES = (
-    ("tiny", "52 M", "fastest; fine on a CPU"),
-    ("small", "124 M", "fast; a CPU works for small areas"),
-    ("base", "376 M", "better quality; a GPU is recommended"),
-    ("large", "942 M", "best quality; needs a GPU with ≥ 12 GB"),
-)
-DEVICES = (("auto", "Automatic (GPU if available)"), ("cpu", "CPU"), ("cuda", "NVIDIA GPU (CUDA)"),
-           ("mps", "Apple GPU (MPS)"))
 
 # A swatch gradient per output, so the checkboxes look like the layers they will produce.
 _OUTPUT_SWATCHES = {
@@ -52,17 +45,7 @@ _OUTPUT_SWATCHES = {
     "S2L2A": ("#3b5a2e", "#8c8a5a", "#c9b79c", "#5b7fa8"),
     "Coordinates": ("#e31a1c", "#ffffff", "#e31a1c"),
 }
-_OUTPUT_TEXT = {
-    "LULC": "Land cover (10 classes)", "NDVI": "NDVI", "DEM": "Elevation (DEM)",
-    "S1GRD": "Sentinel-1 GRD (dB)", "S1RTC": "Sentinel-1 RTC (dB)", "S2L2A": "Sentinel-2 L2A",
-    "Coordinates": "Location (points)",
-}
-# TerraMind v1 LULC classes 1-9 (0 = no data): names and colours as docs/jobspec.md and resources/legends.
-LULC_CLASSES = (("No data", "#000000"), ("Water", "#3171AD"), ("Trees", "#469C76"), ("Flooded vegetation", "#83CA70"),
-                ("Crops", "#EAE159"), ("Built area", "#C07CB8"), ("Bare ground", "#C19368"), ("Snow/Ice", "#6FB2E4"),
-                ("Clouds", "#F1F1F1"), ("Rangeland", "#C66526"))
-_EMBED_MODES = (("embed", "TerraMind encoder"), ("tim-embed", "Thinking-in-Modalities (TiM)"))
-_MERGE = (("mean", "Mean over modalities"), ("max", "Maximum over modalities"), ("concat", "Concatenate"))
+_OUTPUT_TEXT = {choice.value: choice.label for choice in OUTPUT_MODALITY_LABELS}
 
 
 def _swatch(colours, size=QSize(28, 14)) -> QIcon:
@@ -81,7 +64,7 @@ def _swatch(colours, size=QSize(28, 14)) -> QIcon:
 
 
 def _lulc_legend_html() -> str:
-    chips = " ".join(f"<span style='color:{colour}'>■</span>&nbsp;{name}" for name, colour in LULC_CLASSES[1:])
+    chips = " ".join(f"<span style='color:{c.colour}'>■</span>&nbsp;{c.label}" for c in LULC_CLASSES if c.value)
     return f"<span style='color:#5f6b7a'>Land cover classes:</span> {chips}"
 
 
@@ -283,10 +266,8 @@ class TerraMindDialog(QDialog):
         form = QFormLayout(embed_page)
         form.setContentsMargins(0, 4, 0, 0)
         self.embed_mode_combo = QComboBox()
-        for key, text in _EMBED_MODES:
-            self.embed_mode_combo.addItem(text, key)
-        self.embed_mode_combo.setToolTip("TiM first generates the chosen modalities, then encodes inputs and "
-                                         "generated tokens together")
+        _fill_combo(self.embed_mode_combo, EMBED_MODES)
+        self.embed_mode_combo.setToolTip(EMBED_MODES[-1].hint)
         self.layer_spin = QgsSpinBox()
         self.layer_spin.setRange(-24, 23)
         self.layer_spin.setValue(-1)
@@ -294,8 +275,7 @@ class TerraMindDialog(QDialog):
         self.layer_spin.setSuffix("  (last block)")
         self.layer_spin.setToolTip("Which encoder block's output to write: -1 is the last block, 0 the first")
         self.merge_combo = QComboBox()
-        for key, text in _MERGE:
-            self.merge_combo.addItem(text, key)
+        _fill_combo(self.merge_combo, MERGE_METHODS)
         self.merge_combo.setToolTip("How the tokens of several modalities at one patch become one vector")
         tim_row = QHBoxLayout()
         self.tim_checks: dict[str, QCheckBox] = {}
@@ -329,14 +309,11 @@ class TerraMindDialog(QDialog):
         form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.size_combo = QComboBox()
         self.size_combo.setObjectName("model_size")
-        for size, params, hint in MODEL_SIZES:
-            self.size_combo.addItem(f"{size.title()}  ·  {params} parameters", size)
-            self.size_combo.setItemData(self.size_combo.count() - 1, hint, Qt.ItemDataRole.ToolTipRole)
+        _fill_combo(self.size_combo, MODEL_SIZES)
         self.size_hint = caption("")
         self.device_combo = QComboBox()
         self.device_combo.setObjectName("device")
-        for key, text in DEVICES:
-            self.device_combo.addItem(text, key)
+        _fill_combo(self.device_combo, DEVICES)
         form.addRow("Size", self.size_combo)
         form.addRow("", self.size_hint)
         form.addRow("Device", self.device_combo)
@@ -424,13 +401,8 @@ class TerraMindDialog(QDialog):
         self.standardize_check = QCheckBox("Standardize inputs with the pre-training statistics")
         self.standardize_check.setChecked(True)
         self.precision_combo = QComboBox()
-        for label, value in (("Automatic (bf16 on GPUs and AMX CPUs, fast)", "auto"),
-                             ("Exact fp32 (matches TerraTorch, slower)", "fp32"), ("bf16", "bf16")):
-            self.precision_combo.addItem(label, value)
-        self.precision_combo.setToolTip("Arithmetic of the model. bf16 is 2-3x faster where the hardware supports "
-                                        "it and changes values by about 1 % (generation: same sampling, other "
-                                        "random draws); fp32 reproduces TerraTorch exactly, with a seed its "
-                                        "samples too.")
+        _fill_combo(self.precision_combo, PRECISIONS)
+        self.precision_combo.setToolTip(PRECISION_HINT)
         form.addRow("Window", self.window_spin)
         form.addRow("Overlap", self.overlap_spin)
         form.addRow("Batch size", self.batch_spin)
@@ -759,7 +731,7 @@ class TerraMindDialog(QDialog):
 
     def _show_hints(self, choices: JobChoices) -> None:
         size = self.size_combo.currentData()
-        hint = next(h for s, _, h in MODEL_SIZES if s == size)
+        hint = next(c.hint for c in MODEL_SIZES if c.value == size)
         if choices.task == "generate" and choices.outputs:
             hint += "; each generated output adds a ~0.3 B-parameter tokenizer"
         self.size_hint.setText(hint[:1].upper() + hint[1:])
@@ -918,7 +890,7 @@ class TerraMindDialog(QDialog):
         tim = get("tim_modalities", "LULC").split(",")
         for name, check in self.tim_checks.items():
             check.setChecked(name in tim)
-        self.size_combo.setCurrentIndex(max(0, self.size_combo.findData(get("model_size", "tiny"))))
+        self.size_combo.setCurrentIndex(max(0, self.size_combo.findData(get("model_size", DEFAULT_MODEL_SIZE))))
         self.device_combo.setCurrentIndex(max(0, self.device_combo.findData(get("device", device))))
         self.merge_combo.setCurrentIndex(max(0, self.merge_combo.findData(get("merge_method", "mean"))))
         self.layer_spin.setValue(get("layer", -1, int))
@@ -941,11 +913,12 @@ class TerraMindDialog(QDialog):
         super().done(result)
 
 
-def crs_string(crs: QgsCoordinateReferenceSystem) -> str:
-    """'EPSG:32633' when the CRS has an authority id, else its WKT (a custom CRS); '' when invalid."""
-    if not crs.isValid():
-        return ""
-    return crs.authid() or crs.toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED_GDAL)
+def _fill_combo(combo: QComboBox, table) -> None:
+    """One item per vocabulary choice: its label shown, its value as the item data, its hint as tooltip."""
+    for choice in table:
+        combo.addItem(choice.label, choice.value)
+        if choice.hint:
+            combo.setItemData(combo.count() - 1, choice.hint, Qt.ItemDataRole.ToolTipRole)
 
 
 def _task_done(task) -> bool:

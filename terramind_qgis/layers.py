@@ -19,22 +19,11 @@ from qgis.core import (QgsColorRampShader, QgsFillSymbol, QgsVectorLayer, QgsCon
                        Qgis)
 from qgis.PyQt.QtGui import QColor, QPainter
 
+from .vocabulary import LULC_CLASSES
+
 LOG_TAG = "TerraMind"
 VECTOR_KINDS = ("areas", "points")  # result kinds that are GeoPackages, not rasters
 
-# ESRI 10 m land cover as TerraMind v1 encodes it (index → colour of IBM's plotting_utils, name).
-LULC_CLASSES = [
-    (0, "#000000", "No data"),
-    (1, "#3171AD", "Water"),
-    (2, "#469C76", "Trees"),
-    (3, "#83CA70", "Flooded vegetation"),
-    (4, "#EAE159", "Crops"),
-    (5, "#C07CB8", "Built area"),
-    (6, "#C19368", "Bare ground"),
-    (7, "#6FB2E4", "Snow/ice"),
-    (8, "#F1F1F1", "Clouds"),
-    (9, "#C66526", "Rangeland"),
-]
 NDVI_RAMP = [(-1.0, "#8c510a"), (0.0, "#f6e8c3"), (0.2, "#d9ef8b"), (0.5, "#66bd63"), (1.0, "#006837")]
 DEM_RAMP = ["#0b6e4f", "#6ba368", "#e9d985", "#b5793f", "#7a5230", "#ffffff"]
 # 1-based (red, green, blue) band numbers and the display range of raw values, per optical modality.
@@ -207,7 +196,7 @@ def style_layer(layer: QgsRasterLayer, name: str, kind: str = "") -> None:
         step = high / (len(SCORE_RAMP) - 1)
         layer.setRenderer(_pseudocolour(provider, [(i * step, QColor(c)) for i, c in enumerate(SCORE_RAMP)], 0.0, high))
     elif key == "LULC":
-        classes = [QgsPalettedRasterRenderer.Class(v, QColor(c), label) for v, c, label in LULC_CLASSES]
+        classes = [QgsPalettedRasterRenderer.Class(c.value, QColor(c.colour), c.label) for c in LULC_CLASSES]
         layer.setRenderer(QgsPalettedRasterRenderer(provider, 1, classes))
     elif key == "NDVI":
         layer.setRenderer(_pseudocolour(provider, [(v, QColor(c)) for v, c in NDVI_RAMP], -1.0, 1.0))

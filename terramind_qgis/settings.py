@@ -15,8 +15,9 @@ from typing import Dict, Mapping, Optional
 
 from qgis.core import QgsApplication, QgsAuthMethodConfig, QgsSettings
 
+from .vocabulary import DEVICES, values
+
 PREFIX = "terramind/"
-DEVICES = ("auto", "cuda", "mps", "cpu")
 HF_AUTH_CONFIG_NAME = "TerraMind: Hugging Face token"
 _RAY_ADDRESS = re.compile(r"^[A-Za-z0-9.\-_]+:\d{1,5}$")
 
@@ -88,12 +89,12 @@ class Settings:
     @property
     def device(self) -> str:
         value = self._get("device", "auto")
-        return value if value in DEVICES or value.startswith("cuda:") else "auto"
+        return value if value in values(DEVICES) or value.startswith("cuda:") else "auto"
 
     @device.setter
     def device(self, value: str) -> None:
-        if value not in DEVICES and not str(value).startswith("cuda:"):
-            raise ValueError(f"device must be one of {', '.join(DEVICES)} (or cuda:N), got {value!r}")
+        if value not in values(DEVICES) and not str(value).startswith("cuda:"):
+            raise ValueError(f"device must be one of {', '.join(values(DEVICES))} (or cuda:N), got {value!r}")
         self._set("device", value)
 
     @property

@@ -17,7 +17,8 @@ from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox
                                  QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QProgressBar,
                                  QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
-from .settings import DEVICES, Settings, Tiling
+from .settings import Settings, Tiling
+from .vocabulary import DEVICES
 
 STORED_IN_AUTH_DB_HINT = "stored in the QGIS authentication database — type to replace"
 
@@ -96,7 +97,8 @@ class SettingsDialog(QDialog):
         self.resolved.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         form.addRow("", self.resolved)
         self.device = QComboBox()
-        self.device.addItems(DEVICES)
+        for choice in DEVICES:
+            self.device.addItem(choice.label, choice.value)
         form.addRow("Device", self.device)
         self.ray_address = QLineEdit()
         self.ray_address.setPlaceholderText("none: jobs run in the backend process")
@@ -210,9 +212,9 @@ class SettingsDialog(QDialog):
     def load(self) -> None:
         s = self.settings
         self.interpreter.setText(s.backend_python)
-        if self.device.findText(s.device) < 0:  # e.g. cuda:1
-            self.device.addItem(s.device)
-        self.device.setCurrentIndex(self.device.findText(s.device))
+        if self.device.findData(s.device) < 0:  # e.g. cuda:1
+            self.device.addItem(s.device, s.device)
+        self.device.setCurrentIndex(self.device.findData(s.device))
         self.cache_dir.setText(s.cache_dir)
         self.offline.setChecked(s.offline)
         self.ray_address.setText(s.ray_address)
@@ -232,7 +234,7 @@ class SettingsDialog(QDialog):
     def save(self) -> None:
         s = self.settings
         s.backend_python = self.interpreter.text().strip()
-        s.device = self.device.currentText()
+        s.device = self.device.currentData()
         s.cache_dir = self.cache_dir.text().strip()
         s.offline = self.offline.isChecked()
         s.ray_address = self.ray_address.text()

@@ -18,9 +18,7 @@ from .layers import add_layers, load_output_layers
 from .lifecycle import forget, quitting, track
 from .log import log
 from .settings import Settings
-
-# Share of the progress bar per backend stage (start %, end %); the model weights download first.
-STAGES = {"download": (0.0, 15.0), "load": (15.0, 25.0), "tiles": (25.0, 100.0)}
+from .stages import JOB_STAGES, stage_percent
 
 
 @dataclass
@@ -92,12 +90,8 @@ class TerraMindTask(QgsTask):
         if event.get("event") == "log":
             log(event.get("message", ""), event.get("level", "info"))
             return
-        stage = event.get("stage") or "tiles"
-        start, end = STAGES.get(stage, STAGES["tiles"])
-        fraction = event.get("fraction")
-        if fraction is None and event.get("total"):
-            fraction = event.get("done", 0) / event["total"]
-        self.setProgress(start + (end - start) * max(0.0, min(1.0, float(fraction or 0.0))))
+        stage, percent = stage_percent(event, JOB_STAGES, "tiles")
+        self.setProgress(percent)
         if stage != self._stage:
             self._stage = stage
             if event.get("message"):

@@ -11,8 +11,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..jobspec_builder import (JOBSPEC_VERSION, MODEL_SIZES, InputChoice, JobChoices, JobSpecError, Problem,
-                               check_job, _input_spec)
+from ..jobspec_builder import JOBSPEC_VERSION, InputChoice, JobChoices, JobSpecError, Problem, check_job, _input_spec
+from ..vocabulary import MODEL_SIZES, values
 
 DECODERS = ("UNetDecoder", "UperNetDecoder", "FCNDecoder")
 CHIP_MULTIPLE = 32
@@ -85,7 +85,7 @@ def check_finetune(choices: FinetuneChoices) -> list[Problem]:
     if any(m != modalities[0] for m in modalities[1:]):
         problems.append(Problem("inputs", "Every scene needs the same input modalities"))
     problems += _output_problems(choices)
-    if choices.model_size not in MODEL_SIZES:
+    if choices.model_size not in values(MODEL_SIZES):
         problems.append(Problem("model", f"Unknown model size {choices.model_size!r}"))
     if choices.decoder not in DECODERS:
         problems.append(Problem("training.decoder", f"Unknown decoder {choices.decoder!r}; use "

@@ -23,11 +23,9 @@ from qgis.PyQt.QtWidgets import QPushButton
 from ..client import BackendCancelled, BackendClient, BackendError, get_client
 from ..lifecycle import forget, quitting, track
 from ..log import log
+from ..stages import TRAIN_STAGES, stage_percent
 from ..task import Cancelled, Done, Failed
 from .spec import FinetuneChoices, build_finetune_spec
-
-# Share of the progress bar per backend stage; training steps fill the rest.
-STAGES = {"download": (0.0, 4.0), "load": (4.0, 6.0), "prepare": (6.0, 10.0), "train": (10.0, 100.0)}
 
 
 def output_of(result: Dict[str, Any], kind: str) -> Optional[str]:
@@ -103,12 +101,7 @@ class FinetuneTask(QgsTask):
         if event.get("event") == "log":
             log(event.get("message", ""), event.get("level", "info"))
             return
-        stage = event.get("stage") or "train"
-        start, end = STAGES.get(stage, STAGES["train"])
-        fraction = event.get("fraction")
-        if fraction is None and event.get("total"):
-            fraction = event.get("done", 0) / event["total"]
-        self.setProgress(start + (end - start) * max(0.0, min(1.0, float(fraction or 0.0))))
+        self.setProgress(stage_percent(event, TRAIN_STAGES, "train")[1])
         self.stepped.emit(dict(event))
         metrics = event.get("metrics")
         if isinstance(metrics, dict):

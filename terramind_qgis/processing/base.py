@@ -1,16 +1,17 @@
-"""Shared base of the TerraMind algorithms: common parameters, parameters → JobSpec, running the job.
+"""Shared base of the TerraMind algorithms: common parameters, parameters → `JobChoices` → JobSpec, running it.
 
-A subclass declares its own parameters in ``initAlgorithm`` (with the ``add_*`` helpers below for
-the shared ones) and implements ``task_spec`` (task, inputs, outputs, options). The base class
-fills in the parts every JobSpec has (model, extent, CRS, resolution, tiling, device), runs the
-spec through the process-wide backend client from the worker thread, maps backend events onto
-``QgsProcessingFeedback`` and attaches the engine's sidecar .qml styles to the layers that the
-toolbox loads when the run ends.
+A subclass declares its own parameters in ``initAlgorithm`` (with the ``add_*`` helpers below for the shared
+ones) and implements ``fill_choices``: it sets its task, inputs, output files and task options on the
+`JobChoices` the base class filled from the shared parameters (model, extent, CRS, resolution, tiling,
+device, precision) and returns which JobSpec output goes to which algorithm output. The JobSpec itself is
+built and checked by ``jobspec_builder``, the same road as the dialog's; its problems become
+`QgsProcessingException`s. The job runs through the process-wide backend client from the worker thread;
+backend events drive the feedback (``feedback.py``) and the engine's sidecar .qml styles go to the layers
+that the toolbox loads when the run ends.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 
 from qgis.core import (
     QgsCoordinateReferenceSystem,
@@ -26,63 +27,33 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
     QgsProcessingUtils,
-    QgsProviderRegistry,
 )
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
+from ..jobspec_builder import MAX_WINDOW, PATCH_SIZE, JobChoices, build_jobspec, check_job, tiling_problems
+from ..layer_sources import crs_string
 from ..paths import icon_path
+from ..vocabulary import DEFAULT_MODEL_SIZE, DEVICES, INPUT_MODALITY_LABELS, MODEL_SIZES, PRECISIONS, Choice, \
+    index_of, labels, values
+from .choices import input_choice, parse_band_mapping, parse_scaling, problems_message
+from .feedback import FeedbackReporter
 from .styling import attach_style
 from .uncertainty import KINDS as UNCERTAINTY_KINDS
 
 HELP_URL = "https://github.com/terramind-qgis/terramind-qgis/blob/main/docs/processing.md"
-
-MODEL_SIZES = ("tiny", "small", "base", "large")
-PATCH = 16  # TerraMind's patch size: tiles and their overlap are counted in patches
-DEFAULT_MODEL_SIZE = "base"
-
-# Input modalities in the order the toolbox shows them, with what a user recognises. LULC and NDVI
-# go through their tokenizers (e.g. generate Sentinel-2 from a land-cover map).
-INPUT_MODALITIES = (
-    ("S2L2A", "Sentinel-2 L2A (12 bands: B1–B12 without B10)"),
-    ("S2L1C", "Sentinel-2 L1C (13 bands: B1–B12)"),
-    ("RGB", "RGB (3 bands: red, green, blue)"),
-    ("S1GRD", "Sentinel-1 GRD (2 bands: VV, VH)"),
-    ("S1RTC", "Sentinel-1 RTC (2 bands: VV, VH)"),
-    ("DEM", "DEM (1 band, metres)"),
-    ("LULC", "Land cover (1 band, ESRI LULC classes)"),
-    ("NDVI", "NDVI (1 band, -1…1)"),
-)
-# Modalities a tokenizer exists for: generation targets, TiM modalities and reconstruct.
-TOKENIZED_MODALITIES = ("S2L2A", "S1GRD", "S1RTC", "DEM", "LULC", "NDVI")
-
-# "" = take the device from the plugin's settings.
-DEVICES = (("", "Plugin setting"), ("auto", "Auto (GPU if present)"), ("cpu", "CPU"),
-           ("cuda", "CUDA GPU"), ("mps", "Apple GPU (MPS)"))
-# Model arithmetic (JobSpec options.precision): bf16 is 2-3x faster where the hardware has it.
-PRECISIONS = (("auto", "Automatic (bf16 on GPUs and AMX CPUs)"), ("fp32", "Exact fp32 (matches TerraTorch)"),
-              ("bf16", "bf16"))
-
-
-@dataclass
-class TaskSpec:
-    """What an algorithm contributes to the JobSpec, and which output goes to which parameter."""
-
-    task: str
-    inputs: dict
-    outputs: dict                                   # JobSpec outputs: name -> path
-    destinations: dict = field(default_factory=dict)  # JobSpec output name -> algorithm output name
-    options: dict = field(default_factory=dict)
-    extra: dict = field(default_factory=dict)       # other top-level JobSpec keys (timesteps, seed, model)
+# Processing's device list starts with "take the plugin's setting".
+PROCESSING_DEVICES = (Choice("", "Plugin setting"),) + DEVICES
 
 
 class TerraMindAlgorithm(QgsProcessingAlgorithm):
-    """Base class; subclasses set ``ALG_NAME``/``DISPLAY`` and implement initAlgorithm + task_spec."""
+    """Base class; subclasses set ``ALG_NAME``/``DISPLAY`` and implement initAlgorithm + fill_choices."""
 
     ALG_NAME = ""
     DISPLAY = ""
     HELP = ""
     uses_precision = True  # offers the PRECISION parameter (JobSpec options.precision)
+    per_patch = False      # writes one value per 16 px patch: the tile overlap counts in whole patches
     uses_location = False  # offers USE_LOCATION (JobSpec options.use_location: tile centres as Coordinates)
 
     def __init__(self):
@@ -113,8 +84,8 @@ class TerraMindAlgorithm(QgsProcessingAlgorithm):
         return QCoreApplication.translate("TerraMindProcessing", text)
 
     # -- shared parameter groups -------------------------------------------------------------------
-    def add_input_parameters(self, modalities=INPUT_MODALITIES):
-        for key, label in modalities:
+    def add_input_parameters(self, modalities=INPUT_MODALITY_LABELS):
+        for key, label, _ in modalities:
             self.addParameter(QgsProcessingParameterRasterLayer(key, self.tr(f"{label} input"), optional=True))
         self._advanced(QgsProcessingParameterString(
             "BANDS", self.tr("Band mapping (e.g. S2L2A=1,2,3,4,5,6,7,8,9,10,11,12; S1GRD=1,2)"),
@@ -125,8 +96,8 @@ class TerraMindAlgorithm(QgsProcessingAlgorithm):
 
     def add_model_parameter(self):
         self.addParameter(QgsProcessingParameterEnum(
-            "MODEL", self.tr("Model size"), options=list(MODEL_SIZES),
-            defaultValue=MODEL_SIZES.index(DEFAULT_MODEL_SIZE)))
+            "MODEL", self.tr("Model size"), options=labels(MODEL_SIZES),
+            defaultValue=index_of(MODEL_SIZES, DEFAULT_MODEL_SIZE)))
 
     def add_sampling_parameters(self, timesteps=10):
         self.addParameter(QgsProcessingParameterNumber(
@@ -147,7 +118,7 @@ class TerraMindAlgorithm(QgsProcessingAlgorithm):
     def add_tiling_parameters(self):
         self._advanced(QgsProcessingParameterNumber(
             "TILE_SIZE", self.tr("Tile size (pixels)"), QgsProcessingParameterNumber.Integer,
-            defaultValue=224, minValue=2 * PATCH, maxValue=4096))
+            defaultValue=224, minValue=PATCH_SIZE, maxValue=MAX_WINDOW))
         self._advanced(QgsProcessingParameterNumber(
             "OVERLAP", self.tr("Tile overlap (pixels)"), QgsProcessingParameterNumber.Integer,
             defaultValue=32, minValue=0, maxValue=2048))
@@ -155,10 +126,10 @@ class TerraMindAlgorithm(QgsProcessingAlgorithm):
             "BATCH_SIZE", self.tr("Tiles per batch"), QgsProcessingParameterNumber.Integer,
             defaultValue=8, minValue=1, maxValue=1024))
         self._advanced(QgsProcessingParameterEnum(
-            "DEVICE", self.tr("Device"), options=[label for _, label in DEVICES], defaultValue=0))
+            "DEVICE", self.tr("Device"), options=labels(PROCESSING_DEVICES), defaultValue=0))
         if self.uses_precision:
             self._advanced(QgsProcessingParameterEnum(
-                "PRECISION", self.tr("Precision"), options=[label for _, label in PRECISIONS], defaultValue=0))
+                "PRECISION", self.tr("Precision"), options=labels(PRECISIONS), defaultValue=0))
         if self.uses_location:
             self._advanced(QgsProcessingParameterBoolean(
                 "USE_LOCATION", self.tr("Use location (each tile's centre, lon/lat, as TerraMind's Coordinates input)"),
@@ -168,58 +139,60 @@ class TerraMindAlgorithm(QgsProcessingAlgorithm):
         parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(parameter)
 
-    # -- parameters -> JobSpec ---------------------------------------------------------------------
-    def task_spec(self, parameters, context, feedback) -> TaskSpec:
+    # -- parameters -> JobChoices -> JobSpec -------------------------------------------------------
+    def fill_choices(self, parameters, context, choices: JobChoices) -> dict:
+        """Set task, inputs, output files and task options on ``choices``; return JobSpec output name ->
+        algorithm output name."""
         raise NotImplementedError
 
-    def model_name(self, parameters, context) -> str:
-        return f"terramind_v1_{MODEL_SIZES[self.parameterAsEnum(parameters, 'MODEL', context)]}"
+    def model_size(self, parameters, context):
+        """The model size, or None where the job names its own model (a checkpoint, a tokenizer)."""
+        return values(MODEL_SIZES)[self.parameterAsEnum(parameters, "MODEL", context)]
+
+    def shared_choices(self, parameters, context) -> JobChoices:
+        """`JobChoices` holding the shared parameters; the rest keep the builder's defaults."""
+        choices = JobChoices(model_size=self.model_size(parameters, context), device=self.device(parameters, context))
+        if self.parameterDefinition("RESOLUTION") is not None:
+            choices.resolution = self.parameterAsDouble(parameters, "RESOLUTION", context)
+        if self.parameterDefinition("TILE_SIZE") is not None:
+            choices.window = self.parameterAsInt(parameters, "TILE_SIZE", context)
+            choices.overlap = self.parameterAsInt(parameters, "OVERLAP", context)
+            choices.batch_size = self.parameterAsInt(parameters, "BATCH_SIZE", context)
+        if self.parameterDefinition("PRECISION") is not None:
+            choices.precision = values(PRECISIONS)[self.parameterAsEnum(parameters, "PRECISION", context)]
+        if self.parameterDefinition("USE_LOCATION") is not None:
+            choices.use_location = self.parameterAsBool(parameters, "USE_LOCATION", context)
+        if self.parameterDefinition("CRS") is not None:
+            crs = self.parameterAsCrs(parameters, "CRS", context)
+            choices.crs = crs_string(crs) if crs.isValid() else None
+        if self.parameterDefinition("EXTENT") is not None and parameters.get("EXTENT"):
+            choices.extent_bounds, choices.extent_crs = self.extent(parameters, context)
+        return choices
+
+    def job_choices(self, parameters, context) -> tuple:
+        """(JobChoices, destinations) for these parameters."""
+        choices = self.shared_choices(parameters, context)
+        destinations = self.fill_choices(parameters, context, choices)
+        return choices, destinations
 
     def build_spec(self, parameters, context, feedback=None) -> tuple:
         """The JobSpec for these parameters and the map JobSpec output name -> algorithm output name."""
-        part = self.task_spec(parameters, context, feedback)
-        if not part.inputs:
-            raise QgsProcessingException(self.tr("Choose at least one input raster."))
-        if not part.outputs:
-            raise QgsProcessingException(self.tr("Choose at least one output."))
-        tile = self.parameterAsInt(parameters, "TILE_SIZE", context)
-        overlap = self.parameterAsInt(parameters, "OVERLAP", context)
-        problem = tiling_problem(tile, overlap, part.task in ("embed", "tim-embed"))
-        if problem:
-            raise QgsProcessingException(problem)
-        spec = {
-            "version": 1,
-            "task": part.task,
-            "inputs": part.inputs,
-            "outputs": part.outputs,
-            "extent": self.extent_spec(parameters, context),
-            "crs": self.crs_spec(parameters, context),
-            "resolution": self.parameterAsDouble(parameters, "RESOLUTION", context),
-            "tiling": {"window": tile, "overlap": overlap,
-                       "batch_size": self.parameterAsInt(parameters, "BATCH_SIZE", context)},
-            "device": self.device(parameters, context),
-            "options": dict(part.options),
-        }
-        if self.parameterDefinition("PRECISION") is not None:
-            spec["options"]["precision"] = PRECISIONS[self.parameterAsEnum(parameters, "PRECISION", context)][0]
-        if self.parameterDefinition("USE_LOCATION") is not None:
-            spec["options"]["use_location"] = self.parameterAsBool(parameters, "USE_LOCATION", context)
-        model = self.model_name(parameters, context)
-        if model:
-            spec["model"] = model
-        spec.update(part.extra)
-        return spec, part.destinations
+        choices, destinations = self.job_choices(parameters, context)
+        problems = check_job(choices)
+        if problems:
+            raise QgsProcessingException(self.tr(problems_message(problems)))
+        return build_jobspec(choices), destinations
 
-    def raster_inputs(self, parameters, context, modalities=INPUT_MODALITIES) -> dict:
-        """JobSpec inputs for every modality parameter that has a layer, in the toolbox's order."""
+    def raster_inputs(self, parameters, context, modalities=INPUT_MODALITY_LABELS) -> list:
+        """An `InputChoice` for every modality parameter that has a layer, in the toolbox's order."""
         band_maps = parse_band_mapping(self.parameterAsString(parameters, "BANDS", context))
         scalings = parse_scaling(self.parameterAsString(parameters, "SCALE", context))
-        inputs = {}
-        for key, _ in modalities:
+        inputs = []
+        for key in values(modalities):
             layer = self.parameterAsRasterLayer(parameters, key, context)
             if layer is None:
                 continue
-            inputs[key] = input_spec(key, layer, band_maps.pop(key, None), scalings.pop(key, None))
+            inputs.append(input_choice(key, layer, band_maps.pop(key, None), scalings.pop(key, None)))
         for what, left in (("Band mapping", band_maps), ("Value scaling", scalings)):
             if left:
                 raise QgsProcessingException(self.tr(
@@ -235,9 +208,8 @@ class TerraMindAlgorithm(QgsProcessingAlgorithm):
                     return layer.crs()
         return QgsCoordinateReferenceSystem()
 
-    def extent_spec(self, parameters, context):
-        if not parameters.get("EXTENT"):
-            return None
+    def extent(self, parameters, context) -> tuple:
+        """((minx, miny, maxx, maxy), CRS string) of the EXTENT parameter."""
         crs = self.parameterAsExtentCrs(parameters, "EXTENT", context)
         if not crs.isValid():
             # An extent typed without "[EPSG:…]" is in the project's CRS; headless there may be none.
@@ -247,23 +219,18 @@ class TerraMindAlgorithm(QgsProcessingAlgorithm):
         rect = self.parameterAsExtent(parameters, "EXTENT", context, crs)
         if rect.isNull() or rect.isEmpty():
             raise QgsProcessingException(self.tr("The extent is empty."))
-        return {"bounds": [rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()],
-                "crs": crs_string(crs)}
-
-    def crs_spec(self, parameters, context):
-        crs = self.parameterAsCrs(parameters, "CRS", context)
-        return crs_string(crs) if crs.isValid() else None
+        return (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()), crs_string(crs)
 
     def device(self, parameters, context) -> str:
-        chosen = DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)][0]
+        if self.parameterDefinition("DEVICE") is None:
+            return settings_device()
+        chosen = values(PROCESSING_DEVICES)[self.parameterAsEnum(parameters, "DEVICE", context)]
         return chosen or settings_device()
 
-    def destination(self, parameters, name, context, suffixes=(".tif", ".tiff"), kind="GeoTIFF") -> str:
-        """The file an output parameter asks for, or "" when the output is skipped."""
+    def destination(self, parameters, name, context) -> str:
+        """The file an output parameter asks for, or "" when the output is skipped (the builder checks its
+        suffix: GeoTIFF, or GeoPackage for point outputs)."""
         path = self.parameterAsOutputLayer(parameters, name, context) or ""
-        if path and not path.lower().endswith(suffixes):
-            raise QgsProcessingException(self.tr(
-                f"TerraMind writes {kind} files: give {name} a {suffixes[0]} file name, not {path}."))
         if not path:
             # runAndLoadResults registers a skipped (None) destination as "" to load: drop it.
             layers = context.layersToLoadOnCompletion()
@@ -287,11 +254,11 @@ class TerraMindAlgorithm(QgsProcessingAlgorithm):
     # -- running -----------------------------------------------------------------------------------
     def checkParameterValues(self, parameters, context):  # noqa: N802
         ok, message = super().checkParameterValues(parameters, context)
-        if not ok:
+        if not ok or self.parameterDefinition("TILE_SIZE") is None:
             return ok, message
-        problem = tiling_problem(self.parameterAsInt(parameters, "TILE_SIZE", context),
-                                 self.parameterAsInt(parameters, "OVERLAP", context), self.ALG_NAME == "embed")
-        return (False, problem) if problem else (True, "")
+        problems = tiling_problems(self.parameterAsInt(parameters, "TILE_SIZE", context),
+                                   self.parameterAsInt(parameters, "OVERLAP", context), self.per_patch)
+        return (False, problems_message(problems)) if problems else (True, "")
 
     def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802
         # The toolbox calls this on the main thread (processAlgorithm runs in a worker): read the
@@ -373,168 +340,6 @@ def run_job(spec: dict, feedback, client=None) -> dict:
         raise QgsProcessingException(f"{message} (JobSpec field: {field_name})" if field_name else message) from None
 
 
-class FeedbackReporter:
-    """Backend events -> QgsProcessingFeedback (progress bar, progress text and log).
-
-    The bar follows the stages that take long and report steps: a weights download (first use
-    only), then the tiles. Model loading reports only its end, so it shows as text alone and the
-    bar does not jump to 100 % and back before the tiles start.
-    """
-
-    STAGE_TEXT = {"download": "Downloading weights", "load": "Loading model", "tiles": "Running tiles"}
-    BAR_STAGES = ("download", "tiles")
-
-    def __init__(self, feedback):
-        self.feedback = feedback
-        self.stage = None
-
-    def __call__(self, event: dict):
-        kind = event.get("event")
-        if kind == "progress":
-            self.progress(event)
-        elif kind == "log":
-            level, message = event.get("level", "info"), event.get("message", "")
-            if level == "warning":
-                self.feedback.pushWarning(message) if hasattr(self.feedback, "pushWarning") else \
-                    self.feedback.reportError(message, False)
-            elif level == "debug":
-                self.feedback.pushDebugInfo(message)
-            else:
-                self.feedback.pushInfo(message)
-
-    def progress(self, event: dict):
-        stage = event.get("stage")
-        if stage != self.stage:
-            self.stage = stage
-            self.feedback.setProgressText(self.STAGE_TEXT.get(stage, str(stage)))
-        if stage not in self.BAR_STAGES:
-            return
-        fraction = event.get("fraction")
-        if fraction is None and event.get("total"):
-            fraction = event.get("done", 0) / event["total"]
-        if fraction is not None:
-            self.feedback.setProgress(max(0.0, min(100.0, 100.0 * float(fraction))))
-
-
-def tiling_problem(window: int, overlap: int, per_patch: bool) -> str:
-    """The engine's tiling rules, checked before the job is sent ("" = fine)."""
-    if window % PATCH:
-        return f"The tile size must be a multiple of the {PATCH} px patch size, got {window}."
-    if overlap * 2 > window - PATCH:
-        return f"The tile overlap ({overlap} px) is too large for {window} px tiles: use at most {(window - PATCH) // 2}."
-    if per_patch and overlap % PATCH:
-        return f"Embeddings are written per {PATCH} px patch: the overlap must be a multiple of {PATCH}, got {overlap}."
-    return ""
-
-
-def _per_modality(text: str, what: str, example: str) -> dict:
-    """``"A=1,2; B=3"`` -> ``{"A": ["1", "2"], "B": ["3"]}``; ``what``/``example`` word the errors."""
-    values = {}
-    for part in (text or "").replace("\n", ";").split(";"):
-        part = part.strip()
-        if not part:
-            continue
-        key, sep, raw = part.partition("=")
-        key = key.strip().upper()
-        if not sep or not key:
-            raise QgsProcessingException(f"{what} '{part}' should look like {example}.")
-        if key in values:
-            raise QgsProcessingException(f"{what} for {key} is given twice.")
-        values[key] = [v for v in raw.replace(" ", "").split(",") if v]
-    return values
-
-
-def parse_band_mapping(text: str) -> dict:
-    """``"S2L2A=1,2,3; S1GRD=2,1"`` -> ``{"S2L2A": [1, 2, 3], "S1GRD": [2, 1]}`` (1-based band indexes)."""
-    mapping = {}
-    for key, raw in _per_modality(text, "Band mapping", "MODALITY=1,2,3 (e.g. S1RTC=2,1)").items():
-        try:
-            numbers = [int(b) for b in raw]
-        except ValueError:
-            raise QgsProcessingException(f"Band mapping for {key}: '{','.join(raw)}' is not a list of band numbers.") from None
-        if not numbers or min(numbers) < 1:
-            raise QgsProcessingException(f"Band mapping for {key}: band numbers start at 1.")
-        mapping[key] = numbers
-    return mapping
-
-
-def parse_scaling(text: str) -> dict:
-    """``"S2L2A=10000; DEM=1,-100"`` -> ``{"S2L2A": (10000.0, None), "DEM": (1.0, -100.0)}`` (scale, offset)."""
-    scaling = {}
-    for key, raw in _per_modality(text, "Value scaling", "MODALITY=SCALE[,OFFSET] (e.g. S2L2A=10000)").items():
-        try:
-            numbers = [float(v) for v in raw]
-        except ValueError:
-            raise QgsProcessingException(f"Value scaling for {key}: '{','.join(raw)}' is not SCALE[,OFFSET].") from None
-        if len(numbers) not in (1, 2) or numbers[0] == 0:
-            raise QgsProcessingException(
-                f"Value scaling for {key}: give a non-zero scale and optionally an offset, e.g. {key}=10000.")
-        scaling[key] = (numbers[0], numbers[1] if len(numbers) == 2 else None)
-    return scaling
-
-
-# Files whose band count differs from the modality's but whose layout modalities.py knows
-# (13-band L1C file used as S2L2A; RGB from a Sentinel-2 stack; RGB + alpha).
-_KNOWN_LAYOUTS = {("S2L2A", 13), ("RGB", 12), ("RGB", 13), ("RGB", 4)}
-
-
-def input_spec(modality: str, layer, bands=None, scaling=None) -> dict:
-    """One JobSpec input: the layer's file and its bands in the model's order (null = file order).
-
-    Without an explicit mapping the bands are found as the dialog finds them (band descriptions, then
-    the file's order when the count fits, then known layouts); anything else must be mapped by hand,
-    since taking the first bands of an unknown stack would silently feed the model wrong data.
-    """
-    from ..modalities import MODALITIES, RasterFacts, default_band_mapping, is_identity, mapping_from_names, \
-        mapping_problem
-
-    path = layer_file(layer)
-    count = layer.bandCount()
-    wanted = MODALITIES[modality].band_count
-    if bands is None:
-        descriptions = band_descriptions(path)
-        if count != wanted and (modality, count) not in _KNOWN_LAYOUTS and \
-                mapping_from_names(modality, descriptions) is None:
-            raise QgsProcessingException(
-                f"{modality} input '{layer.name()}' has {count} band(s) but {modality} needs {wanted} "
-                f"({', '.join(MODALITIES[modality].bands)}). Choose the bands with a band mapping, e.g. "
-                f"BANDS=\"{modality}={','.join(str(i) for i in range(1, wanted + 1))}\".")
-        bands = default_band_mapping(modality, RasterFacts(band_count=count, descriptions=descriptions))
-    problem = mapping_problem(modality, bands, count)
-    if problem:
-        raise QgsProcessingException(f"Band mapping for {modality} ('{layer.name()}'): {problem}.")
-    if is_identity(bands, count):
-        bands = None
-    scale, offset = scaling or (None, None)
-    return {"path": path, "bands": list(bands) if bands else None, "scale": scale, "offset": offset, "nodata": None}
-
-
-def band_descriptions(path: str) -> tuple:
-    try:
-        from osgeo import gdal
-
-        dataset = gdal.Open(path)
-    except Exception:  # noqa: BLE001 (descriptions only refine the band order)
-        return ()
-    if dataset is None:
-        return ()
-    return tuple(dataset.GetRasterBand(i).GetDescription() or "" for i in range(1, dataset.RasterCount + 1))
-
-
-def layer_file(layer) -> str:
-    """The file behind a raster layer: the backend reads files, not QGIS providers."""
-    if layer.providerType() != "gdal":
-        raise QgsProcessingException(
-            f"Layer '{layer.name()}' comes from the '{layer.providerType()}' provider; TerraMind reads raster "
-            "files. Save it as a GeoTIFF first (Export > Save As…).")
-    parts = QgsProviderRegistry.instance().decodeUri("gdal", layer.source())
-    return parts.get("path") or layer.source()
-
-
-def crs_string(crs) -> str:
-    return crs.authid() or crs.toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED)
-
-
 def settings_device() -> str:
     try:
         from ..settings import Settings
@@ -544,4 +349,4 @@ def settings_device() -> str:
         return "auto"
 
 
-__all__ = ["TerraMindAlgorithm", "TaskSpec", "run_job", "parse_band_mapping", "parse_scaling"]
+__all__ = ["TerraMindAlgorithm", "run_job", "FeedbackReporter", "PROCESSING_DEVICES"]

@@ -2,23 +2,21 @@
 from __future__ import annotations
 
 from qgis.core import (
-    QgsProcessingException,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
 )
 
-from .base import TOKENIZED_MODALITIES, TaskSpec, TerraMindAlgorithm
-
-MODES = (("embed", "Backbone (encoder output)"), ("tim-embed", "Thinking-in-Modalities (TiM)"))
-MERGE_METHODS = ("mean", "max", "concat")
+from ..jobspec_builder import EMBED_OUTPUT, JobChoices
+from ..vocabulary import EMBED_MODES, MERGE_METHODS, OUTPUT_MODALITY_LABELS, index_of, labels, values
+from .base import TerraMindAlgorithm
 
 
 class EmbedAlgorithm(TerraMindAlgorithm):
     ALG_NAME = "embed"
     uses_location = True
     DISPLAY = "Embeddings (backbone or TiM)"
+    per_patch = True
     HELP = (
         "Writes TerraMind 1.0 encoder embeddings of the inputs as a multi-band raster: one pixel per "
         "16×16-pixel patch, one band per feature.<br><br>"
@@ -34,37 +32,34 @@ class EmbedAlgorithm(TerraMindAlgorithm):
         self.add_input_parameters()
         self.add_model_parameter()
         self.addParameter(QgsProcessingParameterEnum(
-            "MODE", self.tr("Mode"), options=[label for _, label in MODES], defaultValue=0))
+            "MODE", self.tr("Mode"), options=labels(EMBED_MODES), defaultValue=0))
         self.addParameter(QgsProcessingParameterEnum(
-            "TIM_MODALITIES", self.tr("TiM modalities (TiM mode only)"), options=list(TOKENIZED_MODALITIES),
-            allowMultiple=True, defaultValue=[TOKENIZED_MODALITIES.index("LULC")], optional=True))
+            "TIM_MODALITIES", self.tr("TiM modalities (TiM mode only)"), options=list(values(OUTPUT_MODALITY_LABELS)),
+            allowMultiple=True, defaultValue=[index_of(OUTPUT_MODALITY_LABELS, "LULC")], optional=True))
         self.addParameter(QgsProcessingParameterNumber(
             "LAYER", self.tr("Encoder layer (-1 = last)"), QgsProcessingParameterNumber.Integer,
             defaultValue=-1, minValue=-64, maxValue=63))
         self.addParameter(QgsProcessingParameterEnum(
-            "MERGE_METHOD", self.tr("Merge of modalities"), options=list(MERGE_METHODS), defaultValue=0))
-        seed = QgsProcessingParameterNumber(
+            "MERGE_METHOD", self.tr("Merge of modalities"), options=labels(MERGE_METHODS), defaultValue=0))
+        self._advanced(QgsProcessingParameterNumber(
+            "TIMESTEPS", self.tr("Diffusion/decoding steps (TiM generation)"), QgsProcessingParameterNumber.Integer,
+            defaultValue=10, minValue=1, maxValue=1000))
+        self._advanced(QgsProcessingParameterNumber(
             "SEED", self.tr("Random seed (TiM generation)"), QgsProcessingParameterNumber.Integer,
-            defaultValue=0, minValue=0)
-        seed.setFlags(seed.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-        self.addParameter(seed)
+            defaultValue=0, minValue=0))
         self.add_region_parameters()
         self.add_tiling_parameters()
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("Embeddings")))
 
-    def task_spec(self, parameters, context, feedback) -> TaskSpec:
-        task = MODES[self.parameterAsEnum(parameters, "MODE", context)][0]
-        options = {
-            "layer": self.parameterAsInt(parameters, "LAYER", context),
-            "merge_method": MERGE_METHODS[self.parameterAsEnum(parameters, "MERGE_METHOD", context)],
-        }
-        if task == "tim-embed":
-            tim = [TOKENIZED_MODALITIES[i] for i in self.parameterAsEnums(parameters, "TIM_MODALITIES", context)]
-            if not tim:
-                raise QgsProcessingException(self.tr("TiM mode needs at least one TiM modality (e.g. LULC)."))
-            options["tim_modalities"] = tim
-        return TaskSpec(
-            task=task, inputs=self.raster_inputs(parameters, context),
-            outputs={"embeddings": self.destination(parameters, "OUTPUT", context)},
-            destinations={"embeddings": "OUTPUT"}, options=options,
-            extra={"seed": self.parameterAsInt(parameters, "SEED", context)})
+    def fill_choices(self, parameters, context, choices: JobChoices) -> dict:
+        choices.task = values(EMBED_MODES)[self.parameterAsEnum(parameters, "MODE", context)]
+        choices.inputs = self.raster_inputs(parameters, context)
+        choices.output_files = {EMBED_OUTPUT: self.destination(parameters, "OUTPUT", context)}
+        choices.layer = self.parameterAsInt(parameters, "LAYER", context)
+        choices.merge_method = values(MERGE_METHODS)[self.parameterAsEnum(parameters, "MERGE_METHOD", context)]
+        if choices.task == "tim-embed":
+            choices.tim_modalities = [OUTPUT_MODALITY_LABELS[i].value
+                                      for i in self.parameterAsEnums(parameters, "TIM_MODALITIES", context)]
+        choices.timesteps = self.parameterAsInt(parameters, "TIMESTEPS", context)
+        choices.seed = self.parameterAsInt(parameters, "SEED", context)
+        return {EMBED_OUTPUT: "OUTPUT"}

@@ -19,16 +19,19 @@ from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutpu
 from ..finetune.labels import LabelsError, read_labels
 from ..finetune.spec import DECODERS, DEFAULTS, FinetuneChoices, SceneChoice, build_finetune_spec
 from ..finetune.task import eta_text, output_of
-from ..jobspec_builder import InputChoice, JobSpecError
-from .base import DEVICES, INPUT_MODALITIES, MODEL_SIZES, FeedbackReporter, TerraMindAlgorithm
+from ..jobspec_builder import JobSpecError
+from ..stages import TRAIN_STAGES
+from ..vocabulary import INPUT_MODALITY_LABELS, MODEL_SIZES, values
+from .base import PROCESSING_DEVICES, TerraMindAlgorithm
+from .feedback import FeedbackReporter
 
 
 class TrainingFeedback(FeedbackReporter):
     """Backend events → feedback: the bar follows the training steps, the text says epoch, step, loss and the
     time left, and each epoch's validation scores go to the log."""
 
-    STAGE_TEXT = dict(FeedbackReporter.STAGE_TEXT, prepare="Preparing labels and chips", train="Training")
-    BAR_STAGES = ("download", "train")
+    SPANS = TRAIN_STAGES
+    DEFAULT_STAGE = "train"
 
     def progress(self, event: dict):
         super().progress(event)
@@ -83,7 +86,7 @@ class FinetuneAlgorithm(TerraMindAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(
             "SEED", self.tr("Random seed"), QgsProcessingParameterNumber.Integer, defaultValue=0, minValue=0))
         self._advanced(QgsProcessingParameterEnum(
-            "DEVICE", self.tr("Device"), options=[label for _, label in DEVICES], defaultValue=0))
+            "DEVICE", self.tr("Device"), options=[choice.label for choice in PROCESSING_DEVICES], defaultValue=0))
         self._advanced(QgsProcessingParameterNumber(
             "BATCH_SIZE", self.tr("Chips per step"), QgsProcessingParameterNumber.Integer,
             defaultValue=DEFAULTS.batch_size, minValue=1, maxValue=1024))
@@ -110,16 +113,13 @@ class FinetuneAlgorithm(TerraMindAlgorithm):
         self.addOutput(QgsProcessingOutputFile("METRICS", self.tr("Training metrics (JSON)")))
         self.addOutput(QgsProcessingOutputHtml("REPORT", self.tr("Training report")))
 
-    def model_name(self, parameters, context):
-        return f"terramind_v1_{MODEL_SIZES[self.parameterAsEnum(parameters, 'MODEL', context)]}"
-
     def checkParameterValues(self, parameters, context):  # noqa: N802 (no tiling parameters here)
         return super(TerraMindAlgorithm, self).checkParameterValues(parameters, context)
 
     # -- main thread: the labels ----------------------------------------------------------------
     def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802
         super().prepareAlgorithm(parameters, context, feedback)
-        inputs = [self.parameterAsRasterLayer(parameters, key, context) for key, _ in INPUT_MODALITIES]
+        inputs = [self.parameterAsRasterLayer(parameters, key, context) for key in values(INPUT_MODALITY_LABELS)]
         inputs = [layer for layer in inputs if layer is not None]
         if not inputs:
             raise QgsProcessingException(self.tr("Choose at least one input raster."))
@@ -137,18 +137,14 @@ class FinetuneAlgorithm(TerraMindAlgorithm):
 
     # -- worker thread --------------------------------------------------------------------------
     def choices(self, parameters, context) -> FinetuneChoices:
-        inputs = []
-        for modality, spec in self.raster_inputs(parameters, context).items():
-            layer = self.parameterAsRasterLayer(parameters, modality, context)
-            inputs.append(InputChoice(modality=modality, path=spec["path"], band_count=layer.bandCount(),
-                                      bands=spec["bands"], scale=spec["scale"], offset=spec["offset"]))
+        inputs = self.raster_inputs(parameters, context)
         checkpoint = self.parameterAsFileOutput(parameters, "OUTPUT", context)
         if checkpoint and not checkpoint.lower().endswith(".ckpt"):
             checkpoint += ".ckpt"
         return FinetuneChoices(
             scenes=[SceneChoice(inputs=inputs)], checkpoint=checkpoint,
             classes=[c.to_json() for c in self._labels.classes] or None,
-            model_size=MODEL_SIZES[self.parameterAsEnum(parameters, "MODEL", context)],
+            model_size=values(MODEL_SIZES)[self.parameterAsEnum(parameters, "MODEL", context)],
             device=self.device(parameters, context), seed=self.parameterAsInt(parameters, "SEED", context),
             resolution=self.parameterAsDouble(parameters, "RESOLUTION", context),
             epochs=self.parameterAsInt(parameters, "EPOCHS", context),

@@ -1,24 +1,15 @@
 """terramind:generate — any-to-any generation: input rasters per modality → LULC, NDVI, DEM, S1, S2 layers."""
 from __future__ import annotations
 
-from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingParameterEnum,
-                       QgsProcessingParameterRasterDestination, QgsProcessingParameterVectorDestination)
+from qgis.core import (QgsProcessing, QgsProcessingParameterEnum, QgsProcessingParameterRasterDestination,
+                       QgsProcessingParameterVectorDestination)
 
+from ..jobspec_builder import JobChoices
+from ..modalities import VECTOR_OUTPUT_SUFFIX
+from ..vocabulary import OUTPUT_MODALITY_LABELS, labels
 from . import uncertainty
-from .base import TaskSpec, TerraMindAlgorithm
+from .base import TerraMindAlgorithm
 
-# Generation targets with the name a user reads.
-GENERATED = (
-    ("S2L2A", "Sentinel-2 L2A"),
-    ("S1GRD", "Sentinel-1 GRD"),
-    ("S1RTC", "Sentinel-1 RTC"),
-    ("DEM", "DEM"),
-    ("LULC", "Land use / land cover (LULC)"),
-    ("NDVI", "NDVI"),
-    ("Coordinates", "Location (points)"),
-)
-# Outputs that are GeoPackage point layers, not GeoTIFFs (docs/jobspec.md, "Coordinates output")
-POINT_OUTPUTS = ("Coordinates",)
 DEFAULT_OUTPUTS = ("LULC",)
 
 
@@ -52,43 +43,37 @@ class GenerateAlgorithm(TerraMindAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add_input_parameters()
         self.addParameter(QgsProcessingParameterEnum(
-            "OUTPUTS", self.tr("Outputs to generate"), options=[label for _, label in GENERATED],
-            allowMultiple=True, defaultValue=[i for i, (key, _) in enumerate(GENERATED) if key in DEFAULT_OUTPUTS],
+            "OUTPUTS", self.tr("Outputs to generate"), options=labels(OUTPUT_MODALITY_LABELS), allowMultiple=True,
+            defaultValue=[i for i, choice in enumerate(OUTPUT_MODALITY_LABELS) if choice.value in DEFAULT_OUTPUTS],
             optional=True))
         self.add_model_parameter()
         self.add_sampling_parameters(timesteps=10)
         uncertainty.add_parameters(self, spread=True)
         self.add_region_parameters()
         self.add_tiling_parameters()
-        for key, label in GENERATED:
-            kind = (QgsProcessingParameterVectorDestination if key in POINT_OUTPUTS
-                    else QgsProcessingParameterRasterDestination)
-            extra = {"type": QgsProcessing.TypeVectorPoint} if key in POINT_OUTPUTS else {}
-            self.addParameter(kind(output_parameter(key), self.tr(f"Generated {label}"), optional=True,
-                                   createByDefault=False, **extra))
+        for key, label, _ in OUTPUT_MODALITY_LABELS:
+            if key in VECTOR_OUTPUT_SUFFIX:   # Coordinates: a point layer (GeoPackage)
+                self.addParameter(QgsProcessingParameterVectorDestination(
+                    output_parameter(key), self.tr(f"Generated {label}"), QgsProcessing.TypeVectorPoint,
+                    optional=True, createByDefault=False))
+            else:
+                self.addParameter(QgsProcessingParameterRasterDestination(
+                    output_parameter(key), self.tr(f"Generated {label}"), optional=True, createByDefault=False))
 
-    def task_spec(self, parameters, context, feedback) -> TaskSpec:
-        inputs = self.raster_inputs(parameters, context)
-        chosen = {GENERATED[i][0] for i in self.parameterAsEnums(parameters, "OUTPUTS", context)}
-        outputs, destinations = {}, {}
-        for key, label in GENERATED:
+    def fill_choices(self, parameters, context, choices: JobChoices) -> dict:
+        choices.task = "generate"
+        choices.inputs = self.raster_inputs(parameters, context)
+        chosen = {OUTPUT_MODALITY_LABELS[i].value for i in self.parameterAsEnums(parameters, "OUTPUTS", context)}
+        choices.output_files, destinations = {}, {}
+        for key, label, _ in OUTPUT_MODALITY_LABELS:
             name = output_parameter(key)
-            gpkg = key in POINT_OUTPUTS
-            path = (self.destination(parameters, name, context, (".gpkg",), "GeoPackage") if gpkg
-                    else self.destination(parameters, name, context))
+            path = self.destination(parameters, name, context)
             if not path and key not in chosen:
                 continue
-            if key in inputs:
-                raise QgsProcessingException(self.tr(
-                    f"{key} is both an input and an output; generate it from the other modalities "
-                    "or use terramind:reconstruct to check an input."))
-            outputs[key] = path or self.temporary_destination(name, f"TerraMind {label}", context,
-                                                               ".gpkg" if gpkg else ".tif")
+            choices.output_files[key] = path or self.temporary_destination(
+                name, f"TerraMind {label}", context, VECTOR_OUTPUT_SUFFIX.get(key, ".tif"))
             destinations[key] = name
-        if inputs and not outputs:
-            raise QgsProcessingException(self.tr("Choose at least one output to generate."))
-        return TaskSpec(
-            task="generate", inputs=inputs, outputs=outputs, destinations=destinations,
-            options=uncertainty.options(self, parameters, context),
-            extra={"timesteps": self.parameterAsInt(parameters, "TIMESTEPS", context),
-                   "seed": self.parameterAsInt(parameters, "SEED", context)})
+        choices.timesteps = self.parameterAsInt(parameters, "TIMESTEPS", context)
+        choices.seed = self.parameterAsInt(parameters, "SEED", context)
+        choices.uncertainty = uncertainty.choice(self, parameters, context)
+        return destinations

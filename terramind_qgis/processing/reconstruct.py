@@ -9,7 +9,14 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from .base import TOKENIZED_MODALITIES, TaskSpec, TerraMindAlgorithm, input_spec, parse_band_mapping, parse_scaling
+from ..jobspec_builder import JobChoices
+from ..modalities import MODALITIES
+from ..vocabulary import OUTPUT_MODALITY_LABELS, values
+from .base import TerraMindAlgorithm
+from .choices import input_choice, parse_band_mapping, parse_scaling
+
+# Every raster modality with a tokenizer (enum positions are kept by saved models and scripts).
+TOKENIZED_MODALITIES = tuple(m for m in values(OUTPUT_MODALITY_LABELS) if MODALITIES[m].can_input)
 
 
 class ReconstructAlgorithm(TerraMindAlgorithm):
@@ -36,13 +43,13 @@ class ReconstructAlgorithm(TerraMindAlgorithm):
         self.add_tiling_parameters()
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("Reconstruction")))
 
-    def model_name(self, parameters, context):
+    def model_size(self, parameters, context):
         return None  # tokenizers do not depend on the model size; the engine picks the modality's one
 
     def modality(self, parameters, context) -> str:
         return TOKENIZED_MODALITIES[self.parameterAsEnum(parameters, "MODALITY", context)]
 
-    def task_spec(self, parameters, context, feedback) -> TaskSpec:
+    def fill_choices(self, parameters, context, choices: JobChoices) -> dict:
         layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
         if layer is None:
             raise QgsProcessingException(self.tr("Choose the input raster."))
@@ -51,10 +58,9 @@ class ReconstructAlgorithm(TerraMindAlgorithm):
         bands = parse_band_mapping(f"{modality}={text}")[modality] if text else None
         scale = (self.parameterAsString(parameters, "SCALE", context) or "").strip()
         scaling = parse_scaling(f"{modality}={scale}")[modality] if scale else None
-        return TaskSpec(
-            task="reconstruct",
-            inputs={modality: input_spec(modality, layer, bands, scaling)},
-            outputs={modality: self.destination(parameters, "OUTPUT", context)},
-            destinations={modality: "OUTPUT"},
-            extra={"timesteps": self.parameterAsInt(parameters, "TIMESTEPS", context),
-                   "seed": self.parameterAsInt(parameters, "SEED", context)})
+        choices.task = "reconstruct"
+        choices.inputs = [input_choice(modality, layer, bands, scaling)]
+        choices.output_files = {modality: self.destination(parameters, "OUTPUT", context)}
+        choices.timesteps = self.parameterAsInt(parameters, "TIMESTEPS", context)
+        choices.seed = self.parameterAsInt(parameters, "SEED", context)
+        return {modality: "OUTPUT"}

@@ -1,10 +1,11 @@
 """terramind:segment — a fine-tuned TerraMind segmentation checkpoint on its inputs → class raster (+ probabilities)."""
 from __future__ import annotations
 
-from qgis.core import QgsProcessingException, QgsProcessingParameterFile, QgsProcessingParameterRasterDestination
+from qgis.core import QgsProcessingParameterFile, QgsProcessingParameterRasterDestination
 
+from ..jobspec_builder import JobChoices
 from . import uncertainty
-from .base import TaskSpec, TerraMindAlgorithm
+from .base import TerraMindAlgorithm
 
 
 class SegmentAlgorithm(TerraMindAlgorithm):
@@ -33,20 +34,19 @@ class SegmentAlgorithm(TerraMindAlgorithm):
         self.addParameter(QgsProcessingParameterRasterDestination(
             "OUTPUT_PROBABILITIES", self.tr("Class probabilities"), optional=True, createByDefault=False))
 
-    def model_name(self, parameters, context):
+    def model_size(self, parameters, context):
         return None  # the checkpoint names its backbone
 
-    def task_spec(self, parameters, context, feedback) -> TaskSpec:
-        checkpoint = self.parameterAsFile(parameters, "CHECKPOINT", context)
-        if not checkpoint:
-            raise QgsProcessingException(self.tr("Choose the fine-tuned checkpoint file."))
-        outputs = {"classes": self.destination(parameters, "OUTPUT", context)}
+    def fill_choices(self, parameters, context, choices: JobChoices) -> dict:
+        choices.task = "segment"
+        choices.checkpoint = self.parameterAsFile(parameters, "CHECKPOINT", context) or None
+        choices.inputs = self.raster_inputs(parameters, context)
+        choices.output_files = {"classes": self.destination(parameters, "OUTPUT", context)}
         destinations = {"classes": "OUTPUT"}
         probabilities = self.destination(parameters, "OUTPUT_PROBABILITIES", context)
         if probabilities:
-            outputs["probabilities"] = probabilities
+            choices.output_files["probabilities"] = probabilities
             destinations["probabilities"] = "OUTPUT_PROBABILITIES"
-        return TaskSpec(
-            task="segment", inputs=self.raster_inputs(parameters, context), outputs=outputs,
-            destinations=destinations, options={"checkpoint": checkpoint, "probabilities": bool(probabilities),
-                                                **uncertainty.options(self, parameters, context)})
+        choices.probabilities = bool(probabilities)
+        choices.uncertainty = uncertainty.choice(self, parameters, context)
+        return destinations

@@ -41,7 +41,7 @@ class SimilarityAlgorithm(TerraMindAlgorithm):
             "OUTPUT_AREAS", self.tr("Matching areas"), QgsProcessing.TypeVectorPolygon, optional=True,
             createByDefault=False))
 
-    def model_name(self, parameters, context):
+    def model_size(self, parameters, context):
         return None
 
     def _points(self, parameters, name, context, crs):

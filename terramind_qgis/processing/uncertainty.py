@@ -24,10 +24,10 @@ def add_parameters(algorithm, spread: bool) -> None:
             defaultValue=DEFAULT_SAMPLES, minValue=2, maxValue=MAX_SAMPLES))
 
 
-def options(algorithm, parameters, context) -> dict:
-    """JobSpec ``options.uncertainty`` ({} when nothing is asked for)."""
+def choice(algorithm, parameters, context) -> dict:
+    """`JobChoices.uncertainty`, i.e. JobSpec ``options.uncertainty`` ({} when nothing is asked for)."""
     chosen = {"confidence": algorithm.parameterAsBool(parameters, "CONFIDENCE", context)}
     if algorithm.parameterDefinition("SPREAD") is not None:
         chosen["spread"] = algorithm.parameterAsBool(parameters, "SPREAD", context)
         chosen["samples"] = algorithm.parameterAsInt(parameters, "SPREAD_SAMPLES", context)
-    return {"uncertainty": chosen} if chosen["confidence"] or chosen.get("spread") else {}
+    return chosen if chosen["confidence"] or chosen.get("spread") else {}

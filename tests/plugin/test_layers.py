@@ -8,7 +8,8 @@ from qgis.core import (QgsMultiBandColorRenderer, QgsPalettedRasterRenderer, Qgs
 from qgis.PyQt.QtGui import QPainter
 
 from tests.conftest import sample
-from terramind_qgis.layers import LULC_CLASSES, add_output_layers, style_layer
+from terramind_qgis.layers import add_output_layers, style_layer
+from terramind_qgis.vocabulary import LULC_CLASSES
 
 
 def output(tmp_path, modality, kind="continuous", name=None):
@@ -43,7 +44,7 @@ def test_builtin_styles_per_modality(project, tmp_path):
 
     assert isinstance(lulc.renderer(), QgsPalettedRasterRenderer)
     legend = [label for label, _ in lulc.renderer().legendSymbologyItems()]
-    assert legend == [name for _, _, name in LULC_CLASSES]
+    assert legend == [c.label for c in LULC_CLASSES]
 
     assert isinstance(ndvi.renderer(), QgsSingleBandPseudoColorRenderer)
     assert (ndvi.renderer().classificationMin(), ndvi.renderer().classificationMax()) == (-1.0, 1.0)

@@ -169,12 +169,12 @@ def test_builder_writes_jobspec_v1(tmp_path):
 
 @pytest.mark.parametrize("change, field, words", [
     (dict(inputs=[]), "inputs", "at least one input"),
-    (dict(outputs=[]), "outputs", "at least one layer"),
+    (dict(outputs=[]), "outputs", "at least one output"),
     (dict(outputs=["RGB"]), "outputs", "Unknown output RGB"),
-    (dict(outputs=["S2L2A"]), "outputs", "already an input"),
+    (dict(outputs=["S2L2A"]), "outputs", "both an input and an output"),
     (dict(extent_bounds=(5.0, 5.0, 5.0, 9.0), extent_crs="EPSG:32722"), "extent", "extent is empty"),
     (dict(output_dir=None), "output_dir", "Choose an output folder"),
-    (dict(window=200), "tiling.window", "multiple of 16"),
+    (dict(window=200), "tiling.window", "multiple of the 16 px patch"),
     (dict(overlap=120), "tiling.overlap", "overlap must be"),
     (dict(task="tim-embed", tim_modalities=[]), "options.tim_modalities", "at least one modality"),
     (dict(resolution=0.0), "resolution", "greater than 0"),

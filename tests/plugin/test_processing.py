@@ -121,8 +121,8 @@ def test_extent_without_crs_is_in_the_first_inputs_crs(provider):
     from qgis.core import QgsProject
 
     QgsProject.instance().setCrs(QgsProject.instance().crs().__class__())  # headless: no project CRS
-    spec, _, _ = spec_for("terramind:generate", {"S2L2A": str(sample("S2L2A")), "EXTENT": "1,2,3,4"})
-    assert spec["extent"] == {"bounds": [1.0, 3.0, 2.0, 4.0], "crs": "EPSG:32722"}
+    spec, _, _ = spec_for("terramind:generate", {"S2L2A": str(sample("S2L2A")), "EXTENT": "100,300,400,700"})
+    assert spec["extent"] == {"bounds": [100.0, 400.0, 300.0, 700.0], "crs": "EPSG:32722"}
 
 
 def test_band_mapping_from_parameter_and_from_band_layouts(provider):
@@ -189,13 +189,14 @@ def test_embed_spec_backbone_and_tim(provider, tmp_path):
     spec, destinations, _ = spec_for("terramind:embed", {
         "S2L2A": str(sample("S2L2A")), "LAYER": 3, "MERGE_METHOD": 2, "OUTPUT": out})
     assert spec["task"] == "embed" and spec["outputs"] == {"embeddings": out}
-    assert spec["options"] == {"layer": 3, "merge_method": "concat", "precision": "auto", "use_location": False}
+    assert spec["options"] == {"layer": 3, "merge_method": "concat", "precision": "auto", "standardize": True,
+                               "use_location": False}
     assert destinations == {"embeddings": "OUTPUT"}
     spec, _, _ = spec_for("terramind:embed", {
         "S2L2A": str(sample("S2L2A")), "MODE": 1, "TIM_MODALITIES": [4, 5], "MODEL": 1, "OUTPUT": out})
     assert spec["task"] == "tim-embed" and spec["model"] == "terramind_v1_small"
     assert spec["options"] == {"layer": -1, "merge_method": "mean", "tim_modalities": ["LULC", "NDVI"],
-                               "precision": "auto", "use_location": False}
+                               "precision": "auto", "standardize": True, "use_location": False}
 
 
 def test_segment_spec_takes_the_model_from_the_checkpoint(provider, tmp_path):
@@ -207,7 +208,8 @@ def test_segment_spec_takes_the_model_from_the_checkpoint(provider, tmp_path):
         "OUTPUT_PROBABILITIES": probabilities})
     assert spec["task"] == "segment" and "model" not in spec
     assert spec["outputs"] == {"classes": classes, "probabilities": probabilities}
-    assert spec["options"] == {"checkpoint": str(checkpoint), "probabilities": True}
+    assert spec["options"] == {"checkpoint": str(checkpoint), "probabilities": True, "precision": "auto",
+                               "standardize": True}
     assert destinations == {"classes": "OUTPUT", "probabilities": "OUTPUT_PROBABILITIES"}
     spec, destinations, _ = spec_for("terramind:segment", {
         "CHECKPOINT": str(checkpoint), "S2L2A": str(sample("S2L2A")), "OUTPUT": classes})
@@ -226,7 +228,7 @@ def test_reconstruct_spec_round_trips_one_modality(provider, tmp_path):
 def test_backend_events_drive_the_feedback():
     from qgis.core import QgsProcessingFeedback
 
-    from terramind_qgis.processing.base import FeedbackReporter
+    from terramind_qgis.processing.feedback import FeedbackReporter
 
     feedback = QgsProcessingFeedback()
     seen = []
@@ -236,7 +238,8 @@ def test_backend_events_drive_the_feedback():
     reporter({"event": "progress", "stage": "tiles", "done": 1, "total": 4, "fraction": 0.25, "message": ""})
     reporter({"event": "progress", "stage": "tiles", "done": 3, "total": 4, "message": ""})
     reporter({"event": "log", "level": "warning", "message": "careful"})
-    assert seen == [25.0, 75.0]
+    # one bar over the stages, as in the task manager (stages.JOB_STAGES): load ends at 25 %, tiles fill the rest
+    assert seen == [25.0, 43.75, 81.25]
     assert "careful" in feedback.textLog()
 
 

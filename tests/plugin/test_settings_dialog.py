@@ -25,9 +25,9 @@ def settings(qgis_app):
 def test_dialog_saves_values_and_keeps_the_token_out_of_settings(settings, qtbot):
     dialog = SettingsDialog(settings=settings)
     qtbot.addWidget(dialog)
-    assert dialog.token.text() == "" and dialog.device.currentText() == "auto"
+    assert dialog.token.text() == "" and dialog.device.currentData() == "auto"
     dialog.interpreter.setText(str(REPO / ".venv-backend" / "bin" / "python"))
-    dialog.device.setCurrentText("cpu")
+    dialog.device.setCurrentIndex(dialog.device.findData("cpu"))
     dialog.cache_dir.setText("/data/hf-cache")
     dialog.offline.setChecked(True)
     dialog.ray_address.setText("ray-head:6379")
