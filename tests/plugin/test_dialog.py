@@ -114,8 +114,7 @@ def test_jobspec_from_the_widgets(dialog, layers, tmp_path):
         "extent": None, "crs": None, "resolution": 20.0,
         "tiling": {"window": 256, "overlap": 48, "batch_size": 2},
         "device": "cpu", "timesteps": 5, "seed": 42,
-        "options": {"layer": -1, "merge_method": "mean", "tim_modalities": ["LULC"], "checkpoint": None,
-                    "probabilities": False, "standardize": True, "precision": "auto", "use_location": False},
+        "options": {"standardize": True, "precision": "auto", "use_location": False},   # what generation uses
     }
 
 
@@ -238,8 +237,8 @@ def _tim_without_modalities(dlg, layers, tmp_path):
 
 @pytest.mark.parametrize("make_invalid, where, words", [
     (_no_input, "inputs_error", "Add at least one input layer"),
-    (_no_output, "outputs_error", "Choose at least one layer to generate"),
-    (_output_is_input, "outputs_error", "S1RTC is already an input"),
+    (_no_output, "outputs_error", "Choose at least one output to generate"),
+    (_output_is_input, "outputs_error", "S1RTC is both an input and an output"),
     (_empty_extent, "extent_error", "The extent is empty"),
     (_extent_elsewhere, "extent_error", "does not overlap the input layer 'S2L2A'"),
     (_empty_polygon_layer, "extent_error", "The polygon layer has no polygons to use"),
@@ -249,7 +248,7 @@ def _tim_without_modalities(dlg, layers, tmp_path):
     (_band_missing, "row1", "Choose a raster band for RED"),
     (_wrong_band_count, "row2", "Choose a raster band for VH"),
     (_modality_twice, "row3", "S2L2A is already used by another input"),
-    (_bad_window, "advanced_error", "The window must be a multiple of 16 px"),
+    (_bad_window, "advanced_error", "The tile size must be a multiple of the 16 px patch size"),
     (_tim_without_modalities, "embed_error", "TiM needs at least one modality to think in"),
 ], ids=lambda v: getattr(v, "__name__", None))
 def test_each_problem_disables_run_and_shows_next_to_its_widget(dialog, layers, tmp_path, qtbot, make_invalid,

@@ -180,7 +180,7 @@ def test_toolbox_run_loads_a_temporary_output_with_its_style(backend, provider, 
     path = done["results"]["OUTPUT_LULC"]
     assert os.path.exists(path)
     loaded = [l for l in project.mapLayers().values() if l.source() == path]
-    assert len(loaded) == 1 and loaded[0].name() == "TerraMind Land use / land cover (LULC)"
+    assert len(loaded) == 1 and loaded[0].name() == "TerraMind Land cover (10 classes)"
     assert isinstance(loaded[0].renderer(), QgsPalettedRasterRenderer)
     assert feedback.progress_seen and max(feedback.progress_seen) == pytest.approx(100.0)
     project.removeAllMapLayers()
