@@ -151,7 +151,7 @@ class CheckpointLoadError(ValueError):
 
 def load_checkpoint(path) -> Dict[str, "torch.Tensor"]:
     """Tensors of a checkpoint file; never unpickles arbitrary objects."""
-    import pickle
+    import pickle  # nosec B403: only to catch UnpicklingError; files load with torch.load(weights_only=True)
 
     import torch
 
