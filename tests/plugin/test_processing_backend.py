@@ -193,14 +193,14 @@ def test_toolbox_run_with_location_loads_the_coordinates_points(backend, coords_
     from processing.tools import dataobjects
     from qgis.core import QgsApplication, QgsProcessingAlgRunnerTask, QgsProject, QgsVectorLayer
 
-    from terramind_qgis.processing.generate import GENERATED
+    from terramind_qgis.vocabulary import OUTPUT_MODALITY_LABELS, index_of
 
     project = QgsProject.instance()
     project.removeAllMapLayers()
     alg = QgsApplication.processingRegistry().createAlgorithmById("terramind:generate")
     feedback = RecordingFeedback.create()
     context = dataobjects.createContext(feedback)
-    location = [key for key, _ in GENERATED].index("Coordinates")
+    location = index_of(OUTPUT_MODALITY_LABELS, "Coordinates")
     parameters = {"S2L2A": str(sample("S2L2A")), **FAST, "OUTPUTS": [4, location], "USE_LOCATION": True,
                   "TILE_SIZE": 112, "OVERLAP": 0}
     done = {}
