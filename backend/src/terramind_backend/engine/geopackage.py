@@ -70,7 +70,7 @@ class GeoPackageWriter:
         try:
             if not self._layer.closed:
                 self._layer.close()
-        except Exception:  # noqa: BLE001 - cleanup must go on
+        except Exception:  # noqa: BLE001 # nosec B110: cleanup goes on; the temp file is removed below
             pass
         if self._tmp and os.path.exists(self._tmp):
             os.remove(self._tmp)
