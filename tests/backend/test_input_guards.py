@@ -2,6 +2,8 @@
 loads; values far outside a modality's physical range are warned about with the likely fix."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import rasterio
@@ -70,3 +72,17 @@ def test_values_far_outside_the_physical_range_name_the_likely_fix(mod, values, 
 ])
 def test_plausible_values_are_not_warned_about(mod, values):
     assert _value_warnings(mod, values) == []
+
+
+def test_cli_asks_for_yes_before_a_job_that_looks_like_a_mistake(tmp_path, fake_hub, capsys):  # noqa: F811
+    from terramind_backend.cli import main
+
+    args = ["embed", "--in", f"S2L2A={sample('S2L2A')}", "--out", str(tmp_path / "e.tif"), "--device", "cpu",
+            "--resolution", "2", "--json-progress"]   # 5x finer than the 10 m input
+    assert main(args) == 2
+    event = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert event["event"] == "error" and event["field"] == "confirm"
+    assert "5x finer than the finest input's 10" in event["message"] and "--yes" in event["message"]
+    assert list(tmp_path.iterdir()) == []
+    assert main(args + ["--yes"]) == 0
+    assert (tmp_path / "e.tif").exists()

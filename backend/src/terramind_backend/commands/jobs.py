@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from typing import Optional
 
 from ..models.precision import PRECISIONS  # torch-free
 
@@ -71,6 +72,9 @@ def _progress_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--dry-run", action="store_true",
                    help="validate and print the plan (grid, windows, batches) as JSON; load nothing, write nothing")
+    p.add_argument("--yes", action="store_true",
+                   help="run a job that looks like a mistake (very many windows, a resolution far finer than the "
+                        "inputs') without asking")
 
 
 def _location_arg(p: argparse.ArgumentParser) -> None:
@@ -216,6 +220,26 @@ def _with_executor(spec, args):
     return {**spec, "executor": executor}
 
 
+def _needs_confirmation(spec, args, base_dir) -> Optional[int]:
+    """Refuse a job that looks like a mistake unless --yes (engine/guards.py has the thresholds)."""
+    from ..engine import JobValidationError
+    from ..engine.guards import confirmation_reasons
+
+    if getattr(args, "yes", False):
+        return None
+    try:
+        reasons = confirmation_reasons(spec, base_dir)
+    except JobValidationError:
+        return None  # run_job reports it, with its field
+    if not reasons:
+        return None
+    message = f"This job looks like a mistake: {'; '.join(reasons)}. Check the settings, or add --yes to run it."
+    if args.json_progress:
+        print(json.dumps({"event": "error", "kind": "validation", "message": message, "field": "confirm"}), flush=True)
+    print(f"terramind: {message}", file=sys.stderr)
+    return EXIT_INVALID
+
+
 def _execute(spec, args, base_dir=None) -> int:
     from ..engine import JobCancelled, JobValidationError, explain, plan_job, run_job
     from ..signals import on_signals, signal_name, termination_signals
@@ -229,6 +253,10 @@ def _execute(spec, args, base_dir=None) -> int:
             print(f"terramind: invalid job{f' [{exc.field}]' if exc.field else ''}: {exc.message}", file=sys.stderr)
             return EXIT_INVALID
         return 0
+
+    refused = _needs_confirmation(spec, args, base_dir)
+    if refused is not None:
+        return refused
 
     if args.json_progress:
         def emit(event):

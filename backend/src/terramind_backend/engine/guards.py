@@ -114,3 +114,32 @@ def check_input_values(spec, layout) -> List[str]:
                 f"mapping.", f"inputs.{mod}.path")
         warnings += _value_warnings(mod, values)
     return warnings
+
+
+# Above these a job is most likely a mistake (a resolution typo, a whole country at 10 m): the CLI runs it
+# only with --yes.
+CONFIRM_WINDOWS = 20_000
+CONFIRM_UPSAMPLING = 4.0      # target pixels this many times finer than the finest input's, per axis
+
+
+def confirmation_reasons(spec, base_dir=None) -> List[str]:
+    """Why a valid job looks like a mistake worth confirming (empty: run it). Reads metadata only."""
+    from .executors.windows import window_plan, work_grid
+    from .jobspec import parse_jobspec
+    from .tasks import own_job
+    from .validate import inspect_job
+
+    if own_job(spec) is not None:
+        return []
+    job = parse_jobspec(spec, base_dir=base_dir)
+    layout = inspect_job(job)
+    reasons = []
+    windows = len(window_plan(work_grid(job, layout), job))
+    if windows > CONFIRM_WINDOWS:
+        reasons.append(f"{windows:,} windows of {job.tiling.window} px on a {layout.grid.width:,}x"
+                       f"{layout.grid.height:,} px grid (more than {CONFIRM_WINDOWS:,})")
+    same_crs = [abs(s.res[0]) for s in layout.sources.values() if s.crs == layout.grid.crs]
+    if same_crs and min(same_crs) / layout.grid.res > CONFIRM_UPSAMPLING:
+        reasons.append(f"resolution {layout.grid.res:g} is {min(same_crs) / layout.grid.res:.0f}x finer than the "
+                       f"finest input's {min(same_crs):g}, which only interpolates the inputs")
+    return reasons
