@@ -57,7 +57,7 @@ def main() -> None:
     ap.add_argument("--task", choices=("embed", "lulc"), default="embed")
     ap.add_argument("--hub", default=str(ROOT / ".cache" / "fake-hub"))
     args = ap.parse_args()
-    from test_engine_support import mosaic
+    from engine_helpers import mosaic
 
     env = dict(os.environ, HF_HUB_CACHE=args.hub, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1",
                RAY_DISABLE_USAGE_STATS="1")

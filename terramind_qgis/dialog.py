@@ -7,7 +7,6 @@ Every problem is shown under the widget that causes it; Run is enabled only when
 """
 from __future__ import annotations
 
-import math
 import os
 import time
 
@@ -22,7 +21,7 @@ from qgis.PyQt.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDialog, QD
                                  QRadioButton, QScrollArea, QStackedWidget, QVBoxLayout, QWidget)
 
 from .jobspec_builder import (InputChoice, JobChoices, Problem, _extent_spec, build_jobspec, check_job,
-                              output_folder, output_paths)
+                              output_folder, output_paths, tile_count)
 from .layer_sources import crs_string
 from .modalities import MODALITIES, OUTPUT_MODALITIES
 from .paths import RESOURCES_DIR, icon_path
@@ -764,9 +763,7 @@ class TerraMindDialog(QDialog):
         text = f"<b>Ready:</b> {ins} → {what}"
         if area is not None and choices.resolution > 0 and choices.task != "finetune":
             width, height = area.width() / choices.resolution, area.height() / choices.resolution
-            stride = max(1, choices.window - choices.overlap)
-            tiles = (max(1, math.ceil((width - choices.overlap) / stride))
-                     * max(1, math.ceil((height - choices.overlap) / stride)))
+            tiles = tile_count(width, height, choices.window, choices.overlap)
             text += (f" · {int(round(width)):,} × {int(round(height)):,} px · {tiles:,} tile{'s' * (tiles > 1)}"
                      f" · {choices.model_size} model")
         self.summary_label.setText(text)

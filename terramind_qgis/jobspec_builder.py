@@ -14,6 +14,7 @@ Pure Python (no qgis import). Problem fields are dotted paths the dialog maps to
 """
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -297,6 +298,12 @@ def tiling_problems(window: int, overlap: int, per_patch: bool) -> list[Problem]
         return [Problem("tiling.overlap", f"Embeddings are written per {PATCH_SIZE} px patch: use an overlap "
                         f"that is a multiple of {PATCH_SIZE}, got {overlap}")]
     return []
+
+
+def tile_count(width_px: float, height_px: float, window: int, overlap: int) -> int:
+    """How many windows the engine runs over a width × height px area (what the dialog's summary shows)."""
+    stride = max(1, window - overlap)
+    return (max(1, math.ceil((width_px - overlap) / stride)) * max(1, math.ceil((height_px - overlap) / stride)))
 
 
 def _check_grid(choices: JobChoices) -> list[Problem]:

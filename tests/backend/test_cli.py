@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import FAKE_HUB, REPO, coords_hub, fake_hub, sample  # noqa: F401  (fixtures)
 from terramind_backend.cli import build_parser, main
 from terramind_backend.commands.jobs import EXIT_INVALID as EXIT_INVALID_JOB, build_spec
-from test_engine_support import analytic, ndvi_of, read  # noqa: F401  (fixture)
+from engine_helpers import analytic, ndvi_of, read  # noqa: F401  (fixture)
 
 
 def test_generate_writes_outputs_and_lists_them(tmp_path, analytic, capsys):  # noqa: F811

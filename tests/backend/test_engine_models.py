@@ -7,7 +7,7 @@ import rasterio
 
 from tests.conftest import fake_hub, sample  # noqa: F401  (fake_hub is a fixture)
 from terramind_backend.engine import ModelCache, run_job
-from test_engine_support import mosaic, read
+from engine_helpers import mosaic, read
 
 
 def _job(inputs, outputs, task, **over):

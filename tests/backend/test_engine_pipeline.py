@@ -1,4 +1,4 @@
-"""The engine end to end on the real TerraMesh samples, with analytic predictors (test_engine_support)
+"""The engine end to end on the real TerraMesh samples, with analytic predictors (engine_helpers.py)
 whose exact outputs are known: georeference, alignment across CRSs, nodata, blending, styles,
 atomic writes, cancel, progress and inputs left untouched."""
 from __future__ import annotations
@@ -22,7 +22,7 @@ from terramind_backend.engine.jobspec import parse_jobspec
 from terramind_backend.engine.validate import inspect_job
 from terramind_backend.engine import JobCancelled, run_job
 from terramind_backend.engine.modalities import LULC_CLASSES
-from test_engine_support import analytic, lulc_of, mosaic, ndvi_of, read, reproject_to, sha256, shifted_copy  # noqa: F401
+from engine_helpers import analytic, lulc_of, mosaic, ndvi_of, read, reproject_to, sha256, shifted_copy  # noqa: F401
 
 
 def _job(inputs, outputs, task="generate", **over):

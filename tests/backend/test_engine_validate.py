@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import PLACES, sample
 from terramind_backend.engine import JobValidationError, parse_jobspec, run_job, validate_job
-from test_engine_support import analytic  # noqa: F401  (fixture)
+from engine_helpers import analytic  # noqa: F401  (fixture)
 
 
 def _spec(out_dir, **over):

@@ -19,7 +19,7 @@ from tests.conftest import PLACES, REPO, fake_hub, sample  # noqa: F401  (fake_h
 from terramind_backend.engine import JobCancelled, JobValidationError, plan_job, run_job, validate_job
 from terramind_backend.finetune.scenes import prepare
 from terramind_backend.finetune.spec import parse_finetune
-from test_engine_support import reproject_to
+from engine_helpers import reproject_to
 
 CROP = 96
 FAST = {"epochs": 2, "chip_size": 32, "batch_size": 4, "block_size": 1, "decoder": "FCNDecoder",

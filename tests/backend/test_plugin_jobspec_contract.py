@@ -76,3 +76,12 @@ def test_plugin_vocabularies_are_values_the_engine_accepts(tmp_path):
         spec = build_jobspec(JobChoices(task="embed", inputs=_inputs("S2L2A"), output_dir=str(tmp_path),
                                         device=device))
         assert parse_jobspec(spec).device == device
+
+
+@pytest.mark.parametrize("width, height, window, overlap", [(224, 224, 224, 32), (1000, 300, 224, 32),
+                                                            (4096, 129, 128, 0), (100, 5000, 256, 48)])
+def test_the_dialogs_tile_count_is_the_engines(width, height, window, overlap):
+    from terramind_backend.engine.tiling import plan_windows
+    from terramind_qgis.jobspec_builder import tile_count
+
+    assert tile_count(width, height, window, overlap) == len(plan_windows(height, width, window, overlap))

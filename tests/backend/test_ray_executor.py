@@ -21,7 +21,7 @@ import rasterio
 from tests.conftest import FAKE_HUB
 from terramind_backend.engine import JobValidationError, run_job, validate_job
 from terramind_backend.engine.tiling import axis_offsets
-from test_engine_support import mosaic, sha256
+from engine_helpers import mosaic, sha256
 
 pytest.importorskip("ray", reason="the Ray executor's tests need the extra: pip install -e 'backend[ray]'")
 

@@ -1,4 +1,4 @@
-"""Helpers for the engine tests: scene builders from the real TerraMesh samples and model-free
+"""Helpers for the engine tests (not a test module): scene builders from the real TerraMesh samples and model-free
 predictors whose outputs can be predicted exactly (so blending and alignment can be checked).
 
 The "analytic" predictors plug into the engine's task registry like real ones:
