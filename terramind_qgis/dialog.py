@@ -20,8 +20,8 @@ from qgis.PyQt.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDialog, QD
                                  QGridLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton,
                                  QRadioButton, QScrollArea, QStackedWidget, QVBoxLayout, QWidget)
 
-from .jobspec_builder import (InputChoice, JobChoices, Problem, _extent_spec, build_jobspec, check_job,
-                              output_folder, output_paths, tile_count)
+from .jobspec_builder import (InputChoice, JobChoices, Problem, build_jobspec, check_job, output_folder,
+                              output_paths, tile_count)
 from .layer_sources import crs_string
 from .modalities import MODALITIES, OUTPUT_MODALITIES
 from .paths import RESOURCES_DIR, icon_path
@@ -460,7 +460,7 @@ class TerraMindDialog(QDialog):
         self.train_radio.toggled.connect(self._mode_changed)
         self.train_panel.changed.connect(refresh)
         self.train_panel.backendProblem.connect(self.show_backend_problem)
-        self.train_panel.extent_source = lambda: _extent_spec(self.choices())
+        self.train_panel.choices_source = self.choices
         self.generate_radio.toggled.connect(self._mode_changed)
         for check in list(self.output_checks.values()) + list(self.tim_checks.values()):
             check.toggled.connect(refresh)

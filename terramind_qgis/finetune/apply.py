@@ -1,15 +1,18 @@
-"""Apply a freshly trained model: segment its first scene's inputs (the existing ``segment`` task) and add the
-class layer with the user's class names and colours, its metadata linking the training report."""
+"""Apply a freshly trained model: segment its first scene's inputs (the existing ``segment`` task, built on the
+plugin's one JobSpec road) and add the class layer with the user's class names and colours, its metadata linking
+the training report."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any, Callable, Dict, Optional
 
 from qgis.core import QgsLayerMetadata, QgsPalettedRasterRenderer
 from qgis.PyQt.QtGui import QColor
 
-from ..jobspec_builder import JOBSPEC_VERSION
+from ..jobspec_builder import JobChoices, build_jobspec
 from ..task import Done
+from .spec import FinetuneChoices
 from .task import output_of
 
 
@@ -23,22 +26,14 @@ def classes_path(checkpoint: str) -> str:
     return path
 
 
-def segment_spec(training_spec: Dict[str, Any], checkpoint: str, output: str,
-                 extent: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """The segment JobSpec for the first training scene's inputs (same files, bands and scaling as in training);
-    ``extent`` is a JobSpec extent (``{"bounds": [...], "crs": ...}``), None = the whole first input."""
-    spec = {
-        "version": JOBSPEC_VERSION,
-        "task": "segment",
-        "inputs": training_spec["training"][0]["inputs"],
-        "outputs": {"classes": output},
-        "resolution": training_spec.get("resolution", 10.0),
-        "device": training_spec.get("device", "auto"),
-        "options": {"checkpoint": checkpoint, "probabilities": False},
-    }
-    if extent:
-        spec["extent"] = extent
-    return spec
+def segment_choices(training: FinetuneChoices, checkpoint: str, output: str,
+                    base: Optional[JobChoices] = None) -> JobChoices:
+    """The segment job for the first training scene's inputs (same files, bands and scaling as in training) on
+    the training's device and pixel size; area, CRS and tiling come from ``base`` (the dialog's current choices;
+    None: the whole first input with the default tiling)."""
+    return replace(base or JobChoices(), task="segment", model_size=None, inputs=list(training.scenes[0].inputs),
+                   outputs=[], output_files={"classes": output}, checkpoint=checkpoint, probabilities=False,
+                   device=training.device, resolution=training.resolution, uncertainty={}, use_location=False)
 
 
 def style_classes(layer, classes: list) -> None:
@@ -62,9 +57,9 @@ def link_report(layer, report: str, checkpoint: str) -> None:
 class ModelApplication:
     """One click's worth of applying: builds the segment job, queues it, styles its layer when done."""
 
-    def __init__(self, training_spec: Dict[str, Any], result: Dict[str, Any], *, iface=None, project=None,
+    def __init__(self, training: FinetuneChoices, result: Dict[str, Any], *, iface=None, project=None,
                  task_factory: Optional[Callable] = None, on_finished: Optional[Callable[[Any], None]] = None):
-        self.training_spec = training_spec
+        self.training = training
         self.result = result
         self.iface = iface
         self.project = project
@@ -75,11 +70,12 @@ class ModelApplication:
         self.task = None
         self.outcome = None     # the segment task's Done/Failed/Cancelled, once it has finished
 
-    def start(self, extent: Optional[Dict[str, Any]] = None):
-        """Queue the segment task (returned; keep it referenced until it finishes)."""
+    def start(self, base: Optional[JobChoices] = None):
+        """Queue the segment task (returned; keep it referenced until it finishes). Raises ``JobSpecError`` when
+        the job cannot run (e.g. an input file has gone)."""
         from qgis.core import QgsApplication
 
-        spec = segment_spec(self.training_spec, self.checkpoint, classes_path(self.checkpoint), extent)
+        spec = build_jobspec(segment_choices(self.training, self.checkpoint, classes_path(self.checkpoint), base))
         name = f"TerraMind: classes from {os.path.basename(self.checkpoint)}"
         if self.task_factory is not None:
             self.task = self.task_factory(name, spec, on_finished=self._done)

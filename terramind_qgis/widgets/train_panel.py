@@ -46,10 +46,10 @@ class TrainPanel(QWidget):
         self.iface = iface
         self.task_factory = None        # tests replace it; None → finetune.task.FinetuneTask
         self.apply_task_factory = None  # tests replace it; None → task.TerraMindTask
-        self.extent_source = None       # () -> the JobSpec extent "Apply to map" segments now (None: whole input)
+        self.choices_source = None      # () -> the dialog's JobChoices now: area and tiling of "Apply to map"
         self.task = None
         self.application = None         # the ModelApplication of the last "Apply to map"
-        self.last = None                # (training JobSpec, result) of the last finished run
+        self.last = None                # (FinetuneChoices, result) of the last finished run
         self._build()
         self._restore()
         self._connect()
@@ -283,7 +283,7 @@ class TrainPanel(QWidget):
         task, self.task = self.task, None
         self.cancel_button.setEnabled(False)
         if isinstance(outcome, Done):
-            self.last = (task.spec, outcome.result)
+            self.last = (task.choices, outcome.result)
             self.status_label.setText(f"<b>Done:</b> {summary(outcome.result)}")
             self.progress_bar.setValue(100)
             self.report_button.setEnabled(bool(output_of(outcome.result, "report")))
@@ -312,16 +312,21 @@ class TrainPanel(QWidget):
             open_file(report)
 
     def apply(self, *_):
-        """Segment with the new model (over the extent the dialog shows now, when one is chosen) and add the
-        styled class layer."""
+        """Segment with the new model (over the area and with the tiling the dialog shows now) and add the styled
+        class layer."""
         if not self.last:
             return None
         from ..finetune.apply import ModelApplication
+        from ..jobspec_builder import JobSpecError
 
-        spec, result = self.last
-        self.application = ModelApplication(spec, result, iface=self.iface, project=QgsProject.instance(),
+        training, result = self.last
+        self.application = ModelApplication(training, result, iface=self.iface, project=QgsProject.instance(),
                                             task_factory=self.apply_task_factory)
-        self.application.start(self.extent_source() if self.extent_source is not None else None)
+        try:
+            self.application.start(self.choices_source() if self.choices_source is not None else None)
+        except JobSpecError as exc:
+            self.status_label.setText(f"<span style='color:#c62828'>Cannot apply the model: "
+                                      f"{'; '.join(p.message for p in exc.problems)}</span>")
         return self.application
 
     # -- remembered choices ---------------------------------------------------------------------------

@@ -82,3 +82,29 @@ def test_backend_fields_of_the_only_scene_map_to_the_dialogs(qgis_app):
     assert _single_scene_field("training.0.inputs.S2L2A.bands") == "inputs.S2L2A.bands"
     assert _single_scene_field("training.0.labels.field") == "training.0.labels.field"
     assert _single_scene_field("training_options.chip_size") == "training_options.chip_size"
+
+
+def test_apply_builds_the_segment_job_on_the_one_road(tmp_path, qgis_app):
+    """Apply: the training scene's inputs, the new checkpoint, one class output; no model (the checkpoint names
+    it); the dialog's area and tiling when given, else the whole first input."""
+    from terramind_qgis.finetune.apply import classes_path, segment_choices
+    from terramind_qgis.jobspec_builder import JobChoices, build_jobspec
+
+    training = choices(tmp_path)
+    checkpoint = tmp_path / "model.ckpt"
+    checkpoint.write_bytes(b"")
+    assert classes_path(str(checkpoint)) == str(tmp_path / "model_classes.tif")
+    (tmp_path / "model_classes.tif").write_bytes(b"")
+    out = classes_path(str(checkpoint))
+    assert out == str(tmp_path / "model_classes_2.tif")        # an earlier result is kept
+    spec = build_jobspec(segment_choices(training, str(checkpoint), out))
+    assert spec["task"] == "segment" and "model" not in spec
+    assert spec["inputs"] == build_finetune_spec(training)["training"][0]["inputs"]
+    assert spec["outputs"] == {"classes": out} and spec["extent"] is None
+    assert spec["options"]["checkpoint"] == str(checkpoint) and spec["options"]["probabilities"] is False
+    assert spec["device"] == "cpu" and spec["resolution"] == 10.0
+    dialog_now = JobChoices(task="finetune", extent_bounds=(0.0, 0.0, 640.0, 640.0), extent_crs="EPSG:32722",
+                            window=128, overlap=16, device="cuda")
+    spec = build_jobspec(segment_choices(training, str(checkpoint), out, dialog_now))
+    assert spec["extent"] == {"bounds": [0.0, 0.0, 640.0, 640.0], "crs": "EPSG:32722"}
+    assert spec["tiling"]["window"] == 128 and spec["device"] == "cpu"   # trained on the CPU: applied there too
