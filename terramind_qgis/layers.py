@@ -1,15 +1,16 @@
 """Put a job's output rasters into the project, styled, under one layer group per job (main thread).
 
 The engine writes a QGIS style ``<output>.qml`` next to every GeoTIFF; that style wins. When it is
-missing (an older backend, or a file copied without it) ``style_layer`` builds a renderer in code:
-LULC paletted with class names, NDVI colour ramp over −1…1, DEM pseudocolour, SAR greyscale in dB,
-Sentinel-2 true colour.
+missing (an older backend, or a file copied without it) ``style_layer`` builds a renderer in code from the
+same product definitions the engine writes its .qml from (``engine/product_styles.json``): LULC paletted with
+class names, NDVI colour ramp over −1…1, DEM pseudocolour, SAR greyscale in dB, Sentinel-2 true colour.
 
 With the ``dem_hillshade`` setting on, a DEM output also gets a hillshade layer of the same file,
 placed right below it; the pseudocolour layer multiplies onto it so the relief shows through.
 """
 from __future__ import annotations
 
+import json
 import os
 from typing import Dict, List, Optional
 
@@ -19,19 +20,21 @@ from qgis.core import (QgsColorRampShader, QgsFillSymbol, QgsVectorLayer, QgsCon
                        Qgis)
 from qgis.PyQt.QtGui import QColor, QPainter
 
+from .paths import PRODUCT_STYLES_FILE
 from .vocabulary import LULC_CLASSES
 
 LOG_TAG = "TerraMind"
 VECTOR_KINDS = ("areas", "points")  # result kinds that are GeoPackages, not rasters
 
-NDVI_RAMP = [(-1.0, "#8c510a"), (0.0, "#f6e8c3"), (0.2, "#d9ef8b"), (0.5, "#66bd63"), (1.0, "#006837")]
-DEM_RAMP = ["#0b6e4f", "#6ba368", "#e9d985", "#b5793f", "#7a5230", "#ffffff"]
+# The engine's product styles (its .qml files use the same file), so a layer looks alike on every path.
+_PRODUCTS = json.loads(PRODUCT_STYLES_FILE.read_text(encoding="utf-8"))
+NDVI_RAMP = [(float(v), c) for v, c in _PRODUCTS["ndvi_ramp"]]
+DEM_RAMP = list(_PRODUCTS["terrain_ramp"])
 # 1-based (red, green, blue) band numbers and the display range of raw values, per optical modality.
-TRUE_COLOUR = {"S2L2A": ((4, 3, 2), (0.0, 3000.0)), "S2L1C": ((4, 3, 2), (1000.0, 4000.0)),
-               "RGB": ((1, 2, 3), (0.0, 255.0))}
-SAR_DB_RANGE = (-25.0, 0.0)
-# 0–1 scores (similarity, confidence, entropy) and spread: the engine's .qml ramp (bright = look here).
-SCORE_RAMP = ["#0d0887", "#7e03a8", "#cc4778", "#f89540", "#f0f921"]
+TRUE_COLOUR = {k: (tuple(bands), tuple(span)) for k, (bands, span) in _PRODUCTS["true_colour"].items()}
+SAR_DB_RANGE = tuple(_PRODUCTS["sar_db_range"])
+# 0–1 scores (similarity, confidence, entropy) and spread (bright = look here).
+SCORE_RAMP = list(_PRODUCTS["score_ramp"])
 SCORE_KINDS = ("similarity", "confidence", "entropy")
 # Light from the north-west, 45° up: the cartographic convention, so relief does not look inverted.
 HILLSHADE_AZIMUTH, HILLSHADE_ALTITUDE = 315.0, 45.0

@@ -17,6 +17,8 @@ def _first_existing(*candidates: Path) -> Path:
 RESOURCES_DIR = _first_existing(PLUGIN_DIR / "resources", PLUGIN_DIR.parent / "resources")
 BACKEND_SRC_DIR = _first_existing(PLUGIN_DIR / "backend", PLUGIN_DIR.parent / "backend")
 METADATA_FILE = _first_existing(PLUGIN_DIR / "metadata.txt", PLUGIN_DIR.parent / "metadata.txt")
+# How each product is drawn: the engine's file, read by the plugin's styler too (one definition).
+PRODUCT_STYLES_FILE = BACKEND_SRC_DIR / "src" / "terramind_backend" / "engine" / "product_styles.json"
 
 
 def icon_path(name: str = "terramind.svg") -> str:

@@ -1,4 +1,5 @@
 """Output layers on real QGIS: one group per job, sidecar styles first, built-in styles otherwise."""
+import json
 import shutil
 import threading
 
@@ -9,6 +10,7 @@ from qgis.PyQt.QtGui import QPainter
 
 from tests.conftest import sample
 from terramind_qgis.layers import add_output_layers, style_layer
+from terramind_qgis.paths import PRODUCT_STYLES_FILE
 from terramind_qgis.vocabulary import LULC_CLASSES
 
 
@@ -48,6 +50,12 @@ def test_builtin_styles_per_modality(project, tmp_path):
 
     assert isinstance(ndvi.renderer(), QgsSingleBandPseudoColorRenderer)
     assert (ndvi.renderer().classificationMin(), ndvi.renderer().classificationMax()) == (-1.0, 1.0)
+    # the engine's .qml draws NDVI and DEM from the same definitions (one style per product)
+    products = json.loads(PRODUCT_STYLES_FILE.read_text())
+    stops = ndvi.renderer().shader().rasterShaderFunction().colorRampItemList()
+    assert [(item.value, item.color.name()) for item in stops] == [(v, c.lower()) for v, c in products["ndvi_ramp"]]
+    dem_stops = dem.renderer().shader().rasterShaderFunction().colorRampItemList()
+    assert [item.color.name() for item in dem_stops] == [c.lower() for c in products["terrain_ramp"]]
 
     assert isinstance(dem.renderer(), QgsSingleBandPseudoColorRenderer)
     assert dem.renderer().classificationMin() < dem.renderer().classificationMax()

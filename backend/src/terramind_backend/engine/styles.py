@@ -8,8 +8,10 @@ fixed 0–1 ramp, spread the same ramp from 0 to its maximum.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+import json
 from html import escape
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from .writer import OutputSpec
 
@@ -19,11 +21,15 @@ _TAIL = ("    <brightnesscontrast brightness=\"0\" contrast=\"0\" gamma=\"1\"/>\
          "colorizeRed=\"255\" colorizeGreen=\"128\" colorizeBlue=\"128\"/>\n"
          "    <rasterresampler maxOversampling=\"2\"/>\n  </pipe>\n  <blendMode>0</blendMode>\n</qgis>\n")
 
-NDVI_RAMP = [(-1.0, "#0c0c0c"), (0.0, "#bfa980"), (0.2, "#f2e77d"), (0.4, "#8bc34a"), (0.6, "#33a02c"), (1.0, "#00441b")]
+# One definition per product, shared with the plugin's styler (product_styles.json).
+_PRODUCTS = json.loads((Path(__file__).with_name("product_styles.json")).read_text(encoding="utf-8"))
+NDVI_RAMP = [(float(v), c) for v, c in _PRODUCTS["ndvi_ramp"]]
 # 0–1 scores: similarity and confidence light up where high (plasma-like), entropy and spread
 # where the model is unsure (the same ramp: bright = "look here").
-SCORE_RAMP = ["#0d0887", "#7e03a8", "#cc4778", "#f89540", "#f0f921"]
-TERRAIN = ["#2b83ba", "#abdda4", "#ffffbf", "#fdae61", "#a6611a", "#ffffff"]
+SCORE_RAMP = list(_PRODUCTS["score_ramp"])
+TERRAIN = list(_PRODUCTS["terrain_ramp"])
+SAR_DB_RANGE = tuple(_PRODUCTS["sar_db_range"])
+TRUE_COLOUR = {k: (tuple(bands), tuple(span)) for k, (bands, span) in _PRODUCTS["true_colour"].items()}
 
 
 def _fmt(v: float) -> str:
@@ -103,9 +109,10 @@ def style_for(spec: OutputSpec, stats: Sequence[Dict[str, Optional[float]]]) -> 
         step = (hi - lo) / (len(TERRAIN) - 1)
         return pseudocolor([(lo + i * step, c) for i, c in enumerate(TERRAIN)])
     if product in ("S1GRD", "S1RTC"):
-        return gray(*_stretch(stats[0], (-25.0, 0.0)))
+        return gray(*_stretch(stats[0], SAR_DB_RANGE))
     if product == "S2L2A":
-        return rgb((4, 3, 2), [(0.0, 3000.0)] * 3)
+        bands, span = TRUE_COLOUR["S2L2A"]
+        return rgb(bands, [span] * 3)
     if spec.count >= 3:
         return rgb((1, 2, 3), [_stretch(s, (-1.0, 1.0)) for s in stats[:3]])
     return gray(*_stretch(stats[0], (0.0, 1.0)))
