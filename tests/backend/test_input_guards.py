@@ -86,3 +86,27 @@ def test_cli_asks_for_yes_before_a_job_that_looks_like_a_mistake(tmp_path, fake_
     assert list(tmp_path.iterdir()) == []
     assert main(args + ["--yes"]) == 0
     assert (tmp_path / "e.tif").exists()
+
+
+def test_protocol_validate_lists_what_to_confirm(tmp_path):
+    import threading
+
+    from terramind_backend.protocol.server import Server
+    from tests.backend.test_protocol_server import Events, Pipe
+
+    pipe, events = Pipe(), Events()
+    thread = threading.Thread(target=Server(pipe, events).serve, daemon=True)  # the real engine
+    thread.start()
+    try:
+        spec = _embed(tmp_path, sample("S2L2A"))
+        pipe.send({"op": "validate", "id": "fine", "spec": spec})
+        pipe.send({"op": "validate", "id": "typo", "spec": dict(spec, resolution=1)})
+        answers = {}
+        while len(answers) < 2:
+            event = events.next(timeout=60)
+            answers[event["job"]] = event
+    finally:
+        pipe.close()
+        thread.join(10)
+    assert answers["fine"]["valid"] is True and answers["fine"]["confirm"] == []
+    assert answers["typo"]["valid"] is True and "10x finer" in answers["typo"]["confirm"][0]

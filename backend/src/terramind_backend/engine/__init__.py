@@ -9,8 +9,8 @@ from .errors import JobCancelled, JobValidationError
 from .jobspec import JobSpec, parse_jobspec
 from .validate import validate_job
 
-__all__ = ["JobCancelled", "JobSpec", "JobValidationError", "ModelCache", "explain", "parse_jobspec", "plan_job",
-           "run_job", "validate_job"]
+__all__ = ["JobCancelled", "JobSpec", "JobValidationError", "ModelCache", "confirmation_reasons", "explain",
+           "parse_jobspec", "plan_job", "run_job", "validate_job"]
 
 
 def run_job(spec, *, emit=None, cancel=None, models=None, base_dir=None) -> dict:
@@ -23,6 +23,13 @@ def plan_job(spec, base_dir=None) -> dict:
     from .runner import plan_job as _plan
 
     return _plan(spec, base_dir=base_dir)
+
+
+def confirmation_reasons(spec, base_dir=None) -> list:
+    """Why a valid job looks like a mistake worth confirming (engine/guards.py); empty: run it."""
+    from .guards import confirmation_reasons as _reasons
+
+    return _reasons(spec, base_dir)
 
 
 def explain(exc, spec=None, base_dir=None) -> str:

@@ -229,7 +229,11 @@ class Server:
             self._engine.validate_job(request["spec"], **({"base_dir": base_dir} if base_dir else {}))
         except self._engine.JobValidationError as exc:
             problems.append({"field": getattr(exc, "field", None), "message": str(exc)})
-        self._send(encode_event("result", job, valid=not problems, problems=problems))
+        extra = {}
+        reasons = getattr(self._engine, "confirmation_reasons", None)
+        if not problems and reasons is not None:  # a valid job that looks like a mistake: the client may ask
+            extra["confirm"] = reasons(request["spec"], request.get("base_dir") or None)
+        self._send(encode_event("result", job, valid=not problems, problems=problems, **extra))
 
     def _op_models(self, job: str, request: Dict[str, Any]) -> None:
         from ..hub import cached_official_weights
