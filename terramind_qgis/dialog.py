@@ -7,6 +7,7 @@ Every problem is shown under the widget that causes it; Run is enabled only when
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -89,7 +90,7 @@ class TerraMindDialog(QDialog):
         self.problems: list[Problem] = []
         self._resolution_touched = False
         self._refreshing = False
-        self._polygon_cache = (None, (None, None))
+        self._polygon_cache = (None, (None, None, None))
         self._backend_problem: Problem | None = None   # the backend's last validation error, until a change
         self._job_name = self._new_job_name()
         self._refresh_timer = QTimer(self)
@@ -563,12 +564,13 @@ class TerraMindDialog(QDialog):
         first = self._first_layer()
         return first.crs() if first is not None else QgsProject.instance().crs()
 
-    def _polygon_wkt(self):
-        """(WKT, CRS) of the clip polygons ('' when the layer has none), or (None, None) without a layer.
-        The union is cached per layer and selection, since checks run on every widget change."""
+    def _clip_polygon(self):
+        """(GeoJSON geometry, CRS, bounding box) of the clip polygons ({} and an empty box when the layer has
+        none), or (None, None, None) without a layer. The union is cached per layer and selection, since checks
+        run on every widget change."""
         layer = self.polygon_combo.currentLayer()
         if layer is None:
-            return None, None
+            return None, None, None
         selected = tuple(sorted(layer.selectedFeatureIds()))
         key = (layer.id(), selected, layer.featureCount(), layer.crs().toWkt())
         if self._polygon_cache[0] != key:
@@ -577,7 +579,8 @@ class TerraMindDialog(QDialog):
             geometry = QgsGeometry.unaryUnion(geometries) if geometries else QgsGeometry()
             usable = not (geometry.isNull() or geometry.isEmpty()) and \
                 geometry.type() == QgsWkbTypes.PolygonGeometry
-            self._polygon_cache = (key, (geometry.asWkt() if usable else "", crs_string(layer.crs())))
+            self._polygon_cache = (key, (json.loads(geometry.asJson()) if usable else {}, crs_string(layer.crs()),
+                                         geometry.boundingBox() if usable else QgsRectangle()))
         return self._polygon_cache[1]
 
     def choices(self) -> JobChoices:
@@ -606,9 +609,9 @@ class TerraMindDialog(QDialog):
             uncertainty=self.uncertainty_row.options(),
             use_location=self.location_check.isChecked(),
         )
-        wkt, crs = self._polygon_wkt()
-        if wkt is not None:
-            choices.extent_wkt, choices.extent_crs = wkt, crs
+        polygon, crs, _ = self._clip_polygon()
+        if polygon is not None:
+            choices.extent_polygon, choices.extent_crs = polygon, crs
         elif self.extent_box.isChecked():
             rect = self.extent_box.outputExtent()
             choices.extent_bounds = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
@@ -623,8 +626,8 @@ class TerraMindDialog(QDialog):
     def _area_in_target(self, choices: JobChoices) -> QgsRectangle | None:
         """The processed area in the target CRS: the chosen extent or polygon, else the first input."""
         target = self.target_crs()
-        if choices.extent_wkt:
-            rect = QgsGeometry.fromWkt(choices.extent_wkt).boundingBox()
+        if choices.extent_polygon:
+            rect = self._clip_polygon()[2]
             source = QgsCoordinateReferenceSystem(choices.extent_crs)
         elif choices.extent_bounds is not None:
             rect = QgsRectangle(*choices.extent_bounds)
@@ -643,7 +646,7 @@ class TerraMindDialog(QDialog):
 
     def _qgis_problems(self, choices: JobChoices) -> list[Problem]:
         """Checks that need QGIS geometry: the area must overlap the inputs."""
-        if not choices.inputs or (choices.extent_bounds is None and not choices.extent_wkt):
+        if not choices.inputs or (choices.extent_bounds is None and not choices.extent_polygon):
             return []
         area = self._area_in_target(choices)
         if area is None or area.isEmpty():

@@ -71,7 +71,7 @@ class JobChoices:
     output_dir: str | None = None
     temporary: bool = False
     extent_bounds: tuple[float, float, float, float] | None = None
-    extent_wkt: str | None = None
+    extent_polygon: dict | None = None   # GeoJSON Polygon/MultiPolygon ({} = a polygon layer without polygons)
     extent_crs: str | None = None
     crs: str | None = None
     resolution: float = 10.0
@@ -316,8 +316,8 @@ def _check_grid(choices: JobChoices) -> list[Problem]:
             problems.append(Problem("extent", "The extent is smaller than one pixel"))
         if not choices.extent_crs:
             problems.append(Problem("extent", "The extent has no CRS"))
-    if choices.extent_wkt is not None:
-        if not choices.extent_wkt.strip() or "EMPTY" in choices.extent_wkt.upper():
+    if choices.extent_polygon is not None:
+        if not choices.extent_polygon.get("coordinates"):
             problems.append(Problem("extent", "The polygon layer has no polygons to use"))
         if not choices.extent_crs:
             problems.append(Problem("extent", "The polygon has no CRS"))
@@ -358,8 +358,8 @@ def _input_spec(item: InputChoice) -> dict:
 
 
 def _extent_spec(choices: JobChoices) -> dict | None:
-    if choices.extent_wkt is not None:
-        return {"polygon_wkt": choices.extent_wkt, "crs": choices.extent_crs}
+    if choices.extent_polygon is not None:
+        return {"polygon": choices.extent_polygon, "crs": choices.extent_crs}
     if choices.extent_bounds is not None:
         return {"bounds": [float(v) for v in choices.extent_bounds], "crs": choices.extent_crs}
     return None

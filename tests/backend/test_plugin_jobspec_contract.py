@@ -3,6 +3,8 @@ dialog and every Processing algorithm take) passes the backend's `parse_jobspec`
 Both sides are pure Python, so the plugin's builder runs here without QGIS."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from terramind_backend.engine.jobspec import parse_jobspec
@@ -85,3 +87,30 @@ def test_the_dialogs_tile_count_is_the_engines(width, height, window, overlap):
     from terramind_qgis.jobspec_builder import tile_count
 
     assert tile_count(width, height, window, overlap) == len(plan_windows(height, width, window, overlap))
+
+
+def test_a_geojson_extent_polygon_clips_like_its_wkt(tmp_path):
+    """The plugin sends clip polygons as GeoJSON (no WKT parsing); the engine reads both forms the same."""
+    from terramind_backend.engine.validate import inspect_job
+
+    ring = [[790300.0, 7196000.0], [791500.0, 7196000.0], [791500.0, 7197200.0], [790300.0, 7196000.0]]
+    choices = CASES["embed"](tmp_path)
+    choices.extent_polygon, choices.extent_crs = {"type": "Polygon", "coordinates": [ring]}, "EPSG:32722"
+    spec = build_jobspec(choices)
+    assert spec["extent"] == {"polygon": {"type": "Polygon", "coordinates": [ring]}, "crs": "EPSG:32722"}
+    wkt = "POLYGON ((" + ", ".join(f"{x} {y}" for x, y in ring) + "))"
+    as_wkt = dict(spec, extent={"polygon_wkt": wkt, "crs": "EPSG:32722"})
+    a, b = inspect_job(parse_jobspec(spec)), inspect_job(parse_jobspec(as_wkt))
+    assert a.grid == b.grid and json.loads(json.dumps(a.polygon)) == json.loads(json.dumps(b.polygon))
+
+
+@pytest.mark.parametrize("polygon", [{"type": "Point", "coordinates": [1, 2]}, {"type": "Polygon", "coordinates": []},
+                                     {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [0, 0]]]}, "POLYGON"])
+def test_a_bad_geojson_extent_names_the_field(polygon):
+    from terramind_backend.engine.errors import JobValidationError
+
+    spec = {"task": "embed", "inputs": {"S2L2A": str(sample("S2L2A"))}, "outputs": {"embeddings": "e.tif"},
+            "extent": {"polygon": polygon, "crs": "EPSG:32722"}}
+    with pytest.raises(JobValidationError) as err:
+        parse_jobspec(spec)
+    assert err.value.field == "extent.polygon"

@@ -151,12 +151,20 @@ def test_jobspec_with_extent_crs_embeddings_and_polygon(dialog, layers, qtbot):
     dialog.polygon_combo.setLayer(polygons)
     spec = dialog.jobspec()                       # the polygons replace the extent box
     assert spec["extent"]["crs"] == crs.authid() and "bounds" not in spec["extent"]
-    assert QgsGeometry.fromWkt(spec["extent"]["polygon_wkt"]).boundingBox() == \
-        QgsRectangle(e.xMinimum(), e.yMinimum(), inner.xMaximum(), inner.yMaximum())     # union of both
+    assert _geojson_box(spec["extent"]["polygon"]) == \
+        QgsRectangle(e.xMinimum(), e.yMinimum(), inner.xMaximum(), inner.yMaximum())     # union of both, as GeoJSON
     polygons.selectByIds([next(f.id() for f in polygons.getFeatures()
                                if f.geometry().boundingBox() == inner)])
     spec = dialog.jobspec()                       # selected features only
-    assert QgsGeometry.fromWkt(spec["extent"]["polygon_wkt"]).boundingBox() == inner
+    assert _geojson_box(spec["extent"]["polygon"]) == inner
+
+
+def _geojson_box(geometry: dict) -> QgsRectangle:
+    assert geometry["type"] in ("Polygon", "MultiPolygon")
+    polygons = [geometry["coordinates"]] if geometry["type"] == "Polygon" else geometry["coordinates"]
+    xs = [p[0] for rings in polygons for ring in rings for p in ring]
+    ys = [p[1] for rings in polygons for ring in rings for p in ring]
+    return QgsRectangle(min(xs), min(ys), max(xs), max(ys))
 
 
 def _no_input(dlg, layers, tmp_path):

@@ -41,6 +41,7 @@ class Extent:
     crs: str
     bounds: Optional[Tuple[float, float, float, float]] = None
     polygon_wkt: Optional[str] = None
+    polygon: Optional[Dict[str, Any]] = None   # GeoJSON Polygon/MultiPolygon geometry (what the plugin sends)
 
 
 @dataclass(frozen=True)
@@ -234,7 +235,7 @@ def _extent(raw) -> Optional[Extent]:
     if raw is None:
         return None
     if not isinstance(raw, dict):
-        _fail("extent", f"extent must be null or an object with bounds or polygon_wkt and crs, got {raw!r}.")
+        _fail("extent", f"extent must be null or an object with bounds, polygon or polygon_wkt and crs, got {raw!r}.")
     crs = _str(raw.get("crs"), "extent.crs") if raw.get("crs") is not None else None
     if crs is None:
         _fail("extent.crs", "extent.crs is missing: say which CRS the extent is in, e.g. \"EPSG:32633\".")
@@ -246,9 +247,37 @@ def _extent(raw) -> Optional[Extent]:
         if not (b[0] < b[2] and b[1] < b[3]):
             _fail("extent.bounds", f"The extent is empty: bounds {list(b)} need minx < maxx and miny < maxy.")
         return Extent(crs=crs, bounds=b)
+    if raw.get("polygon") is not None:
+        return Extent(crs=crs, polygon=_geojson_polygon(raw["polygon"]))
     if raw.get("polygon_wkt") is not None:
         return Extent(crs=crs, polygon_wkt=_str(raw["polygon_wkt"], "extent.polygon_wkt"))
-    _fail("extent", "extent needs either bounds [minx, miny, maxx, maxy] or polygon_wkt.")
+    _fail("extent", "extent needs bounds [minx, miny, maxx, maxy], a GeoJSON polygon or polygon_wkt.")
+
+
+def _geojson_polygon(geom) -> Dict[str, Any]:
+    """A GeoJSON Polygon or MultiPolygon geometry with numeric rings of at least 4 points (2-D kept)."""
+    where = "extent.polygon"
+    kind = geom.get("type") if isinstance(geom, dict) else None
+    if kind not in ("Polygon", "MultiPolygon"):
+        _fail(where, f"{where} must be a GeoJSON Polygon or MultiPolygon geometry, got {str(geom)[:80]!r}.")
+    polygons = geom.get("coordinates")
+    polygons = [polygons] if kind == "Polygon" else polygons
+    if not isinstance(polygons, list) or not polygons:
+        _fail(where, f"{where} has no coordinates.")
+    clean = []
+    for rings in polygons:
+        if not isinstance(rings, list) or not rings:
+            _fail(where, f"{where} has a polygon without rings.")
+        clean_rings = []
+        for ring in rings:
+            if not isinstance(ring, list) or len(ring) < 4:
+                _fail(where, f"{where}: a polygon ring needs at least 4 points.")
+            if not all(isinstance(p, (list, tuple)) and len(p) >= 2 for p in ring):
+                _fail(where, f"{where}: every point must be [x, y].")
+            clean_rings.append([[_float(p[0], where, allow_none=False), _float(p[1], where, allow_none=False)]
+                                for p in ring])
+        clean.append(clean_rings)
+    return {"type": kind, "coordinates": clean[0] if kind == "Polygon" else clean}
 
 
 def _tiling(raw, task: Task, warnings: List[str]) -> Tiling:

@@ -165,9 +165,9 @@ def inspect_job(spec: JobSpec) -> Layout:
         bounds = transform_bounds(first.crs, target_crs, *first.bounds, densify_pts=21)
     else:
         ext_crs = _crs(spec.extent.crs, "extent.crs")
-        if spec.extent.polygon_wkt is not None:
+        if spec.extent.polygon is not None or spec.extent.polygon_wkt is not None:
             try:
-                geom = wkt_to_geojson(spec.extent.polygon_wkt)
+                geom = spec.extent.polygon or wkt_to_geojson(spec.extent.polygon_wkt)
             except ValueError as exc:
                 raise JobValidationError(f"extent.polygon_wkt is not a valid polygon: {exc}.", "extent.polygon_wkt")
             polygon = transform_geom(ext_crs, target_crs, geom) if ext_crs != target_crs else geom
