@@ -37,11 +37,11 @@ class Grid:
         return (t.c, t.f + t.e * self.height, t.c + t.a * self.width, t.f)
 
     def window_transform(self, window: Window) -> Affine:
-        return self.transform * Affine.translation(window.col_off, window.row_off)
+        return self.transform @ Affine.translation(window.col_off, window.row_off)
 
     def coarsen(self, factor: int) -> "Grid":
         """The grid of one pixel per ``factor``×``factor`` block (embeddings at patch resolution)."""
-        return Grid(self.crs, self.transform * Affine.scale(factor), math.ceil(self.width / factor),
+        return Grid(self.crs, self.transform @ Affine.scale(factor), math.ceil(self.width / factor),
                     math.ceil(self.height / factor))
 
     def padded_to(self, multiple: int) -> "Grid":

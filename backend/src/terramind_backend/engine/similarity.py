@@ -91,7 +91,7 @@ def _open_embeddings(spec: JobSpec):
 
 
 def _pixel(ds, x: float, y: float, label: str, field_name: str) -> Tuple[int, int]:
-    col, row = ~ds.transform * (x, y)
+    col, row = ~ds.transform @ (x, y)
     col, row = int(math.floor(col)), int(math.floor(row))
     if not (0 <= row < ds.height and 0 <= col < ds.width):
         b = ds.bounds
@@ -127,7 +127,7 @@ def _polygon_vector(ds, wkt: str, points_crs: Optional[CRS], index: int) -> np.n
     if points_crs is not None and points_crs != ds.crs:
         geom = transform_geom(points_crs, ds.crs, geom)
     left, bottom, right, top = geojson_bounds(geom)
-    (c0, r0), (c1, r1) = ~ds.transform * (left, top), ~ds.transform * (right, bottom)
+    (c0, r0), (c1, r1) = ~ds.transform @ (left, top), ~ds.transform @ (right, bottom)
     col0, row0 = max(0, math.floor(min(c0, c1))), max(0, math.floor(min(r0, r1)))
     col1, row1 = min(ds.width, max(math.ceil(max(c0, c1)), col0 + 1)), min(ds.height, max(math.ceil(max(r0, r1)), row0 + 1))
     if col1 <= col0 or row1 <= row0:

@@ -166,8 +166,8 @@ class VectorLabels:
 
         h, w = int(window.height), int(window.width)
         transform = self._grid.window_transform(window)
-        x0, y1 = transform * (0, 0)
-        x1, y0 = transform * (w, h)
+        x0, y1 = transform @ (0, 0)
+        x1, y0 = transform @ (w, h)
         hit = ((self._boxes[:, 0] <= x1) & (self._boxes[:, 2] >= x0) & (self._boxes[:, 1] <= y1) &
                (self._boxes[:, 3] >= y0))
         if not hit.any():
