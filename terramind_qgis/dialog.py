@@ -28,7 +28,8 @@ from .modalities import MODALITIES, OUTPUT_MODALITIES
 from .paths import RESOURCES_DIR, icon_path
 from .vocabulary import (DEFAULT_MODEL_SIZE, DEVICES, EMBED_MODES, LULC_CLASSES, MERGE_METHODS, MODEL_SIZES,
                          OUTPUT_MODALITY_LABELS, PRECISION_HINT, PRECISIONS)
-from .widgets.input_row import InputList, caption
+from .widgets.colour_chip import colour_chip
+from .widgets.input_row import InputList, caption, first_input_layer
 from .widgets.messages import MessageLabel
 from .widgets.train_panel import TrainPanel
 from .widgets.uncertainty_row import UncertaintyRow
@@ -64,7 +65,7 @@ def _swatch(colours, size=QSize(28, 14)) -> QIcon:
 
 
 def _lulc_legend_html() -> str:
-    chips = " ".join(f"<span style='color:{c.colour}'>■</span>&nbsp;{c.label}" for c in LULC_CLASSES if c.value)
+    chips = " ".join(f"{colour_chip(c.colour)}&nbsp;{c.label}" for c in LULC_CLASSES if c.value)
     return f"<span style='color:#5f6b7a'>Land cover classes:</span> {chips}"
 
 
@@ -104,6 +105,7 @@ class TerraMindDialog(QDialog):
 
         self._build()
         self._restore_settings()
+        self._preselect_input()
         self._connect()
         self.refresh()
 
@@ -545,6 +547,14 @@ class TerraMindDialog(QDialog):
             self.resolution_spin.setValue(first.rasterUnitsPerPixelX())
             self._refreshing = False
 
+    def _preselect_input(self) -> None:
+        """Start from the layer the user is looking at (the active raster, else the topmost one)."""
+        active = self.iface.activeLayer() if self.iface is not None else None
+        layer = first_input_layer(active)
+        if layer is not None and self.input_list.rows[0].layer() is None:
+            self.input_list.rows[0].set_layer(layer)
+            self._sync_inputs()
+
     # -- values -----------------------------------------------------------------------------------
     def task(self) -> str:
         if self.train_radio.isChecked():
@@ -739,7 +749,9 @@ class TerraMindDialog(QDialog):
         self.size_hint.setText(hint[:1].upper() + hint[1:])
         units = self.target_crs().mapUnits()
         grid_hint = None
-        if units == QgsUnitTypes.DistanceMeters and choices.resolution > 0 and not 5 <= choices.resolution <= 30:
+        if self._first_layer() is None and not self.crs_widget.crs().isValid():
+            pass   # no input and no CRS chosen yet: the project's CRS is nobody's choice, nothing to warn about
+        elif units == QgsUnitTypes.DistanceMeters and choices.resolution > 0 and not 5 <= choices.resolution <= 30:
             grid_hint = f"TerraMind was trained on 10 m pixels; {choices.resolution:g} m may give poor results"
         elif units == QgsUnitTypes.DistanceDegrees:
             grid_hint = "The target CRS is in degrees: choose a projected CRS (e.g. UTM) for 10 m pixels"

@@ -5,11 +5,14 @@ change both. The band mapping editor is a two-column table (model band → raste
 """
 from __future__ import annotations
 
-from qgis.core import Qgis, QgsApplication, QgsMapLayerProxyModel, QgsProject, QgsRasterLayer, QgsRectangle
+import os
+
+from qgis.core import (Qgis, QgsApplication, QgsMapLayerModel, QgsMapLayerProxyModel, QgsProject, QgsRasterLayer,
+                       QgsRectangle)
 from qgis.gui import QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import (QAbstractItemView, QComboBox, QFrame, QHBoxLayout, QHeaderView, QLabel,
-                                 QTableWidget, QTableWidgetItem, QToolButton, QVBoxLayout, QWidget)
+                                 QStyledItemDelegate, QTableWidget, QTableWidgetItem, QToolButton, QVBoxLayout, QWidget)
 
 from ..modalities import (BAND_CODES, INPUT_MODALITIES, MODALITIES, RasterFacts, default_band_mapping,
                           guess_modality, hints_from_path, mapping_problem)
@@ -22,6 +25,46 @@ _DATA_TYPES = {
 _SAMPLE_PX = 64   # one-band rasters: the value range comes from a 64×64 px window
 # Layers the backend cannot read as files.
 _WEB_PROVIDERS = ["wms", "wcs", "arcgismapserver", "postgresraster", "mdal"]
+_LAYER_TIP = "A raster layer backed by a local file (GeoTIFF or anything GDAL reads)"
+
+
+def usable_raster(layer) -> bool:
+    """A raster layer the input combo offers (backed by something the backend can read as a file)."""
+    return isinstance(layer, QgsRasterLayer) and layer.providerType() not in _WEB_PROVIDERS
+
+
+def first_input_layer(active=None) -> QgsRasterLayer | None:
+    """The layer a new dialog starts from: the active layer if it can be an input, else the topmost in the legend."""
+    if usable_raster(active):
+        return active
+    tree = QgsProject.instance().layerTreeRoot()
+    return next((node.layer() for node in tree.findLayers() if usable_raster(node.layer())), None)
+
+
+def source_tail(layer) -> str:
+    """The file's folder and name ('S2L2A/tile.tif'): enough to tell apart layers that share a name."""
+    path = layer.source().split("|", 1)[0]
+    return "/".join(part for part in (os.path.basename(os.path.dirname(path)), os.path.basename(path)) if part)
+
+
+def has_twin(layer) -> bool:
+    """Another layer of the project has the same name."""
+    return sum(1 for other in QgsProject.instance().mapLayers().values() if other.name() == layer.name()) > 1
+
+
+def twin_aware_name(layer) -> str:
+    """The layer's name, with its folder/file when another layer has the same name."""
+    return f"{layer.name()} — {source_tail(layer)}" if has_twin(layer) else layer.name()
+
+
+class _TwinAwareDelegate(QStyledItemDelegate):
+    """Draws the layer list with twin_aware_name (the combo's own model and row bookkeeping stay QGIS's)."""
+
+    def initStyleOption(self, option, index):
+        super().initStyleOption(option, index)
+        layer = index.data(QgsMapLayerModel.LayerRole)
+        if layer is not None:
+            option.text = twin_aware_name(layer)
 
 
 def band_description(layer: QgsRasterLayer, band: int) -> str:
@@ -139,8 +182,9 @@ class InputRow(QFrame):
         self.layer_combo.setExcludedProviders(_WEB_PROVIDERS)
         self.layer_combo.setAllowEmptyLayer(True)
         self.layer_combo.setLayer(None)
-        self.layer_combo.setToolTip("A raster layer backed by a local file (GeoTIFF or anything GDAL reads)")
+        self.layer_combo.setToolTip(_LAYER_TIP)
         self.layer_combo.setMinimumWidth(220)
+        self.layer_combo.setItemDelegate(_TwinAwareDelegate(self.layer_combo))
 
         self.modality_combo = QComboBox()
         self.modality_combo.addItem("Modality…", None)
@@ -240,12 +284,15 @@ class InputRow(QFrame):
         layer = self.layer()
         self._layer_id = layer.id() if layer else None
         self._facts = raster_facts(layer) if layer else None
+        self.layer_combo.setToolTip(layer.source() if layer else _LAYER_TIP)
         if self._facts is None:
             self.guess_label.show_message(None)
         elif not self._user_modality:
             guess = guess_modality(self._facts)
             self.modality_combo.setCurrentIndex(max(0, self.modality_combo.findData(guess.modality)))
             note = f"Guessed {guess.modality}: {guess.reason}" if guess.modality else guess.reason
+            if has_twin(layer):   # the closed combo shows only the name: say which of the twins this is
+                note = f"{source_tail(layer)} · {note}"
             sure = guess.modality is not None and guess.confidence != "low"
             self.guess_label.show_message(note, "hint" if sure else "warning")
         else:

@@ -20,6 +20,7 @@ from ..finetune.labels import LabelsError, read_labels
 from ..finetune.spec import DECODERS, DEFAULTS, FinetuneChoices, SceneChoice, check_finetune
 from ..finetune.task import eta_text, output_of, summary
 from ..jobspec_builder import JobChoices, Problem
+from .colour_chip import colour_chip
 from .messages import MessageLabel
 from .train_curve import TrainingCurve
 
@@ -31,7 +32,7 @@ _DECODER_TEXT = {"UNetDecoder": "UNet (default: sharp boundaries)", "UperNetDeco
 
 
 def _chips(classes) -> str:
-    return " ".join(f"<span style='color:{c.color}'>■</span>&nbsp;{c.name}" for c in classes)
+    return " ".join(f"{colour_chip(c.color)}&nbsp;{c.name}" for c in classes)
 
 
 class TrainPanel(QWidget):

@@ -333,6 +333,7 @@ def test_run_queues_a_task_without_blocking_and_remembers_choices(dialog, layers
 
 
 def test_run_is_refused_while_invalid(dialog, layers):
+    dialog.input_list.rows[0].set_layer(None)   # the dialog preselects a layer; without one it is invalid
     dialog.task_factory = RecordingTask
     RecordingTask.made.clear()
     dialog.run()
