@@ -108,7 +108,7 @@ def main(out: Path, epochs: int) -> None:
     panel.batch_spin.setValue(8)
     panel.decoder_combo.setCurrentIndex(panel.decoder_combo.findData("FCNDecoder"))
     panel.checkpoint_widget.setFilePath(str(folder / "land_cover.ckpt"))
-    dialog.resize(1240, 1000)
+    dialog.resize(1380, 1000)
     dialog.show()
     for _ in range(20):
         app.processEvents()
