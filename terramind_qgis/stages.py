@@ -28,3 +28,20 @@ def stage_percent(event: Mapping, spans: Mapping[str, Tuple[float, float]], defa
 
 def stage_text(stage: str) -> str:
     return STAGE_TEXT.get(stage, str(stage))
+
+
+def eta_text(seconds) -> str:
+    """``~40 s left`` / ``~2 min left`` / ``~1.5 h left`` for a backend ``eta_s`` (empty when unknown)."""
+    if not isinstance(seconds, (int, float)) or seconds < 0:
+        return ""
+    if seconds < 90:
+        return f"~{max(1, round(seconds))} s left"
+    if seconds < 90 * 60:
+        return f"~{round(seconds / 60)} min left"
+    return f"~{seconds / 3600:.1f} h left"
+
+
+def progress_text(event: Mapping) -> str:
+    """One line for a progress event: the backend's message (tiles and model step) and the ETA."""
+    parts = [str(event.get("message") or stage_text(event.get("stage") or "")), eta_text(event.get("eta_s"))]
+    return " \u00b7 ".join(p for p in parts if p)

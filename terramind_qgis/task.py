@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
 from qgis.core import Qgis, QgsProject, QgsTask
+from qgis.PyQt.QtCore import pyqtSignal
 
 from .client import BackendCancelled, BackendClient, BackendError, get_client
 from .layers import add_layers, load_output_layers
 from .lifecycle import forget, quitting, track
 from .log import log
 from .settings import Settings
-from .stages import JOB_STAGES, stage_percent
+from .stages import JOB_STAGES, progress_text, stage_percent
 
 
 @dataclass
@@ -41,7 +42,11 @@ class Cancelled:
 
 
 class TerraMindTask(QgsTask):
-    """Run one JobSpec and add its outputs as a layer group named ``group_name`` (default: description)."""
+    """Run one JobSpec and add its outputs as a layer group named ``group_name`` (default: description).
+    While tiles run, the task manager shows ``<description> · tiles 9–16 of 36 · diffusion step 4/10 · ~2 min left``."""
+
+    # worker thread -> main thread: the description is a plain member the task manager reads on the GUI thread
+    progressTextChanged = pyqtSignal(str)
 
     def __init__(self, description: str, spec: Dict[str, Any],
                  on_finished: Optional[Callable[[Any], None]] = None, *, iface=None,
@@ -59,6 +64,8 @@ class TerraMindTask(QgsTask):
         self.outcome: Any = None
         track(self)  # QGIS quitting cancels it and silences its reports (lifecycle.py)
         self._stage: Optional[str] = None
+        self.title = description  # the description without the live progress text
+        self.progressTextChanged.connect(self._show_progress_text)
 
     # -- worker thread --------------------------------------------------------------------
     def run(self) -> bool:
@@ -92,10 +99,15 @@ class TerraMindTask(QgsTask):
             return
         stage, percent = stage_percent(event, JOB_STAGES, "tiles")
         self.setProgress(percent)
+        if stage == "tiles":
+            self.progressTextChanged.emit(progress_text(event))
         if stage != self._stage:
             self._stage = stage
             if event.get("message"):
-                log(f"{self.description()}: {event['message']}")
+                log(f"{self.title}: {event['message']}")
+
+    def _show_progress_text(self, text: str) -> None:  # main thread (queued from run())
+        self.setDescription(f"{self.title} \u00b7 {text}" if text else self.title)
 
     # -- main thread ----------------------------------------------------------------------
     def finished(self, ok: bool) -> None:
@@ -118,7 +130,7 @@ class TerraMindTask(QgsTask):
             self.on_finished(outcome)
 
     def _report(self, outcome) -> None:
-        name = self.description()
+        name = self.title
         if isinstance(outcome, Done):
             seconds = outcome.result.get("elapsed_s")
             took = f" in {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""

@@ -2,7 +2,7 @@
 (``stages.py``, the same as the task manager's bar), log events go to the algorithm's log."""
 from __future__ import annotations
 
-from ..stages import JOB_STAGES, stage_percent, stage_text
+from ..stages import JOB_STAGES, progress_text, stage_percent, stage_text
 
 
 class FeedbackReporter:
@@ -31,7 +31,10 @@ class FeedbackReporter:
 
     def progress(self, event: dict):
         stage, percent = stage_percent(event, self.SPANS, self.DEFAULT_STAGE)
-        if stage != self.stage:
+        if stage == "tiles" and event.get("message"):
+            self.stage = stage
+            self.feedback.setProgressText(progress_text(event))   # tiles, model step and ETA, as the task manager
+        elif stage != self.stage:
             self.stage = stage
             self.feedback.setProgressText(stage_text(stage))
         self.feedback.setProgress(percent)

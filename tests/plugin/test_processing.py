@@ -243,6 +243,25 @@ def test_backend_events_drive_the_feedback():
     assert "careful" in feedback.textLog()
 
 
+def test_feedback_text_shows_tiles_step_and_eta():
+    from qgis.core import QgsProcessingFeedback
+
+    from terramind_qgis.processing.feedback import FeedbackReporter
+
+    texts = []
+
+    class Recording(QgsProcessingFeedback):
+        def setProgressText(self, text):
+            texts.append(text)
+
+    feedback = Recording()
+    reporter = FeedbackReporter(feedback)
+    reporter({"event": "progress", "stage": "load", "done": 1, "total": 1, "fraction": 1.0, "message": ""})
+    reporter({"event": "progress", "stage": "tiles", "done": 0, "total": 1, "fraction": 0.4, "eta_s": 30.2,
+              "message": "tile 1 of 1 \u00b7 tokens step 2/5", "phase": "tokens", "step": 2, "steps": 5})
+    assert texts == ["Loading model", "tile 1 of 1 \u00b7 tokens step 2/5 \u00b7 ~30 s left"]
+
+
 def test_toolbox_and_batch_dialogs_build_widgets_for_every_parameter(provider, qgis_iface, monkeypatch):
     """The Processing GUI can show each algorithm (a parameter type without a widget would raise here)."""
     from processing.gui.AlgorithmDialog import AlgorithmDialog

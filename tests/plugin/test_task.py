@@ -102,6 +102,26 @@ def test_progress_stages_map_onto_one_bar(qgis_app, event, percent):
     assert task.progress() == pytest.approx(percent)
 
 
+def test_task_description_shows_tiles_step_and_eta(qgis_app):
+    """A step event from the worker thread reaches the task manager's description on the GUI thread."""
+    import threading
+
+    from terramind_qgis.client import BackendClient
+
+    task = TerraMindTask("DEM", {}, client=BackendClient(None))
+    event = {"event": "progress", "stage": "tiles", "done": 8, "total": 36, "fraction": 0.3, "eta_s": 118.0,
+             "message": "tiles 9\u201316 of 36 \u00b7 diffusion step 4/10", "windows": [9, 16],
+             "phase": "diffusion", "step": 4, "steps": 10}
+    worker = threading.Thread(target=task._on_event, args=(event,))
+    worker.start()
+    worker.join()
+    deadline = time.monotonic() + 5
+    while task.description() == "DEM" and time.monotonic() < deadline:
+        QgsApplication.processEvents()
+    assert task.description() == "DEM \u00b7 tiles 9\u201316 of 36 \u00b7 diffusion step 4/10 \u00b7 ~2 min left"
+    assert task.title == "DEM"   # the report and the layer group keep the plain name
+
+
 @pytest.fixture(scope="module")
 def backend_settings(qgis_app):
     if not (FAKE_HUB / ".complete").exists():

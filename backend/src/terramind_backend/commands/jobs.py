@@ -199,8 +199,8 @@ class _Bar:
         filled = int(width * event["fraction"])
         eta = event.get("eta_s")
         eta_text = f" ETA {eta:.0f}s" if eta is not None else ""
-        sys.stderr.write(f"\r\033[K{event['stage']:<8} [{'#' * filled}{'.' * (width - filled)}] "
-                         f"{event['done']}/{event['total']}{eta_text}")
+        where = event["message"] if "phase" in event else f"{event['done']}/{event['total']}"  # tiles and model step
+        sys.stderr.write(f"\r\033[K{event['stage']:<8} [{'#' * filled}{'.' * (width - filled)}] {where}{eta_text}")
         if event["stage"] == "tiles" and event["done"] >= event["total"]:
             sys.stderr.write("\n")
         sys.stderr.flush()

@@ -335,6 +335,17 @@ class TerraMindGeneration(nn.Module):
         std = torch.as_tensor(self.std[stats], dtype=value.dtype, device=value.device)[None, :, None, None]
         return value * std + mean
 
+    def step_count(self, timesteps: Optional[int] = None) -> int:
+        """How many ``step_events`` one call reports: each image output's token-generation steps, plus the
+        diffusion steps of those decoded by a diffusion tokenizer (sequence outputs report none)."""
+        timesteps = self.timesteps if timesteps is None else int(timesteps)
+        count = 0
+        for i, key in enumerate(self.output_keys.values()):
+            if not is_sequence(key):
+                sampler = getattr(self.tokenizer[key], "sampler", None)  # a diffusion decoder
+                count += self.decoding_steps[i] + (len(sampler.timesteps(timesteps)) if sampler else 0)
+        return count
+
     @torch.inference_mode()
     def generate_tokens(self, d=None, *, standardize: Optional[bool] = None, seed: Optional[int] = None,
                         precision: Optional[str] = None, **kwargs) -> Tuple[Dict[str, torch.Tensor], dict]:

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import step_events
+
 __all__ = [
     "draw_seed", "is_greedy", "filter_top_k", "filter_top_p", "sample_tokens", "linear_token_budget",
     "roar_order", "RoarResult", "roar_decode", "sequence_generator", "autoregressive_decode",
@@ -205,6 +207,7 @@ def roar_decode(logits_fn: LogitsFn, batch_size: int, num_tokens: int, *, seed: 
                                 top_p=top_p, generator=generator, exact=exact).view(batch_size, n_select)
         tokens[:, positions] = samples
         decoded[positions] = True
+        step_events.report(step_events.TOKENS, i + 1, len(budget))
     last_seed = seed + first_step + len(budget) - 1
     # TerraTorch draws diffusion noise on the CPU from the global generator: on CPU that is the very
     # generator used for sampling; on an accelerator the CPU stream was only reseeded, not consumed.

@@ -33,10 +33,10 @@ def run_local(spec, layout, device: str, models, emit, cancel) -> dict:
                     if cancel.is_set():
                         raise JobCancelled()
                     batch = plan[index].windows
-                    arrays, valid = read_windows(readers, batch, grid, spec)
-                    outputs = predictor.predict(arrays, valid, index)
-                    assembly.add(batch, window_stacks(predictor.products, outputs, valid))
-                    progress.advance(len(batch))
+                    with progress.batch(len(batch), predictor.steps_per_batch()):
+                        arrays, valid = read_windows(readers, batch, grid, spec)
+                        outputs = predictor.predict(arrays, valid, index)
+                        assembly.add(batch, window_stacks(predictor.products, outputs, valid))
                 assembly.publish(emit, cancel)
         finally:
             close_readers(readers)

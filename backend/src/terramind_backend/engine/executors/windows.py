@@ -7,12 +7,14 @@ A *stack* is one window's product values with its validity fraction as an extra 
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from rasterio.windows import Window
 
+from ...models import step_events
 from ..errors import JobCancelled
 from ..failures import input_read_error
 from ..grid import Grid
@@ -152,22 +154,57 @@ def window_stacks(products, outputs: Dict[str, np.ndarray], valid: np.ndarray) -
     return stacks
 
 
-def progress_event(done: int, total: int, eta: Optional[float], message: str) -> dict:
-    return {"event": "progress", "stage": "tiles", "done": done, "total": total,
-            "fraction": done / total if total else 1.0, "eta_s": None if eta is None else round(eta, 1),
-            "message": message}
+def progress_event(done: int, total: int, fraction: float, eta: Optional[float], message: str, **extra) -> dict:
+    return {"event": "progress", "stage": "tiles", "done": done, "total": total, "fraction": round(fraction, 4),
+            "eta_s": None if eta is None else round(eta, 1), "message": message, **extra}
 
 
 class Progress:
-    """Emits done/total windows with an ETA from the rate so far."""
+    """Emits windows done of ``total`` and, inside a batch, the model's steps (``models/step_events``), so the
+    fraction moves during a long batch; the ETA is the measured time per fraction done so far."""
+
+    MIN_INTERVAL_S = 0.5  # step events at most this often (a fast GPU step must not flood the pipe)
 
     def __init__(self, total: int, emit):
         self.total, self.emit, self.done = total, emit, 0
         self._t0 = time.monotonic()
-        emit(progress_event(0, total, None, "Starting"))
+        self._last_emit = float("-inf")
+        self._steps_per_batch: Optional[int] = None  # what the previous batch reported
+        self._fraction = 0.0
+        emit(progress_event(0, total, 0.0, None, "Starting"))
+
+    @contextmanager
+    def batch(self, windows: int, expected_steps: Optional[int] = None):
+        """Run one batch of ``windows``: its model steps move the fraction; ``advance`` follows at its end.
+        ``expected_steps``: the predictor's own count, for the first batch (later ones use the last count)."""
+        first, last = self.done + 1, self.done + windows
+        span = f"tiles {first}\u2013{last} of {self.total}" if windows > 1 else f"tile {first} of {self.total}"
+        expected = self._steps_per_batch or expected_steps
+        reported = 0
+
+        def on_step(phase: str, step: int, steps: int) -> None:
+            nonlocal reported
+            reported += 1
+            now = time.monotonic()
+            if now - self._last_emit < self.MIN_INTERVAL_S:
+                return
+            inside = min(reported / expected, 0.99) if expected else 0.0
+            self._emit(self.done + windows * inside, now, f"{span} \u00b7 {phase} step {step}/{steps}",
+                       windows=[first, last], phase=phase, step=step, steps=steps)
+
+        with step_events.listening(on_step):
+            yield
+        self._steps_per_batch = reported or self._steps_per_batch
+        self.advance(windows)
 
     def advance(self, windows: int) -> None:
         self.done += windows
-        elapsed = time.monotonic() - self._t0
-        eta = elapsed / self.done * (self.total - self.done) if self.done else None
-        self.emit(progress_event(self.done, self.total, eta, f"{self.done}/{self.total} windows"))
+        self._emit(self.done, time.monotonic(), f"{self.done}/{self.total} windows")
+
+    def _emit(self, windows_done: float, now: float, message: str, **extra) -> None:
+        fraction = max(self._fraction, windows_done / self.total if self.total else 1.0)  # never goes back
+        self._fraction = fraction
+        elapsed = now - self._t0
+        eta = elapsed / fraction * (1.0 - fraction) if fraction > 0 else None
+        self._last_emit = now
+        self.emit(progress_event(self.done, self.total, fraction, eta, message, **extra))

@@ -11,7 +11,7 @@ import inspect
 import os
 import random
 from dataclasses import dataclass
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -56,6 +56,11 @@ class Predictor:
 
     def predict(self, arrays: Dict[str, np.ndarray], valid: np.ndarray, batch_index: int) -> Dict[str, np.ndarray]:
         raise NotImplementedError
+
+    def steps_per_batch(self) -> Optional[int]:
+        """How many model steps (``models/step_events``) one ``predict`` reports, when known beforehand: it
+        lets the first batch's progress move; later batches use the count the previous one reported."""
+        return None
 
 
 # --- standardization ---------------------------------------------------------------------------

@@ -13,7 +13,7 @@ make it a copy) by a second model sharing the weights file, and written as one p
 from __future__ import annotations
 
 import warnings
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -54,6 +54,11 @@ class GeneratePredictor(Predictor):
         # spread: sample k is what a job with seed + k draws; sample 0 is the main output
         self.samples = uncertainty.samples if spreads else 1
         self.spread_of = {p.key: p.key[:-len("_spread")] for p in spreads}
+
+    def steps_per_batch(self) -> Optional[int]:
+        if self.model is None:
+            return None
+        return self.samples * self.model.step_count(self.timesteps)
 
     def predict(self, arrays: Dict[str, np.ndarray], valid: np.ndarray, batch_index: int) -> Dict[str, np.ndarray]:
         import torch

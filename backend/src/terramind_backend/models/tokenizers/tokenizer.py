@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import step_events
 from ..precision import runs_in_bf16
 from .ddim import DDIMSampler
 from .fsq import FiniteScalarQuantizer
@@ -176,6 +177,7 @@ class DiVAE(ImageTokenizer):
             x = self.sampler.step(x0, t, x, timesteps)
             if progress is not None:
                 progress(i + 1, len(steps))
+            step_events.report(step_events.DIFFUSION, i + 1, len(steps))
         return x
 
     def forward(self, x: torch.Tensor, timesteps: int = 50, generator: Optional[torch.Generator] = None,
