@@ -76,6 +76,14 @@ class Settings:
     def _set(self, key: str, value) -> None:
         self._s.setValue(PREFIX + key, value)
 
+    def value(self, key: str, default, kind=str):
+        """A value under ``terramind/<key>`` read back as ``kind`` (str, int, float or bool); ``default`` when
+        missing or unreadable. For values without a property of their own (the dialog's remembered fields)."""
+        return self._get(key, default, kind)
+
+    def set_value(self, key: str, value) -> None:
+        self._set(key, value)
+
     # -- values ---------------------------------------------------------------------------
     @property
     def backend_python(self) -> str:
