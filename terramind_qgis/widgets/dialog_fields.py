@@ -71,8 +71,9 @@ def changed(widget):
         return widget.toggled
     if isinstance(widget, QgsFileWidget):
         return widget.fileChanged
-    assert isinstance(widget, QAbstractSpinBox), widget
-    return widget.valueChanged
+    if isinstance(widget, QAbstractSpinBox):
+        return widget.valueChanged
+    raise TypeError(f"dialog_fields has no rule for {type(widget).__name__} widgets")
 
 
 def recall(dialog, settings) -> None:
