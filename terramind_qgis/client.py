@@ -323,8 +323,13 @@ class BackendClient:
 
     def validate(self, spec: Dict[str, Any], timeout: float = 120.0) -> List[Dict[str, Any]]:
         """Problems the backend finds in a JobSpec ([] = valid), each {"field": ..., "message": ...}."""
+        return self.review(spec, timeout)["problems"]
+
+    def review(self, spec: Dict[str, Any], timeout: float = 120.0) -> Dict[str, List[Any]]:
+        """The backend's verdict on a JobSpec: {"problems": [...] ([] = valid), "confirm": [reasons a valid job
+        looks like a mistake, to ask about before running it]} (docs/protocol.md, validate)."""
         event = self._request("validate", timeout, spec=spec)
-        return list(event.get("problems") or [])
+        return {"problems": list(event.get("problems") or []), "confirm": list(event.get("confirm") or [])}
 
     def models(self, timeout: float = 120.0) -> Dict[str, Any]:
         event = self._request("models", timeout)

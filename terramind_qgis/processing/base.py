@@ -42,6 +42,7 @@ from .styling import attach_style
 from .uncertainty import KINDS as UNCERTAINTY_KINDS
 
 HELP_URL = "https://github.com/terramind-qgis/terramind-qgis/blob/main/docs/processing.md"
+CONFIRM_PARAMETER = "CONFIRMED"   # accepts what the backend asks to confirm (protocol validate: confirm)
 # Processing's device list starts with "take the plugin's setting".
 PROCESSING_DEVICES = (Choice("", "Plugin setting"),) + DEVICES
 
@@ -114,6 +115,9 @@ class TerraMindAlgorithm(QgsProcessingAlgorithm):
             QgsProcessingParameterNumber.Double, defaultValue=10.0, minValue=0.000001))
         self.addParameter(QgsProcessingParameterCrs(
             "CRS", self.tr("Target CRS (default: the first optical input's CRS)"), optional=True))
+        self.addParameter(QgsProcessingParameterBoolean(
+            CONFIRM_PARAMETER, self.tr("Run even if the job looks like a mistake (very many windows, or pixels far "
+                                       "finer than the inputs')"), defaultValue=False))
 
     def add_tiling_parameters(self):
         self._advanced(QgsProcessingParameterNumber(
@@ -272,7 +276,10 @@ class TerraMindAlgorithm(QgsProcessingAlgorithm):
         self._styles = {}
         spec, destinations = self.build_spec(parameters, context, feedback)
         feedback.pushDebugInfo(f"TerraMind JobSpec: {json.dumps(spec)}")
-        result = run_job(spec, feedback, getattr(self, "_client", None))
+        # Algorithms without the parameter (no region of their own) have nothing to confirm.
+        confirmed = (self.parameterDefinition(CONFIRM_PARAMETER) is None
+                     or self.parameterAsBool(parameters, CONFIRM_PARAMETER, context))
+        result = run_job(spec, feedback, getattr(self, "_client", None), confirmed=confirmed)
         return self.collect_results(result, destinations, context, feedback)
 
     def collect_results(self, result, destinations, context, feedback) -> dict:
@@ -324,13 +331,20 @@ def _matching_key(layers: dict, path: str):
     return None
 
 
-def run_job(spec: dict, feedback, client=None) -> dict:
-    """Run a JobSpec on the warm backend, reporting on ``feedback``; backend errors -> QgsProcessingException."""
+def run_job(spec: dict, feedback, client=None, confirmed: bool = True) -> dict:
+    """Run a JobSpec on the warm backend, reporting on ``feedback``; backend errors -> QgsProcessingException.
+    Unless ``confirmed``, a job the backend would ask about (protocol ``confirm``) is refused with its reasons."""
     from ..client import BackendCancelled, BackendError, get_client
 
     reporter = FeedbackReporter(feedback)
     try:
         client = client or get_client()
+        if not confirmed:
+            reasons = client.review(spec)["confirm"]
+            if reasons:
+                raise QgsProcessingException(
+                    "This job looks like a mistake: " + "; ".join(reasons) + f". Check \"Run even if the job looks "
+                    f"like a mistake\" ({CONFIRM_PARAMETER}=true) to run it anyway; nothing was written.")
         return client.run_job(spec, on_event=reporter, is_cancelled=feedback.isCanceled)
     except BackendCancelled:
         raise QgsProcessingException("TerraMind job cancelled; no output was written.") from None
@@ -349,4 +363,4 @@ def settings_device() -> str:
         return "auto"
 
 
-__all__ = ["TerraMindAlgorithm", "run_job", "FeedbackReporter", "PROCESSING_DEVICES"]
+__all__ = ["CONFIRM_PARAMETER", "TerraMindAlgorithm", "run_job", "FeedbackReporter", "PROCESSING_DEVICES"]

@@ -299,6 +299,40 @@ def test_backend_errors_become_processing_exceptions(backend, provider, tmp_path
     assert not (tmp_path / "never.tif").exists()
 
 
+def test_a_job_that_looks_like_a_mistake_is_refused_until_confirmed(backend, provider, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingException
+
+    from terramind_qgis.processing.base import run_job
+
+    params = {"S2L2A": str(sample("S2L2A")), **FAST, "RESOLUTION": 1.0,   # 10x finer than the 10 m input
+              "OUTPUT_LULC": str(tmp_path / "never.tif")}
+    with pytest.raises(QgsProcessingException) as error:
+        processing.run("terramind:generate", params)
+    message = str(error.value)
+    assert "looks like a mistake" in message and "finer" in message and "CONFIRMED=true" in message, message
+    assert not (tmp_path / "never.tif").exists()
+
+    class Client:   # the backend's verdict, recorded: confirmed jobs are not reviewed again
+        def __init__(self, reasons):
+            self.reasons, self.calls = reasons, []
+
+        def review(self, spec):
+            self.calls.append("review")
+            return {"problems": [], "confirm": self.reasons}
+
+        def run_job(self, spec, **_):
+            self.calls.append("run")
+            return {"outputs": []}
+
+    feedback = RecordingFeedback.create()
+    quiet = Client([])
+    assert run_job({}, feedback, quiet, confirmed=False) == {"outputs": []} and quiet.calls == ["review", "run"]
+    accepted = Client(["ignored"])
+    run_job({}, feedback, accepted, confirmed=True)
+    assert accepted.calls == ["run"]
+
+
 @pytest.fixture
 def qgis_process_env(tmp_path, backend):
     """qgis_process with the staged plugin (as the zip installs it) in QGIS_PLUGINPATH and a throw-away profile."""
