@@ -186,13 +186,14 @@ def test_cancel_from_qgis_stops_the_ray_tasks_within_seconds_and_leaves_nothing(
             event = json.loads(line)
             if event.get("job") == "job-1" and event["event"] in ("error", "result"):
                 break
-        assert event["event"] == "error" and event["kind"] == "cancelled"
-        assert time.monotonic() - t0 < 15
-        deadline = time.monotonic() + 15                       # the actors are gone too
+        took = time.monotonic() - t0
+        assert event["event"] == "error" and event["kind"] == "cancelled", event
+        assert took < 15, f"cancel took {took:.1f} s"
+        deadline = time.monotonic() + 30                       # the actors are gone too (30 s: a loaded CI box)
         while cluster.processes("ray::BlockWorker") and time.monotonic() < deadline:
             time.sleep(0.5)
         assert cluster.processes("ray::BlockWorker") == []
-        assert sorted(os.listdir(tmp_path)) == ["lulc.tif"]    # no temp output, no scratch folder
+        assert sorted(os.listdir(tmp_path)) == ["lulc.tif"], os.listdir(tmp_path)  # no temp output, no scratch
         assert (tmp_path / "lulc.tif").read_bytes() == b"previous result"
         send({"op": "shutdown", "id": "bye"})
         server.wait(30)
