@@ -15,6 +15,7 @@ from qgis.core import Qgis, QgsProject, QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
 
 from .client import BackendCancelled, BackendClient, BackendError, get_client
+from .job_message import output_folder, push_job_message, take_down_qgis_notice, where_text
 from .layers import add_layers, load_output_layers
 from .lifecycle import forget, quitting, track
 from .log import log
@@ -69,6 +70,12 @@ class TerraMindTask(QgsTask):
 
     # -- worker thread --------------------------------------------------------------------
     def run(self) -> bool:
+        try:
+            return self._run()
+        finally:
+            self.progressTextChanged.emit("")   # the plain title again, before finished() and QGIS's notice
+
+    def _run(self) -> bool:
         try:
             result = self.client.run_job(self.spec, on_event=self._on_event, is_cancelled=self._stop_requested)
         except BackendCancelled as exc:
@@ -130,20 +137,26 @@ class TerraMindTask(QgsTask):
             self.on_finished(outcome)
 
     def _report(self, outcome) -> None:
-        name = self.title
+        name, folder = self.title, None
         if isinstance(outcome, Done):
             seconds = outcome.result.get("elapsed_s")
             took = f" in {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""
-            text = f"{name}: {len(outcome.layers)} layer(s) added{took}."
+            made = ", ".join(layer.name() for layer in outcome.layers)
+            folder = output_folder(o.get("path", "") for o in outcome.result.get("outputs", []))
+            where = where_text(folder)
+            text = (f"{len(outcome.layers)} layer(s) added{f' ({made})' if made else ''}{took}"
+                    f"{f' · {where}' if where else ''}.")
             level, bar_level = "success", Qgis.Success
         elif isinstance(outcome, Cancelled):
-            text, level, bar_level = f"{name}: {outcome.message}", "info", Qgis.Info
+            text, level, bar_level = outcome.message, "info", Qgis.Info
         else:
             where = f" ({outcome.field})" if outcome.field else ""
-            text, level, bar_level = f"{name} failed{where}: {outcome.message}", "error", Qgis.Critical
+            text, level, bar_level = f"failed{where}: {outcome.message}", "error", Qgis.Critical
             if outcome.detail:
                 log(outcome.detail, "info")
-        log(text, level)
+        log(f"{name}: {text}", level)
         if self.iface is not None:
+            bar = self.iface.messageBar()
+            take_down_qgis_notice(bar, self.description())
             # The bar shows the first line; the full message (stderr tail) is in the log tab.
-            self.iface.messageBar().pushMessage("TerraMind", text.splitlines()[0], bar_level, 10)
+            push_job_message(bar, name, text.splitlines()[0], bar_level, folder)
