@@ -169,9 +169,10 @@ def add_layers(layers: List[QgsRasterLayer], group_name: str,
     if not layers:
         return layers
     group = project.layerTreeRoot().insertGroup(0, group_name)
+    group.setExpanded(True)   # results arrive open, each with its legend (classes, ramp) showing
     for layer in layers:
         project.addMapLayer(layer, False)
-        group.addLayer(layer)
+        group.addLayer(layer).setExpanded(True)
     return layers
 
 

@@ -35,6 +35,7 @@ def test_one_group_per_job_with_layers_matching_the_files(project, tmp_path):
         reference = QgsRasterLayer(out["path"], "ref")
         assert layer.crs() == reference.crs() and layer.crs().authid().startswith("EPSG:327")
         assert layer.extent() == reference.extent()
+    assert group.isExpanded() and all(node.isExpanded() for node in group.findLayers())   # legends show
     second = add_output_layers({"outputs": [output(tmp_path, "S1RTC")]}, "TerraMind generate #2", project)
     assert project.layerTreeRoot().children()[0].name() == "TerraMind generate #2"
     assert len(second) == 1
