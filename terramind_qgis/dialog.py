@@ -95,6 +95,8 @@ class TerraMindDialog(QDialog):
         self.setWindowTitle("TerraMind")
         self.setWindowIcon(QIcon(icon_path()))
         self.task_factory = None          # tests replace it; None → task.TerraMindTask
+        self.review_factory = None        # tests replace it; None → job_review.ReviewTask
+        self.confirm_box = None           # the open "Run anyway?" question, if any
         self.tasks = []                   # queued tasks stay referenced until they finish
         self.problems: list[Problem] = []
         self._resolution_touched = False
@@ -810,6 +812,33 @@ class TerraMindDialog(QDialog):
             self.output_error.show_message(f"Cannot create {folder}: {exc.strerror}")
             self.run_button.setEnabled(False)
             return
+        self._review(spec, lambda: self._queue(spec, choices))
+
+    def _review(self, spec: dict, proceed) -> None:
+        """Ask the backend about the job in the background; queue it, show its problem, or ask first."""
+        def decide(verdict):
+            self.tasks = [t for t in self.tasks if not _task_done(t)]
+            self.run_button.setEnabled(not self.problems)
+            if verdict and verdict.get("problems"):
+                problem = verdict["problems"][0]
+                self.show_backend_problem(problem.get("field"), problem.get("message", ""))
+            elif verdict and verdict.get("confirm"):
+                from .job_review import ask_run_anyway
+
+                self.confirm_box = ask_run_anyway(self, verdict["confirm"], proceed)
+            else:
+                proceed()
+        if self.review_factory is not None:
+            review = self.review_factory(spec, decide)
+        else:
+            from .job_review import ReviewTask
+
+            review = ReviewTask(spec, decide)
+        self.run_button.setEnabled(False)   # one review at a time; decide() re-enables it
+        self.tasks.append(review)
+        QgsApplication.taskManager().addTask(review)
+
+    def _queue(self, spec: dict, choices: JobChoices) -> None:
         what = ", ".join(choices.outputs) if choices.task == "generate" else "embeddings"
         task = self._make_task(f"TerraMind: {what} ({choices.job_name})", spec)
         self.tasks.append(task)

@@ -40,6 +40,7 @@ def dialog(qgis_app, qgis_iface, qtbot, layers, tmp_path):
     canvas.setExtent(layers["S2L2A"].extent())
     dlg = TerraMindDialog(qgis_iface)
     qtbot.addWidget(dlg)
+    dlg.review_factory = Review.answering({"problems": [], "confirm": []})
     dlg.show()
     dlg.folder_radio.setChecked(True)
     dlg.folder_widget.setFilePath(str(tmp_path / "out"))
@@ -284,6 +285,24 @@ def test_problems_clear_when_fixed(dialog, layers, qtbot):
     assert dialog.summary_label.text().startswith("<b>Ready:</b> S2L2A + S1RTC → LULC, NDVI · 224 × 224 px · 1 tile")
 
 
+class Review(QgsTask):
+    """Stands in for job_review.ReviewTask: answers with a fixed verdict, off the GUI thread like the real one."""
+
+    def __init__(self, verdict, spec, on_done):
+        super().__init__("review", QgsTask.CanCancel)
+        self.verdict, self.on_done = verdict, on_done
+
+    def run(self):
+        return True
+
+    def finished(self, ok):
+        self.on_done(self.verdict)
+
+    @staticmethod
+    def answering(verdict):
+        return lambda spec, on_done: Review(verdict, spec, on_done)
+
+
 class RecordingTask(QgsTask):
     """Stands in for TerraMindTask: records the spec and finishes at once."""
 
@@ -315,8 +334,8 @@ def test_run_queues_a_task_without_blocking_and_remembers_choices(dialog, layers
     RecordingTask.done.clear()
     started = time.perf_counter()
     qtbot.mouseClick(dialog.run_button, Qt.LeftButton)
-    assert time.perf_counter() - started < 0.5        # Run only queues; the job runs in the task manager
-    assert len(RecordingTask.made) == 1
+    assert time.perf_counter() - started < 0.5        # Run only queues (a review, then the job): nothing waits
+    qtbot.waitUntil(lambda: len(RecordingTask.made) == 1, timeout=5000)
     description, spec = RecordingTask.made[0]
     assert spec == expected and description == "TerraMind: LULC, NDVI, DEM (job)"
     qtbot.waitUntil(lambda: RecordingTask.done == [True], timeout=5000)
@@ -330,6 +349,40 @@ def test_run_queues_a_task_without_blocking_and_remembers_choices(dialog, layers
     assert again.steps_spin.value() == 25
     assert again.folder_radio.isChecked() and again.folder_widget.filePath() == str(tmp_path / "out")
     assert QgsSettings().value(SETTINGS_PREFIX + "model_size") == "base"
+
+
+def test_a_job_the_backend_flags_runs_only_after_run_anyway(dialog, layers, qtbot):
+    from qgis.PyQt.QtWidgets import QMessageBox
+
+    _valid(dialog, layers)
+    dialog.task_factory = RecordingTask
+    reasons = ["the pixels are 10x finer than the inputs' (10 m)"]
+    dialog.review_factory = Review.answering({"problems": [], "confirm": reasons})
+    for choice, queued in ((QMessageBox.Cancel, 0), ("Run anyway", 1)):
+        RecordingTask.made.clear()
+        dialog.show()
+        qtbot.mouseClick(dialog.run_button, Qt.LeftButton)
+        qtbot.waitUntil(lambda: dialog.confirm_box is not None and dialog.confirm_box.isVisible(), timeout=5000)
+        box = dialog.confirm_box
+        assert reasons[0] in box.text() and RecordingTask.made == []
+        button = box.button(choice) if choice == QMessageBox.Cancel else \
+            next(b for b in box.buttons() if b.text() == choice)
+        button.click()
+        qtbot.wait(50)
+        assert len(RecordingTask.made) == queued
+        dialog.confirm_box = None
+        qtbot.waitUntil(dialog.run_button.isEnabled, timeout=3000)
+
+
+def test_a_problem_only_the_backend_sees_is_shown_before_anything_is_queued(dialog, layers, qtbot):
+    _valid(dialog, layers)
+    dialog.task_factory = RecordingTask
+    RecordingTask.made.clear()
+    dialog.review_factory = Review.answering(
+        {"problems": [{"field": "inputs.S1RTC.bands", "message": "S1RTC band 2 is all nodata"}], "confirm": []})
+    qtbot.mouseClick(dialog.run_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: dialog.input_list.rows[1].error_label.message() != "", timeout=5000)
+    assert "all nodata" in dialog.input_list.rows[1].error_label.message() and RecordingTask.made == []
 
 
 def test_run_is_refused_while_invalid(dialog, layers):
@@ -475,8 +528,8 @@ def test_a_backend_validation_error_reopens_the_dialog_next_to_the_widget(dialog
 
     dialog.task_factory = RefusedTask
     qtbot.mouseClick(dialog.run_button, Qt.LeftButton)
-    qtbot.waitUntil(dialog.isVisible, timeout=5000)
     s1_row = dialog.input_list.rows[1]
+    qtbot.waitUntil(lambda: dialog.isVisible() and s1_row.error_label.message() != "", timeout=5000)
     assert s1_row.error_label.message() == "S1RTC band 2 is all nodata in this extent"
     assert not dialog.run_button.isEnabled()
     dialog.seed_spin.setValue(7)                      # any change: the user may have fixed it, check again
