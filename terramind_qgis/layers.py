@@ -25,6 +25,7 @@ from .vocabulary import LULC_CLASSES
 
 LOG_TAG = "TerraMind"
 VECTOR_KINDS = ("areas", "points")  # result kinds that are GeoPackages, not rasters
+PCA_KIND = "embeddings-pca"  # the false-colour composite the backend adds to every embeddings output
 
 # The engine's product styles (its .qml files use the same file), so a layer looks alike on every path.
 _PRODUCTS = json.loads(PRODUCT_STYLES_FILE.read_text(encoding="utf-8"))

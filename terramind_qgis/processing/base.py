@@ -33,6 +33,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..jobspec_builder import MAX_WINDOW, PATCH_SIZE, JobChoices, build_jobspec, check_job, tiling_problems
 from ..layer_sources import crs_string
+from ..layers import PCA_KIND
 from ..paths import icon_path
 from ..vocabulary import DEFAULT_MODEL_SIZE, DEVICES, INPUT_MODALITY_LABELS, MODEL_SIZES, PRECISIONS, Choice, \
     index_of, labels, values
@@ -286,8 +287,9 @@ class TerraMindAlgorithm(QgsProcessingAlgorithm):
         results = {}
         for output in result.get("outputs", []):
             name = destinations.get(output.get("name"))
-            if name is None and output.get("kind") in UNCERTAINTY_KINDS and context.project() is not None:
-                # derived layers (confidence, entropy, spread) load with the declared outputs
+            derived = output.get("kind") in UNCERTAINTY_KINDS or output.get("kind") == PCA_KIND
+            if name is None and derived and context.project() is not None:
+                # derived layers (confidence, entropy, spread, embeddings PCA) load with the declared outputs
                 details = QgsProcessingContext.LayerDetails(output["name"], context.project(), output["name"])
                 context.addLayerToLoadOnCompletion(output["path"], details)
                 if output.get("style"):

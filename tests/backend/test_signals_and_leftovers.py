@@ -103,7 +103,8 @@ def test_litter_of_a_sigkilled_run_is_swept_by_the_next_job_writing_that_output(
     spec = slow_embed_spec(out)
     spec.update(resolution=10.0, tiling={"window": 224, "overlap": 0, "batch_size": 1})
     run_job(spec)
-    assert sorted(os.listdir(tmp_path)) == sorted(["job.json", "emb.tif", "emb.qml", live.name, unrelated.name])
+    assert sorted(os.listdir(tmp_path)) == sorted(["job.json", "emb.tif", "emb.qml", "emb_pca.tif", "emb_pca.qml",
+                                                  live.name, unrelated.name])
     # a day later even a live-looking process's file is litter (process ids are reused)
     assert leftovers.sweep_stale(str(out), now=time.time() + leftovers.STALE_AFTER_S + 60) == [str(live)]
 

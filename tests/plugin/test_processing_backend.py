@@ -377,6 +377,19 @@ def test_embed_and_reconstruct_run_on_the_backend(backend, provider, tmp_path):
     layer = read_raster(results["OUTPUT"])
     assert (layer.width(), layer.height()) == (224 // 16, 224 // 16)  # one pixel per patch
     assert layer.bandCount() == 192 and layer.crs().authid() == "EPSG:32722"  # tiny: width 192
+    # the backend's false-colour composite of the first three principal components arrives styled
+    from qgis.core import QgsMultiBandColorRenderer
+
+    from terramind_qgis.layers import load_output_layers
+
+    pca = tmp_path / "tim_pca.tif"
+    [composite] = load_output_layers({"outputs": [{"name": "embeddings PCA", "path": str(pca), "kind": "embeddings-pca",
+                                                   "style": str(tmp_path / "tim_pca.qml")}]}, hillshade=False)
+    renderer = composite.renderer()
+    assert isinstance(renderer, QgsMultiBandColorRenderer) and composite.bandCount() == 3
+    assert (renderer.redBand(), renderer.greenBand(), renderer.blueBand()) == (1, 2, 3)
+    assert renderer.redContrastEnhancement().minimumValue() == -renderer.redContrastEnhancement().maximumValue() < 0
+    assert "principal components" in composite.htmlMetadata()
 
     results = processing.run("terramind:reconstruct", {"INPUT": str(sample("LULC")), "MODALITY": 4, "DEVICE": 2,
                                                        "OUTPUT": str(rec)})
