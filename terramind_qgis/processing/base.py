@@ -43,6 +43,7 @@ from .styling import attach_style
 from .uncertainty import KINDS as UNCERTAINTY_KINDS
 
 HELP_URL = "https://github.com/terramind-qgis/terramind-qgis/blob/main/docs/processing.md"
+VECTOR_KINDS = ("points", "areas")   # result output kinds written as GeoPackages (docs/protocol.md)
 CONFIRM_PARAMETER = "CONFIRMED"   # accepts what the backend asks to confirm (protocol validate: confirm)
 # Processing's device list starts with "take the plugin's setting".
 PROCESSING_DEVICES = (Choice("", "Plugin setting"),) + DEVICES
@@ -304,6 +305,7 @@ class TerraMindAlgorithm(QgsProcessingAlgorithm):
         missing = sorted(set(destinations.values()) - set(results))
         if missing:
             raise QgsProcessingException(self.tr(f"The backend did not write {', '.join(missing)}."))
+        _hint_rasters(context, result)
         feedback.pushInfo(self.tr(
             f"TerraMind: {result.get('tiles', '?')} tile(s) on {result.get('device', '?')} "
             f"in {result.get('elapsed_s', 0):.1f} s"))
@@ -320,6 +322,18 @@ class TerraMindAlgorithm(QgsProcessingAlgorithm):
             if key is not None:
                 attach_style(context, key, qml, hillshade=hillshade and is_dem)
         return {}
+
+
+def _hint_rasters(context, result: dict) -> None:
+    """Tell Processing which outputs to load as rasters: without the hint it tries OGR first, which logs
+    "Cannot open … ().()" for every GeoTIFF."""
+    layers = context.layersToLoadOnCompletion()
+    for output in result.get("outputs", []):
+        if output.get("kind") in VECTOR_KINDS:
+            continue
+        key = _matching_key(layers, output.get("path", ""))
+        if key is not None:
+            context.layerToLoadOnCompletionDetails(key).layerTypeHint = QgsProcessingUtils.LayerHint.Raster
 
 
 def _matching_key(layers: dict, path: str):

@@ -49,6 +49,12 @@ class ScriptedEngine:
     def validate_job(self, spec):
         if spec.get("invalid"):
             raise JobValidationError(spec["invalid"], field="inputs.S2L2A")
+        if spec.get("no_weights"):
+            from terramind_backend.hub import WeightsNotAvailable
+
+            raise WeightsNotAvailable(spec["no_weights"])
+        if spec.get("bug"):
+            raise KeyError(spec["bug"])
         return spec
 
     def run_job(self, spec, *, emit, cancel, models):
@@ -185,6 +191,17 @@ def test_job_errors_carry_kind_and_field(server, spec, kind, field, text):
     error, _ = events.until(lambda e: e["event"] == "error")
     assert (error["job"], error["kind"], error["field"]) == ("bad", kind, field)
     assert text in error["message"]
+
+
+def test_unexpected_errors_read_as_sentences_without_our_class_names(server):
+    pipe, events, *_ = server
+    text = "terramind_v1_base is not in the cache and HF_HUB_OFFLINE=1: download it once online"
+    pipe.send({"op": "validate", "id": "v1", "spec": {"no_weights": text}})
+    error, _ = events.until(lambda e: e["job"] == "v1")
+    assert (error["event"], error["kind"], error["message"]) == ("error", "runtime", text)
+    pipe.send({"op": "validate", "id": "v2", "spec": {"bug": "bands"}})
+    error, _ = events.until(lambda e: e["job"] == "v2")
+    assert error["message"] == "KeyError: 'bands'"   # a library's error keeps the class its message needs
 
 
 def test_malformed_and_unknown_requests_do_not_stop_the_server(server):

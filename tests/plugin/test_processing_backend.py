@@ -157,7 +157,8 @@ def test_toolbox_run_loads_a_temporary_output_with_its_style(backend, provider, 
     No destination given (the dialog's default): LULC goes to a temporary file that is loaded styled."""
     from processing.gui.Postprocessing import handleAlgorithmResults
     from processing.tools import dataobjects
-    from qgis.core import QgsApplication, QgsPalettedRasterRenderer, QgsProcessingAlgRunnerTask, QgsProject
+    from qgis.core import (QgsApplication, QgsPalettedRasterRenderer, QgsProcessingAlgRunnerTask, QgsProcessingUtils,
+                           QgsProject)
 
     project = QgsProject.instance()
     project.removeAllMapLayers()
@@ -169,7 +170,9 @@ def test_toolbox_run_loads_a_temporary_output_with_its_style(backend, provider, 
 
     def on_complete(ok, results):
         done.update(ok=ok, results=results)
-        if ok:
+        if ok:   # loaded as a raster outright (no OGR attempt logging "Cannot open … ().()")
+            done["hints"] = [context.layerToLoadOnCompletionDetails(key).layerTypeHint
+                             for key in context.layersToLoadOnCompletion()]
             handleAlgorithmResults(alg, context, feedback, True, parameters)
 
     task = QgsProcessingAlgRunnerTask(alg, parameters, context, feedback)
@@ -177,6 +180,7 @@ def test_toolbox_run_loads_a_temporary_output_with_its_style(backend, provider, 
     with qtbot.waitSignal(task.executed, timeout=240_000):
         QgsApplication.taskManager().addTask(task)
     assert done["ok"], feedback.textLog()
+    assert done["hints"] and set(done["hints"]) == {QgsProcessingUtils.LayerHint.Raster}
     path = done["results"]["OUTPUT_LULC"]
     assert os.path.exists(path)
     loaded = [l for l in project.mapLayers().values() if l.source() == path]

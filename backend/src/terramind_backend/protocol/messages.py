@@ -113,6 +113,15 @@ def encode_event(event: str, job: Optional[str], **fields: Any) -> str:
     return line + "\n"
 
 
+def error_text(exc: BaseException) -> str:
+    """What a user reads for an unexpected error: our own exceptions carry a sentence meant for them (no Python
+    class name in front, e.g. WeightsNotAvailable); a library's keeps its class name, which its message needs."""
+    text = str(exc).strip()
+    if text and type(exc).__module__.split(".")[0] == "terramind_backend":
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def error_event(job: Optional[str], kind: str, message: str, field: Optional[str] = None, **extra: Any) -> str:
     if kind not in ERROR_KINDS:
         raise ValueError(f"unknown error kind {kind!r}")

@@ -24,7 +24,7 @@ import traceback
 from typing import Any, Callable, Dict, Optional, TextIO
 
 from .. import __version__
-from .messages import OPS, PROTOCOL_VERSION, ProtocolError, decode_request, encode_event, error_event
+from .messages import OPS, PROTOCOL_VERSION, ProtocolError, decode_request, encode_event, error_event, error_text
 from .safe_io import request_lines
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class Server:
                 self._dispatch(request)
             except Exception as exc:  # a bug in a quick op must not kill the server
                 log.exception("request %s failed", request.get("id"))
-                self._send(error_event(request["id"], "runtime", f"{type(exc).__name__}: {exc}"))
+                self._send(error_event(request["id"], "runtime", error_text(exc)))
         self._stop()  # end of input: the client is gone, stop whatever runs
         return 0
 
@@ -168,7 +168,7 @@ class Server:
             handler(job, request)
         except Exception as exc:
             log.exception("op %s failed", request.get("op"))
-            self._send(error_event(job, "runtime", f"{type(exc).__name__}: {exc}"))
+            self._send(error_event(job, "runtime", error_text(exc)))
 
     def _cancel(self, job: str) -> None:
         with self._jobs_lock:
@@ -215,7 +215,7 @@ class Server:
 
             info.update(describe())
         except Exception as exc:  # still answer: the client shows why the backend cannot run jobs
-            info["problem"] = f"{type(exc).__name__}: {exc}"
+            info["problem"] = error_text(exc)
         info.pop("terramind_backend", None)
         usage = getattr(self._models, "usage", None)
         if usage is not None:  # live use of the warm cache (describe() gave the budget only)
