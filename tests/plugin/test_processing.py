@@ -69,6 +69,11 @@ def test_algorithms_have_help_defaults_and_icons(provider):
     for alg_id in ALGORITHMS:
         alg = algorithm(alg_id)
         assert alg.displayName() and len(alg.shortHelpString()) > 100, alg_id
+        if alg.parameterDefinition("MODEL") is not None:   # each size says what hardware it needs
+            from terramind_qgis.vocabulary import MODEL_SIZES
+
+            assert all(size.label in alg.shortHelpString() and size.hint in alg.shortHelpString()
+                       for size in MODEL_SIZES), alg_id
         assert alg.helpUrl().startswith("https://"), alg_id
         assert not alg.icon().isNull()
         for definition in alg.parameterDefinitions():
