@@ -11,7 +11,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional, Tuple
 
 from qgis.core import QgsApplication, QgsAuthMethodConfig, QgsSettings
 
@@ -240,6 +240,20 @@ class Settings:
         if token:
             env["HF_TOKEN"] = token
         return env
+
+
+def inherited_hf_settings(environ: Optional[Mapping[str, str]] = None) -> Tuple[Optional[Tuple[str, str]], bool]:
+    """What QGIS's own environment gives the backend where the settings say nothing (backend_environment keeps
+    it): ((variable, cache folder) or None, offline). huggingface_hub's rules: HF_HUB_CACHE, else HF_HOME/hub;
+    HF_HUB_OFFLINE is on for 1/true/yes/on."""
+    environ = os.environ if environ is None else environ
+    if environ.get("HF_HUB_CACHE"):
+        cache = ("HF_HUB_CACHE", environ["HF_HUB_CACHE"])
+    elif environ.get("HF_HOME"):
+        cache = ("HF_HOME", os.path.join(environ["HF_HOME"], "hub"))
+    else:
+        cache = None
+    return cache, environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "TRUE", "YES", "ON")
 
 
 def _on_main_thread() -> bool:

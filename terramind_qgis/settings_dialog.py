@@ -17,10 +17,11 @@ from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox
                                  QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QProgressBar,
                                  QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
-from .settings import Settings, Tiling
+from .settings import Settings, Tiling, inherited_hf_settings
 from .vocabulary import DEVICES
 
 STORED_IN_AUTH_DB_HINT = "stored in the QGIS authentication database — type to replace"
+_DEFAULT_CACHE_HINT = "Hugging Face default (~/.cache/huggingface/hub)"
 
 
 class DoctorTask(QgsTask):
@@ -110,7 +111,7 @@ class SettingsDialog(QDialog):
         weights = QGroupBox("Model weights (Hugging Face)")
         form = QFormLayout(weights)
         self.cache_dir = QLineEdit()
-        self.cache_dir.setPlaceholderText("Hugging Face default (~/.cache/huggingface/hub)")
+        self.cache_dir.setPlaceholderText(_DEFAULT_CACHE_HINT)
         form.addRow("Cache folder", self._with_browse(self.cache_dir, self._browse_cache))
         self.offline = QCheckBox("Offline: use cached weights only, never download")
         form.addRow("", self.offline)
@@ -217,6 +218,7 @@ class SettingsDialog(QDialog):
         self.device.setCurrentIndex(self.device.findData(s.device))
         self.cache_dir.setText(s.cache_dir)
         self.offline.setChecked(s.offline)
+        self._show_inherited_hf()
         self.ray_address.setText(s.ray_address)
         self.token.clear()
         self.token.setPlaceholderText(STORED_IN_AUTH_DB_HINT if s.token_config_id else "hf_… (only for gated or private models)")
@@ -231,12 +233,23 @@ class SettingsDialog(QDialog):
         self.resolved.setText(f"Using: {resolved}" if resolved else
                               "No backend found yet: install it below or choose an interpreter.")
 
+    def _show_inherited_hf(self) -> None:
+        """Empty fields show what is in effect: the cache and offline mode QGIS's environment gives the backend."""
+        cache, offline = inherited_hf_settings()
+        self.cache_dir.setPlaceholderText(f"{cache[1]} (from {cache[0]})" if cache else _DEFAULT_CACHE_HINT)
+        if offline:
+            self.offline.setChecked(True)
+            self.offline.setEnabled(False)
+            self.offline.setToolTip("HF_HUB_OFFLINE is set in QGIS's environment: the backend runs offline; "
+                                    "unset it and restart QGIS to allow downloads")
+
     def save(self) -> None:
         s = self.settings
         s.backend_python = self.interpreter.text().strip()
         s.device = self.device.currentData()
         s.cache_dir = self.cache_dir.text().strip()
-        s.offline = self.offline.isChecked()
+        if self.offline.isEnabled():   # disabled: QGIS's environment decides, the stored choice stays
+            s.offline = self.offline.isChecked()
         s.ray_address = self.ray_address.text()
         s.tiling = Tiling(self.window.value(), self.overlap.value(), self.batch.value())
         s.dem_hillshade = self.dem_hillshade.isChecked()

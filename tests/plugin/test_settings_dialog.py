@@ -78,3 +78,26 @@ def test_check_backend_reports_a_broken_interpreter(settings, qtbot, tmp_path):
     dialog.check_backend()
     qtbot.waitUntil(lambda: dialog.check_button.isEnabled(), timeout=30_000)
     assert "The backend check failed" in dialog.report.toPlainText()
+
+
+def test_empty_cache_and_offline_fields_show_what_the_environment_puts_in_effect(settings, qtbot, monkeypatch,
+                                                                              tmp_path):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    dialog = SettingsDialog(settings=settings)
+    qtbot.addWidget(dialog)
+    assert dialog.cache_dir.text() == "" and str(tmp_path / "hub") in dialog.cache_dir.placeholderText()
+    assert "HF_HUB_CACHE" in dialog.cache_dir.placeholderText()
+    assert dialog.offline.isChecked() and not dialog.offline.isEnabled()
+    dialog.save()
+    assert settings.offline is False   # the environment decides; the stored choice is left as it was
+    env = settings.backend_environment(token="")
+    assert env["HF_HUB_CACHE"] == str(tmp_path / "hub") and env["HF_HUB_OFFLINE"] == "1"   # what the fields show
+
+    monkeypatch.delenv("HF_HUB_CACHE")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "home"))
+    plain = SettingsDialog(settings=settings)
+    qtbot.addWidget(plain)
+    assert str(tmp_path / "home" / "hub") in plain.cache_dir.placeholderText() and plain.offline.isEnabled()
+    assert not plain.offline.isChecked()
