@@ -21,6 +21,7 @@ from typing import List, Optional, Sequence
 from qgis.core import QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
 
+from .pip_output import failure_message, summarise_line
 from .paths import BACKEND_SRC_DIR
 from .settings import clean_environment, installer_venv_dir, venv_python
 
@@ -173,7 +174,7 @@ class InstallTask(QgsTask):
                 self.error = "Installation cancelled."
                 return False
             if self._proc.returncode != 0:
-                self.error = f"{title} failed (exit code {self._proc.returncode}); see the log above."
+                self.error = failure_message(title, self._proc.returncode, output)
                 return False
             if argv[-2:] == ["doctor", "--json"]:
                 self.doctor = json.loads(output[output.index("{"):])
@@ -188,7 +189,7 @@ class InstallTask(QgsTask):
         captured = []
         for text in self._proc.stdout:
             captured.append(text)
-            self.line.emit(text.rstrip("\n"))
+            self.line.emit(summarise_line(text.rstrip("\n")))
             if self.isCanceled():
                 self._proc.terminate()
                 break
