@@ -44,12 +44,12 @@ class ReviewTask(QgsTask):
 def ask_run_anyway(parent, reasons, on_yes: Callable[[], None]) -> QMessageBox:
     """A window-modal question (it never blocks QGIS's event loop) listing why the job looks like a mistake;
     ``on_yes`` runs when the user chooses Run anyway."""
-    box = QMessageBox(QMessageBox.Warning, "TerraMind: run this job?",
+    box = QMessageBox(QMessageBox.Icon.Warning, "TerraMind: run this job?",
                       "This job looks like a mistake:\n• " + "\n• ".join(reasons) + "\n\nRun it anyway?",
-                      QMessageBox.NoButton, parent)
-    run = box.addButton("Run anyway", QMessageBox.AcceptRole)
-    box.addButton(QMessageBox.Cancel)
-    box.setDefaultButton(QMessageBox.Cancel)
+                      QMessageBox.StandardButton.NoButton, parent)
+    run = box.addButton("Run anyway", QMessageBox.ButtonRole.AcceptRole)
+    box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(QMessageBox.StandardButton.Cancel)
     box.buttonClicked.connect(lambda button: on_yes() if button is run else None)
     box.open()
     return box

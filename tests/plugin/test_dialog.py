@@ -358,14 +358,14 @@ def test_a_job_the_backend_flags_runs_only_after_run_anyway(dialog, layers, qtbo
     dialog.task_factory = RecordingTask
     reasons = ["the pixels are 10x finer than the inputs' (10 m)"]
     dialog.review_factory = Review.answering({"problems": [], "confirm": reasons})
-    for choice, queued in ((QMessageBox.Cancel, 0), ("Run anyway", 1)):
+    for choice, queued in ((QMessageBox.StandardButton.Cancel, 0), ("Run anyway", 1)):
         RecordingTask.made.clear()
         dialog.show()
         qtbot.mouseClick(dialog.run_button, Qt.LeftButton)
         qtbot.waitUntil(lambda: dialog.confirm_box is not None and dialog.confirm_box.isVisible(), timeout=5000)
         box = dialog.confirm_box
         assert reasons[0] in box.text() and RecordingTask.made == []
-        button = box.button(choice) if choice == QMessageBox.Cancel else \
+        button = box.button(choice) if choice == QMessageBox.StandardButton.Cancel else \
             next(b for b in box.buttons() if b.text() == choice)
         button.click()
         qtbot.wait(50)
