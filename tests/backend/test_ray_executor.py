@@ -131,7 +131,8 @@ def test_ray_embeddings_and_lulc_match_the_local_executor(cluster, scene, local_
     decided = (top2[1] - top2[0]) > 1e-4        # a class may flip only where two are tied
     assert np.array_equal(classes[0][decided], classes_local[0][decided])
     assert (tmp_path / "lulc.qml").read_text() == (local_runs / "lulc.qml").read_text()
-    assert sorted(os.listdir(tmp_path)) == sorted(["emb.qml", "emb.tif", "job.json", "lulc.qml", "lulc.tif",
+    assert sorted(os.listdir(tmp_path)) == sorted(["emb.qml", "emb.tif", "emb_pca.qml", "emb_pca.tif", "job.json",
+                                                   "lulc.qml", "lulc.tif",
                                                    "lulc.tif.aux.xml", "lulc_probabilities.qml",
                                                    "lulc_probabilities.tif"])
     assert sha256(scene) == digest
@@ -163,7 +164,7 @@ def test_a_worker_killed_mid_job_is_survived(cluster, scene, local_runs, tmp_pat
     out, err = proc.communicate(timeout=240)
     assert proc.returncode == 0, err
     _assert_same_raster(tmp_path / "emb.tif", local_runs / "emb.tif")
-    assert sorted(os.listdir(tmp_path)) == ["emb.qml", "emb.tif", "job.json"]  # no scratch folder left
+    assert sorted(os.listdir(tmp_path)) == ["emb.qml", "emb.tif", "emb_pca.qml", "emb_pca.tif", "job.json"]  # no scratch
 
 
 def test_cancel_from_qgis_stops_the_ray_tasks_within_seconds_and_leaves_nothing(cluster, scene, tmp_path):
