@@ -33,9 +33,9 @@ from . import sampling
 from .embeddings import ImageEncoderEmbedding, ImageTokenEncoderEmbedding, encoder_embedding_for
 from .encdec import TerraMind, transformer_config
 from .coords import generation_input
-from .generation import (SEQUENCE_TARGET_TOKENS, _Sampler, embed_token_grid, encoder_input, generate_image_tokens,
-                         generate_sequence_tokens, is_sequence)
 from .modalities import MODALITY_INFO, resolve_output_modality
+from .roar import (SEQUENCE_TARGET_TOKENS, Sampler, embed_token_grid, encoder_input, generate_image_tokens,
+                   generate_sequence_tokens, is_sequence)
 from .vit import TerraMindViT
 
 __all__ = ["TerraMindTiM", "build_tim"]
@@ -108,7 +108,7 @@ class TerraMindTiM(TerraMindViT):
             encoder_keys += [k for k in self.tim_keys.values() if k not in encoder_keys and not is_sequence(k)]
         cfg = {k: vit_kwargs[k] for k in ("dim", "encoder_depth", "num_heads", "mlp_ratio", "qkv_bias",
                                           "proj_bias", "mlp_bias", "gated_mlp", "act_layer") if k in vit_kwargs}
-        self.sampler = _Sampler(TerraMind(encoder_keys, list(dict.fromkeys(self.tim_keys.values())),
+        self.sampler = Sampler(TerraMind(encoder_keys, list(dict.fromkeys(self.tim_keys.values())),
                                           decoder_depth=decoder_depth, image_size=img_size, **cfg))
         self.sampler.requires_grad_(False)
 
@@ -180,11 +180,7 @@ class TerraMindTiM(TerraMindViT):
             counts.append(x.shape[1])
             is_image.append(key in self.image_modalities)
         x = torch.cat(tokens, dim=1) if len(tokens) > 1 else tokens[0]
-        outputs = []
-        for block in self.encoder:
-            x = block(x)
-            outputs.append(x)
-        outputs[-1] = self.encoder_norm(x)
+        outputs = self._encode(x)  # the backbone's encoder loop (TiM runs in fp32)
         # 'dict' keeps only the real inputs (TerraTorch captures the names before adding TiM tokens)
         names = real_names if self.merge_method == "dict" else list(embedded)
         return [self._merge(out, names, counts, is_image) for out in outputs]

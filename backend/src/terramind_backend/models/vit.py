@@ -175,14 +175,19 @@ class TerraMindViT(nn.Module):
                 is_image.append(self.mod_name_mapping[name] in self.image_modalities)
             x = torch.cat(tokens, dim=1) if len(tokens) > 1 else tokens[0]
 
-            outputs = []
-            for block in self.encoder:
-                x = block(x)
-                outputs.append(x)  # blocks return new tensors, so no copy is needed
-            outputs[-1] = self.encoder_norm(x)
+            outputs = self._encode(x)
         if low:  # bf16 arithmetic, fp32 results; other dtypes (e.g. float64 checks) are left alone
             outputs = [o.float() for o in outputs]
         return [self._merge(out, list(inputs), counts, is_image) for out in outputs]
+
+    def _encode(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """Every block's output; the last one normed (``encoder_norm``), as TerraTorch returns them."""
+        outputs = []
+        for block in self.encoder:
+            x = block(x)
+            outputs.append(x)  # blocks return new tensors, so no copy is needed
+        outputs[-1] = self.encoder_norm(x)
+        return outputs
 
     def _bf16(self, device: torch.device) -> bool:
         """Whether this forward runs in bf16; the first one converts the matmul weights that run under autocast
