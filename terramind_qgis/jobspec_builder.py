@@ -85,7 +85,7 @@ class JobChoices:
     merge_method: str = "mean"
     tim_modalities: list[str] = field(default_factory=lambda: ["LULC"])
     standardize: bool = True
-    precision: str = "auto"   # auto (bf16 where fast: CUDA, AMX CPUs) | fp32 (exact) | bf16
+    precision: str = "auto"   # auto (bf16 where a probe measures it faster) | fp32 (exact) | bf16
     checkpoint: str | None = None     # segment: the fine-tuned TerraTorch checkpoint
     probabilities: bool = False       # segment: also write the class probabilities
     uncertainty: dict = field(default_factory=dict)  # generate, segment: options.uncertainty (docs/uncertainty.md)

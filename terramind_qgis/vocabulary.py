@@ -46,7 +46,7 @@ DEVICES = (
 )
 
 PRECISIONS = (
-    Choice("auto", "Automatic (bf16 on GPUs and AMX CPUs, fast)"),
+    Choice("auto", "Automatic (bf16 where measured faster, fp32 otherwise)"),
     Choice("fp32", "Exact fp32 (matches TerraTorch, slower)"),
     Choice("bf16", "bf16"),
 )
