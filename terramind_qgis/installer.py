@@ -4,13 +4,17 @@ The venv lives in the QGIS profile (``<profile>/terramind/venv``), so plugin upd
 created from a system Python, never QGIS's own site-packages, and pip runs in a clean environment
 (QGIS's PYTHONPATH would otherwise leak its packages into the venv). ``InstallPlan`` only builds
 command lines (tested without running them); ``InstallTask`` runs them in a QgsTask and streams
-every output line through its ``line`` signal, so the settings dialog can show pip's log live.
+every output line through its ``line`` signal, so the install dialog can show pip's log live.
+``ProbeTask`` looks for a base Python and a GPU in the background (both run subprocesses that can take
+seconds). Cancelling stops the running step's whole process group; a venv this run created is then
+removed again, so a half-made environment never passes for an installed backend.
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -28,6 +32,9 @@ from .settings import clean_environment, installer_venv_dir, venv_python
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 TORCH_CUDA_INDEX = "https://download.pytorch.org/whl/cu126"
 MIN_PYTHON = (3, 9)
+NO_BASE_PYTHON = ("No Python 3.9 or newer was found to create the backend environment. Install Python from "
+                  "python.org (or your package manager) and try again, or choose an existing backend interpreter "
+                  "in the settings.")
 
 
 def cuda_available(nvidia_smi: Optional[str] = None) -> bool:
@@ -87,21 +94,21 @@ class InstallPlan:
     backend_deps: bool = True                             # False: --no-deps (tests)
     verify_with_doctor: bool = True
     pip_options: List[str] = field(default_factory=list)
+    cuda: bool = False                                    # an NVIDIA GPU was found: torch is the CUDA build
 
     @classmethod
-    def default(cls, settings=None, cuda: Optional[bool] = None) -> "InstallPlan":
+    def default(cls, settings=None, cuda: Optional[bool] = None, base_python: Optional[str] = None) -> "InstallPlan":
+        """The plan for this machine; ``cuda``/``base_python`` pass in what a ``ProbeTask`` found (else probed here)."""
         from .settings import Settings
 
         settings = settings or Settings()
         cuda = cuda_available() if cuda is None else cuda
-        base = find_base_python()
+        base = base_python or find_base_python()
         if base is None:
-            raise RuntimeError("No Python 3.9 or newer was found to create the backend environment. Install "
-                               "Python from python.org (or your package manager) and try again, or choose an "
-                               "existing backend interpreter in the settings.")
+            raise RuntimeError(NO_BASE_PYTHON)
         index = settings._get("install/torch_index", "auto")
         return cls(venv_dir=installer_venv_dir(), base_python=base, torch_requirement=settings.torch_pin or None,
-                   torch_index=default_torch_index(cuda) if index == "auto" else (index or None))
+                   torch_index=default_torch_index(cuda) if index == "auto" else (index or None), cuda=cuda)
 
     @property
     def python(self) -> Path:
@@ -133,10 +140,30 @@ class InstallPlan:
             raise ValueError(f"The backend environment must live outside the plugin folder ({plugin_dir}).")
 
 
+class ProbeTask(QgsTask):
+    """Find a base Python and whether an NVIDIA GPU is there, off the GUI thread;
+    ``on_finished(base_python or None, cuda)`` runs on the GUI thread."""
+
+    def __init__(self, on_finished):
+        super().__init__("Prepare the TerraMind backend install", QgsTask.Flag(0))
+        self.on_finished = on_finished
+        self.base_python: Optional[str] = None
+        self.cuda = False
+
+    def run(self) -> bool:
+        self.base_python = find_base_python()
+        self.cuda = cuda_available()
+        return True
+
+    def finished(self, ok: bool) -> None:
+        self.on_finished(self.base_python, self.cuda)
+
+
 class InstallTask(QgsTask):
     """Run an InstallPlan in the background; ``line`` carries every output line (connect it in the GUI)."""
 
     line = pyqtSignal(str)
+    CANCELLED = "Installation cancelled."
 
     def __init__(self, plan: InstallPlan, on_finished=None):
         super().__init__("Install the TerraMind backend", QgsTask.CanCancel)
@@ -155,15 +182,28 @@ class InstallTask(QgsTask):
                 source = Path(scratch) / "backend"
                 shutil.copytree(self.plan.backend_src, source,
                                 ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", "tests"))
-                return self._run_steps(self.plan.steps(source), env)
+                return self._run_steps_or_clean_up(self.plan.steps(source), env)
         except Exception as exc:  # reported in finished(), never raised into the task manager
             self.error = f"{type(exc).__name__}: {exc}"
             return False
 
+    def _run_steps_or_clean_up(self, steps, env) -> bool:
+        """Run the steps; when they fail or are cancelled, remove the venv if this run created it (the
+        interpreter lookup takes the installer's venv when its python exists, ready or not)."""
+        existed = Path(self.plan.venv_dir).exists()
+        ok = False
+        try:
+            ok = self._run_steps(steps, env)
+        finally:
+            if not ok and not existed and Path(self.plan.venv_dir).exists():
+                shutil.rmtree(self.plan.venv_dir, ignore_errors=True)
+                self.line.emit(f"Removed the unfinished environment {self.plan.venv_dir}.")
+        return ok
+
     def _run_steps(self, steps, env) -> bool:
         for number, (title, argv) in enumerate(steps):
             if self.isCanceled():
-                self.error = "Installation cancelled."
+                self.error = self.CANCELLED
                 return False
             if number == 0 and self.plan.python.is_file():
                 self.line.emit(f"== {title}: {self.plan.venv_dir} exists, reusing it")
@@ -171,7 +211,7 @@ class InstallTask(QgsTask):
             self.line.emit(f"== {title}\n$ {' '.join(argv)}")
             output = self._run(argv, env)
             if self.isCanceled():
-                self.error = "Installation cancelled."
+                self.error = self.CANCELLED
                 return False
             if self._proc.returncode != 0:
                 self.error = failure_message(title, self._proc.returncode, output)
@@ -182,16 +222,20 @@ class InstallTask(QgsTask):
         return True
 
     def _run(self, argv: Sequence[str], env) -> str:
-        flags = 0x08000000 if sys.platform == "win32" else 0
+        windows = sys.platform == "win32"
+        # own process group (POSIX: session), so Cancel also stops pip's build subprocesses holding the pipe
+        flags = (0x08000000 | subprocess.CREATE_NEW_PROCESS_GROUP) if windows else 0
         self._proc = subprocess.Popen(  # nosec B603: argv list, no shell; our install steps
             list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True, errors="replace",
-            bufsize=1, creationflags=flags)
+            bufsize=1, creationflags=flags, start_new_session=not windows)
+        if self.isCanceled():  # cancelled while it started
+            _stop(self._proc)
         captured = []
         for text in self._proc.stdout:
             captured.append(text)
             self.line.emit(summarise_line(text.rstrip("\n")))
             if self.isCanceled():
-                self._proc.terminate()
+                _stop(self._proc)
                 break
         self._proc.wait()
         self._proc.stdout.close()
@@ -199,9 +243,8 @@ class InstallTask(QgsTask):
 
     def cancel(self) -> None:
         super().cancel()
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
+        if self._proc is not None:
+            _stop(self._proc)
 
     def finished(self, ok: bool) -> None:
         if ok:
@@ -210,3 +253,16 @@ class InstallTask(QgsTask):
             Settings().backend_python = str(self.plan.python)
         if self.on_finished is not None:
             self.on_finished(ok, self.error, self.doctor)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Terminate a running step and everything it started (its process group on POSIX)."""
+    if proc.poll() is not None:
+        return
+    try:
+        if sys.platform == "win32":
+            proc.terminate()
+        else:
+            os.killpg(proc.pid, signal.SIGTERM)
+    except (OSError, ProcessLookupError):
+        pass

@@ -1,8 +1,9 @@
 """Settings and backend dialog: interpreter, device, weights cache, offline mode, HF token, tiling,
-DEM hillshade; a backend check (``terramind doctor --json``) and the one-click install with its live log.
+DEM hillshade; a backend check (``terramind doctor --json``) and the one-click install (asked first, run in
+``install_dialog.InstallDialog``).
 
-Everything slow runs in QgsTasks (doctor, install); the dialog only moves values between widgets
-and ``Settings``. The token field is never pre-filled: a stored token shows as a placeholder.
+Everything slow runs in QgsTasks (doctor, probing for a base Python and a GPU, install); the dialog only
+moves values between widgets and ``Settings``. The token field is never pre-filled: a stored token shows as a placeholder.
 """
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from typing import Optional
 from qgis.core import QgsApplication, QgsTask
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout,
-                                 QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QProgressBar,
-                                 QPushButton, QSpinBox, QVBoxLayout, QWidget)
+                                 QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QPushButton,
+                                 QSpinBox, QVBoxLayout, QWidget)
 
 from .settings import Settings, Tiling, inherited_hf_settings
 from .vocabulary import DEVICES
@@ -159,9 +160,6 @@ class SettingsDialog(QDialog):
         buttons.addWidget(QLabel("PyTorch:"))
         buttons.addWidget(self.torch_pin)
         box.addLayout(buttons)
-        self.progress = QProgressBar()
-        self.progress.setVisible(False)
-        box.addWidget(self.progress)
         self.report = QPlainTextEdit()
         self.report.setReadOnly(True)
         self.report.setMinimumHeight(160)
@@ -292,28 +290,35 @@ class SettingsDialog(QDialog):
         self.report.setPlainText(describe_doctor(info) if info else f"The backend check failed:\n{error}")
 
     def install_backend(self) -> None:
-        from .installer import InstallPlan, InstallTask
+        """Probe (in a task) → ask (size, folder, free space) → run in the install dialog."""
+        from .installer import ProbeTask
 
         self.settings.torch_pin = self.torch_pin.text().strip()
-        try:
-            plan = InstallPlan.default(self.settings)
-        except RuntimeError as exc:
-            self.report.setPlainText(str(exc))
-            return
         self.install_button.setEnabled(False)
-        self.progress.setVisible(True)
-        self.progress.setValue(0)
-        self.report.clear()
-        task = InstallTask(plan, on_finished=self._install_done)
-        task.line.connect(self.report.appendPlainText)
-        task.progressChanged.connect(lambda value: self.progress.setValue(int(value)))
-        self._start(task)
+        self.report.setPlainText("Looking for a Python to build the backend environment from, and for a GPU …")
+        self._start(ProbeTask(self._install_probed))
+
+    def _install_probed(self, base_python: Optional[str], cuda: bool) -> None:
+        from .install_dialog import InstallDialog, ask_to_install
+        from .installer import NO_BASE_PYTHON, InstallPlan
+
+        if base_python is None:
+            self.install_button.setEnabled(True)
+            self.report.setPlainText(NO_BASE_PYTHON)
+            return
+        plan = InstallPlan.default(self.settings, cuda=cuda, base_python=base_python)
+        if not ask_to_install(self, plan):
+            self.install_button.setEnabled(True)
+            self.report.setPlainText("The backend was not installed.")
+            return
+        self.report.setPlainText(f"Installing the backend into {plan.venv_dir} (see the install window) …")
+        self.install_dialog = InstallDialog(plan, self._install_done, parent=self)
+        self.install_dialog.show()
 
     def _install_done(self, ok: bool, error: Optional[str], doctor: Optional[dict]) -> None:
         self.install_button.setEnabled(True)
-        self.progress.setVisible(False)
         if ok:
-            self.report.appendPlainText("\nThe backend is installed.\n" + (describe_doctor(doctor) if doctor else ""))
+            self.report.setPlainText("The backend is installed.\n" + (describe_doctor(doctor) if doctor else ""))
             self.load()
         else:
-            self.report.appendPlainText(f"\nInstallation failed: {error}")
+            self.report.setPlainText(f"Installation failed: {error}")
