@@ -109,4 +109,5 @@ def test_protocol_validate_lists_what_to_confirm(tmp_path):
         pipe.close()
         thread.join(10)
     assert answers["fine"]["valid"] is True and answers["fine"]["confirm"] == []
+    assert answers["fine"]["estimate"]["windows"] >= 1 and answers["fine"]["estimate"]["seconds"] > 0
     assert answers["typo"]["valid"] is True and "10x finer" in answers["typo"]["confirm"][0]

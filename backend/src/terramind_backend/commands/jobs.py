@@ -221,19 +221,23 @@ def _with_executor(spec, args):
 
 
 def _needs_confirmation(spec, args, base_dir) -> Optional[int]:
-    """Refuse a job that looks like a mistake unless --yes (engine/guards.py has the thresholds)."""
+    """Print the run-time estimate; refuse a job that looks like a mistake unless --yes (engine/guards.py)."""
     from ..engine import JobValidationError
-    from ..engine.guards import confirmation_reasons
+    from ..engine.guards import preflight
+    from ..engine.time_estimate import describe
 
-    if getattr(args, "yes", False):
-        return None
     try:
-        reasons = confirmation_reasons(spec, base_dir)
+        checked = preflight(spec, base_dir)
     except JobValidationError:
         return None  # run_job reports it, with its field
-    if not reasons:
+    estimate = checked["estimate"]
+    if estimate is not None and not getattr(args, "quiet", False):
+        print(f"terramind: {estimate['windows']:,} windows, estimated run time {describe(estimate['seconds'])}",
+              file=sys.stderr)
+    if getattr(args, "yes", False) or not checked["confirm"]:
         return None
-    message = f"This job looks like a mistake: {'; '.join(reasons)}. Check the settings, or add --yes to run it."
+    message = (f"This job looks like a mistake: {'; '.join(checked['confirm'])}. Check the settings, or add --yes "
+               f"to run it.")
     if args.json_progress:
         print(json.dumps({"event": "error", "kind": "validation", "message": message, "field": "confirm"}), flush=True)
     print(f"terramind: {message}", file=sys.stderr)

@@ -10,7 +10,7 @@ from .jobspec import JobSpec, parse_jobspec
 from .validate import validate_job
 
 __all__ = ["JobCancelled", "JobSpec", "JobValidationError", "ModelCache", "confirmation_reasons", "explain",
-           "parse_jobspec", "plan_job", "run_job", "validate_job"]
+           "parse_jobspec", "plan_job", "preflight", "run_job", "validate_job"]
 
 
 def run_job(spec, *, emit=None, cancel=None, models=None, base_dir=None) -> dict:
@@ -30,6 +30,13 @@ def confirmation_reasons(spec, base_dir=None) -> list:
     from .guards import confirmation_reasons as _reasons
 
     return _reasons(spec, base_dir)
+
+
+def preflight(spec, base_dir=None) -> dict:
+    """Before a valid job starts: {"estimate": {"windows", "seconds"} or None, "confirm": [reasons]} (guards.py)."""
+    from .guards import preflight as _preflight
+
+    return _preflight(spec, base_dir)
 
 
 def explain(exc, spec=None, base_dir=None) -> str:

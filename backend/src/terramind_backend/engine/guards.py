@@ -120,21 +120,25 @@ def check_input_values(spec, layout) -> List[str]:
 # only with --yes.
 CONFIRM_WINDOWS = 20_000
 CONFIRM_UPSAMPLING = 4.0      # target pixels this many times finer than the finest input's, per axis
+CONFIRM_HOURS = 2.0           # estimated run time (engine/time_estimate.py; CPU only: GPUs are not measured)
 
 
-def confirmation_reasons(spec, base_dir=None) -> List[str]:
-    """Why a valid job looks like a mistake worth confirming (empty: run it). Reads metadata only."""
+def preflight(spec, base_dir=None) -> dict:
+    """What to tell the user before a valid job starts: {"estimate": {"windows", "seconds"} or None for a task
+    that runs its own job, "confirm": [why it looks like a mistake worth confirming]}. Reads metadata only."""
     from .executors.windows import window_plan, work_grid
     from .jobspec import parse_jobspec
     from .tasks import own_job
+    from .time_estimate import describe, estimate_seconds
     from .validate import inspect_job
 
     if own_job(spec) is not None:
-        return []
+        return {"estimate": None, "confirm": []}
     job = parse_jobspec(spec, base_dir=base_dir)
     layout = inspect_job(job)
     reasons = []
     windows = len(window_plan(work_grid(job, layout), job))
+    seconds = estimate_seconds(job, windows)
     if windows > CONFIRM_WINDOWS:
         reasons.append(f"{windows:,} windows of {job.tiling.window} px on a {layout.grid.width:,}x"
                        f"{layout.grid.height:,} px grid (more than {CONFIRM_WINDOWS:,})")
@@ -142,4 +146,13 @@ def confirmation_reasons(spec, base_dir=None) -> List[str]:
     if same_crs and min(same_crs) / layout.grid.res > CONFIRM_UPSAMPLING:
         reasons.append(f"resolution {layout.grid.res:g} is {min(same_crs) / layout.grid.res:.0f}x finer than the "
                        f"finest input's {min(same_crs):g}, which only interpolates the inputs")
-    return reasons
+    if seconds is not None and seconds > CONFIRM_HOURS * 3600:
+        reasons.append(f"an estimated run time of {describe(seconds)} on the CPU (more than {CONFIRM_HOURS:g} h): "
+                       f"fewer windows (extent, resolution), fewer timesteps or outputs, or a GPU shorten it")
+    return {"estimate": {"windows": windows, "seconds": None if seconds is None else round(seconds, 1)},
+            "confirm": reasons}
+
+
+def confirmation_reasons(spec, base_dir=None) -> List[str]:
+    """Why a valid job looks like a mistake worth confirming (empty: run it). Reads metadata only."""
+    return preflight(spec, base_dir)["confirm"]

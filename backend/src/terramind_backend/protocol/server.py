@@ -230,9 +230,9 @@ class Server:
         except self._engine.JobValidationError as exc:
             problems.append({"field": getattr(exc, "field", None), "message": str(exc)})
         extra = {}
-        reasons = getattr(self._engine, "confirmation_reasons", None)
-        if not problems and reasons is not None:  # a valid job that looks like a mistake: the client may ask
-            extra["confirm"] = reasons(request["spec"], request.get("base_dir") or None)
+        preflight = getattr(self._engine, "preflight", None)
+        if not problems and preflight is not None:  # run-time estimate; a job that looks like a mistake: ask
+            extra.update(preflight(request["spec"], request.get("base_dir") or None))
         self._send(encode_event("result", job, valid=not problems, problems=problems, **extra))
 
     def _op_models(self, job: str, request: Dict[str, Any]) -> None:
