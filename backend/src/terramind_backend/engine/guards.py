@@ -149,7 +149,7 @@ def preflight(spec, base_dir=None) -> dict:
     if seconds is not None and seconds > CONFIRM_HOURS * 3600:
         reasons.append(f"an estimated run time of {describe(seconds)} on the CPU (more than {CONFIRM_HOURS:g} h): "
                        f"fewer windows (extent, resolution), fewer timesteps or outputs, or a GPU shorten it")
-    return {"estimate": {"windows": windows, "seconds": None if seconds is None else round(seconds, 1)},
+    return {"estimate": {"windows": windows, "seconds": None if seconds is None else round(seconds, 2)},
             "confirm": reasons}
 
 
