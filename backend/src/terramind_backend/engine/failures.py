@@ -55,6 +55,23 @@ def _output_folders(spec):
     return list(dict.fromkeys(os.path.dirname(path) for path in spec.outputs.values()))
 
 
+_REFUSED = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _refused_folder(exc: BaseException, spec) -> Optional[str]:
+    """The output folder a write or rename was refused in, from the error's own path (os.access cannot tell:
+    root passes it, and a read-only file system is only found out by writing)."""
+    if not isinstance(exc, OSError) or exc.errno not in _REFUSED:
+        return None
+    folders = {os.path.abspath(folder): folder for folder in _output_folders(spec)}
+    for name in (exc.filename, exc.filename2):
+        if name is not None:
+            folder = folders.get(os.path.dirname(os.path.abspath(os.fsdecode(name))))
+            if folder is not None:
+                return folder
+    return None
+
+
 def explain(exc: BaseException, spec: Any = None, base_dir: Optional[str] = None) -> str:
     """The user-facing message for a job that failed with ``exc``."""
     from ..hub import CheckpointLoadError
@@ -70,6 +87,10 @@ def explain(exc: BaseException, spec: Any = None, base_dir: Optional[str] = None
         return (f"Out of memory{on}: lower tiling.batch_size (now {tiling.batch_size}; "
                 f"try {max(1, tiling.batch_size // 2)}) first, then tiling.window (now {tiling.window}), or use a "
                 f"smaller model (now {job.model}).")
+    refused = _refused_folder(exc, job) if job is not None else None
+    if refused is not None:
+        return (f"The output folder {refused} became read-only (or lost write permission) while the job ran; "
+                f"nothing was written there. Make it writable (or choose another folder) and run the job again.")
     if job is not None and _io_failure(exc):
         for folder in _output_folders(job):
             if not os.path.isdir(folder):

@@ -149,7 +149,10 @@ class OutputWriter:
             os.remove(stale)
         try:
             os.replace(self._tmp, self.spec.path)
-        except PermissionError as exc:  # Windows: the old file is open (e.g. still a layer in QGIS)
+        except PermissionError as exc:
+            if os.name != "nt":  # POSIX renames over an open file: the folder refused it (failures.explain)
+                raise
+            # Windows: the old file is open (e.g. still a layer in QGIS)
             raise RuntimeError(f"Cannot replace {self.spec.path}: {exc.strerror}. Is it open in another "
                                f"program (a QGIS layer)? Remove that layer or choose another file name.") from exc
         self._tmp = None
