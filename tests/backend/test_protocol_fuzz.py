@@ -154,4 +154,4 @@ def test_real_job_survives_hostile_lines_and_sends_its_result(tmp_path):
         proc.stdout.close()
         proc.stderr.close()
     assert final is not None and final["event"] == "result", final
-    assert sorted(os.listdir(tmp_path)) == ["emb.qml", "emb.tif"]
+    assert sorted(os.listdir(tmp_path)) == ["emb.qml", "emb.tif", "emb_pca.qml", "emb_pca.tif"]  # + the PCA composite (#18)
