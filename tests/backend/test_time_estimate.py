@@ -20,6 +20,8 @@ def test_the_estimate_grows_with_windows_and_timesteps(tmp_path):
     longer = preflight(_generate(tmp_path, timesteps=50))["estimate"]
     assert finer["windows"] > base["windows"] and finer["seconds"] > base["seconds"]
     assert longer["windows"] == base["windows"] and longer["seconds"] > 4 * base["seconds"]
+    # windows, not batches: a 896 px grid (the 224 px tile at a quarter of its pixel size) holds >= 16 windows of 224
+    assert preflight(_generate(tmp_path, resolution=2.5))["estimate"]["windows"] >= 16
     per_tile = seconds_per_tile(parse_jobspec(_generate(tmp_path)))
     assert abs(per_tile - (CPU_SECONDS_PER_TILE["backbone"] + CPU_SECONDS_PER_TILE["tokens"]
                            + 10 * CPU_SECONDS_PER_TILE["diffusion_step"])) < 1e-9

@@ -137,7 +137,7 @@ def preflight(spec, base_dir=None) -> dict:
     job = parse_jobspec(spec, base_dir=base_dir)
     layout = inspect_job(job)
     reasons = []
-    windows = len(window_plan(work_grid(job, layout), job))
+    windows = window_plan(work_grid(job, layout), job).windows   # windows, not blocks (len() counts blocks)
     seconds = estimate_seconds(job, windows)
     if windows > CONFIRM_WINDOWS:
         reasons.append(f"{windows:,} windows of {job.tiling.window} px on a {layout.grid.width:,}x"

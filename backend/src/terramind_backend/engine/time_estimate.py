@@ -20,7 +20,7 @@ TILE_PX = 224
 CPU_SECONDS_PER_TILE = {
     "backbone": 0.0135,        # one encoder pass (embeddings row)
     "tokens": 0.03,            # generating one modality's tokens
-    "token_decoder": 0.113,    # LULC tokens -> classes: 0.157 - backbone - tokens
+    "lulc_decoder": 0.113,     # LULC tokens -> classes: 0.157 - backbone - tokens
     "diffusion_step": 0.339,   # one DDIM step of a diffusion decoder: (3.548 - 0.157) / 10
 }
 # Backbone parameters with S2L2A (../shared/reference/terramind-facts.md 1.4): the scale from tiny.
@@ -46,7 +46,7 @@ def _decode_seconds(modality: str, timesteps: int) -> float:
     if modality == COORDINATES:
         return 0.0
     if modality in NON_DIFFUSION:
-        return CPU_SECONDS_PER_TILE["token_decoder"]
+        return CPU_SECONDS_PER_TILE["lulc_decoder"]
     return CPU_SECONDS_PER_TILE["diffusion_step"] * timesteps
 
 
