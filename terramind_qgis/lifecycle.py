@@ -16,6 +16,8 @@ from typing import Set
 
 from qgis.core import QgsApplication, QgsTask
 
+from .log import log
+
 TASK_WAIT_MS = 5000   # per task, after the backend was stopped; run() returns within ~0.1 s of that
 
 _quitting = threading.Event()
@@ -70,3 +72,15 @@ def on_quit() -> None:
         # only a running task: waitForFinished() on a task that never started blocks until it starts
         if not sip.isdeleted(task) and task.status() == QgsTask.Running:
             task.waitForFinished(TASK_WAIT_MS)
+
+
+def consumed_by_shell(event) -> bool:
+    """The part of a backend event every TerraMind task handles alike, on its worker thread: nothing at all while
+    QGIS is being torn down (no log panel, no progress bar any more), and backend log lines go to the TerraMind
+    log. True when the event needs nothing more from the task."""
+    if quitting():
+        return True
+    if event.get("event") == "log":
+        log(event.get("message", ""), event.get("level", "info"))
+        return True
+    return False

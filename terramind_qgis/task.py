@@ -17,7 +17,7 @@ from qgis.PyQt.QtCore import pyqtSignal
 from .client import BackendCancelled, BackendClient, BackendError, get_client
 from .job_message import output_folder, push_job_message, take_down_qgis_notice, where_text
 from .layers import add_layers, load_output_layers
-from .lifecycle import forget, quitting, track
+from .lifecycle import consumed_by_shell, forget, quitting, track
 from .log import log
 from .settings import Settings
 from .stages import JOB_STAGES, progress_text, stage_percent
@@ -99,10 +99,7 @@ class TerraMindTask(QgsTask):
         return self.isCanceled() or quitting()
 
     def _on_event(self, event: Dict[str, Any]) -> None:
-        if quitting():  # QGIS is being torn down: no log panel, no progress bar any more
-            return
-        if event.get("event") == "log":
-            log(event.get("message", ""), event.get("level", "info"))
+        if consumed_by_shell(event):
             return
         stage, percent = stage_percent(event, JOB_STAGES, "tiles")
         self.setProgress(percent)

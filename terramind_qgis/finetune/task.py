@@ -21,7 +21,7 @@ from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import QPushButton
 
 from ..client import BackendCancelled, BackendClient, BackendError, get_client
-from ..lifecycle import forget, quitting, track
+from ..lifecycle import consumed_by_shell, forget, quitting, track
 from ..log import log
 from ..stages import TRAIN_STAGES, stage_percent
 from ..task import Cancelled, Done, Failed
@@ -96,10 +96,7 @@ class FinetuneTask(QgsTask):
         return self.isCanceled() or quitting()
 
     def _on_event(self, event: Dict[str, Any]) -> None:
-        if quitting():  # QGIS is being torn down: no log panel, no progress bar any more
-            return
-        if event.get("event") == "log":
-            log(event.get("message", ""), event.get("level", "info"))
+        if consumed_by_shell(event):
             return
         self.setProgress(stage_percent(event, TRAIN_STAGES, "train")[1])
         self.stepped.emit(dict(event))
