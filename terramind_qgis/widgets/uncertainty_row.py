@@ -46,12 +46,12 @@ class UncertaintyRow(QWidget):
                 "samples": self.samples_spin.value()}
 
     def save(self, settings, prefix: str) -> None:
-        settings.setValue(prefix + "uncertainty_confidence", self.confidence_check.isChecked())
-        settings.setValue(prefix + "uncertainty_spread", self.spread_check.isChecked())
-        settings.setValue(prefix + "uncertainty_samples", self.samples_spin.value())
+        """Remember the options in ``settings`` (a `settings.Settings`) under ``prefix`` + their names."""
+        settings.set_value(prefix + "uncertainty_confidence", self.confidence_check.isChecked())
+        settings.set_value(prefix + "uncertainty_spread", self.spread_check.isChecked())
+        settings.set_value(prefix + "uncertainty_samples", self.samples_spin.value())
 
-    def restore(self, get) -> None:
-        """``get(key, default, kind)`` reads one saved value (the dialog's settings reader)."""
-        self.confidence_check.setChecked(get("uncertainty_confidence", False, bool))
-        self.spread_check.setChecked(get("uncertainty_spread", False, bool))
-        self.samples_spin.setValue(get("uncertainty_samples", DEFAULT_SAMPLES, int))
+    def restore(self, settings, prefix: str) -> None:
+        self.confidence_check.setChecked(settings.value(prefix + "uncertainty_confidence", False, bool))
+        self.spread_check.setChecked(settings.value(prefix + "uncertainty_spread", False, bool))
+        self.samples_spin.setValue(settings.value(prefix + "uncertainty_samples", DEFAULT_SAMPLES, int))
