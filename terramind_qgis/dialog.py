@@ -140,29 +140,45 @@ class TerraMindDialog(QDialog):
     def _expose_widgets(self) -> None:
         """The sections' widgets that the dialog's logic, `dialog_fields.FIELDS` and the tests address, as
         attributes of the dialog (the sections own them)."""
-        inputs, make, model, area, advanced, files = (self.inputs_section, self.what_to_make, self.model_section,
-                                                      self.area_section, self.advanced_box, self.output_box)
-        self.input_list, self.inputs_error = inputs.input_list, inputs.inputs_error
-        self.generate_radio, self.embed_radio, self.train_radio = make.generate_radio, make.embed_radio, \
-            make.train_radio
-        self.output_checks, self.uncertainty_row, self.outputs_error = make.output_checks, make.uncertainty_row, \
-            make.outputs_error
-        self.embed_mode_combo, self.layer_spin, self.merge_combo = make.embed_mode_combo, make.layer_spin, \
-            make.merge_combo
-        self.tim_checks, self.embed_error, self.train_panel = make.tim_checks, make.embed_error, make.train_panel
-        self.size_combo, self.device_combo, self.model_error = model.size_combo, model.device_combo, \
-            model.model_error
-        self.extent_box, self.extent_error, self.polygon_combo = area.extent_box, area.extent_error, \
-            area.polygon_combo
-        self.crs_widget, self.resolution_spin = area.crs_widget, area.resolution_spin
-        self.grid_error, self.grid_hint = area.grid_error, area.grid_hint
-        self.window_spin, self.overlap_spin, self.batch_spin = advanced.window_spin, advanced.overlap_spin, \
-            advanced.batch_spin
-        self.steps_spin, self.seed_spin = advanced.steps_spin, advanced.seed_spin
-        self.standardize_check, self.precision_combo = advanced.standardize_check, advanced.precision_combo
-        self.location_check, self.advanced_error = advanced.location_check, advanced.advanced_error
-        self.temporary_radio, self.folder_radio = files.temporary_radio, files.folder_radio
-        self.folder_widget, self.name_edit = files.folder_widget, files.name_edit
+        inputs, make, model, area = self.inputs_section, self.what_to_make, self.model_section, self.area_section
+        advanced, files = self.advanced_box, self.output_box
+        self.input_list = inputs.input_list
+        self.inputs_error = inputs.inputs_error
+        self.generate_radio = make.generate_radio
+        self.embed_radio = make.embed_radio
+        self.train_radio = make.train_radio
+        self.output_checks = make.output_checks
+        self.uncertainty_row = make.uncertainty_row
+        self.embed_mode_combo = make.embed_mode_combo
+        self.layer_spin = make.layer_spin
+        self.merge_combo = make.merge_combo
+        self.tim_checks = make.tim_checks
+        self.train_panel = make.train_panel
+        self.outputs_error = make.outputs_error
+        self.embed_error = make.embed_error
+        self.size_combo = model.size_combo
+        self.device_combo = model.device_combo
+        self.model_error = model.model_error
+        self.extent_box = area.extent_box
+        self.polygon_combo = area.polygon_combo
+        self.crs_widget = area.crs_widget
+        self.resolution_spin = area.resolution_spin
+        self.extent_error = area.extent_error
+        self.grid_error = area.grid_error
+        self.grid_hint = area.grid_hint
+        self.window_spin = advanced.window_spin
+        self.overlap_spin = advanced.overlap_spin
+        self.batch_spin = advanced.batch_spin
+        self.steps_spin = advanced.steps_spin
+        self.seed_spin = advanced.seed_spin
+        self.precision_combo = advanced.precision_combo
+        self.standardize_check = advanced.standardize_check
+        self.location_check = advanced.location_check
+        self.advanced_error = advanced.advanced_error
+        self.temporary_radio = files.temporary_radio
+        self.folder_radio = files.folder_radio
+        self.folder_widget = files.folder_widget
+        self.name_edit = files.name_edit
         self.output_error = files.output_error
 
     def _connect(self) -> None:

@@ -2,7 +2,8 @@
 
 `recall` restores them and `remember` saves them (through `settings.Settings`, under ``terramind/dialog/``);
 `connect` re-checks the job whenever one of them changes. Fields with their own logic (the task radios,
-the output and TiM check boxes, the uncertainty row, temporary vs folder) stay in the dialog.
+the output and TiM check boxes, the uncertainty row, temporary vs folder) are saved and restored by their
+sections (`what_to_make_section.py`, `output_files_section.py`).
 """
 from __future__ import annotations
 

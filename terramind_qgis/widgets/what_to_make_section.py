@@ -175,8 +175,9 @@ class WhatToMakeSection(SectionBox):
 
     def show_mode(self) -> None:
         """Show the chosen task's page and what applies to it."""
-        page = _TRAIN_PAGE if self.train_radio.isChecked() else _EMBED_PAGE
-        self.output_stack.setCurrentIndex(_GENERATE_PAGE if self.generate_radio.isChecked() else page)
+        page = _GENERATE_PAGE if self.generate_radio.isChecked() else \
+            _TRAIN_PAGE if self.train_radio.isChecked() else _EMBED_PAGE
+        self.output_stack.setCurrentIndex(page)
         self.tim_widget.setEnabled(self.embed_mode_combo.currentData() == "tim-embed")
         self.lulc_legend.setVisible(self.output_checks["LULC"].isChecked())
 
