@@ -349,7 +349,9 @@ def check_job(choices: JobChoices) -> list[Problem]:
     return problems + _check_grid(choices)
 
 
-def _input_spec(item: InputChoice) -> dict:
+def input_entry(item: InputChoice) -> dict:
+    """The JobSpec ``inputs`` entry of one chosen input (path, bands, scale, offset, nodata); the finetune
+    spec uses it for its training inputs, so both write inputs the same way."""
     bands = item.bands
     if bands is not None and is_identity(bands, item.band_count):
         bands = None            # "all bands in file order": keeps the JobSpec short and readable
@@ -378,7 +380,7 @@ def build_jobspec(choices: JobChoices) -> dict:
     if choices.model_size is not None:
         spec["model"] = f"terramind_v1_{choices.model_size}"
     spec.update({
-        "inputs": {item.modality: _input_spec(item) for item in choices.inputs if item.path},
+        "inputs": {item.modality: input_entry(item) for item in choices.inputs if item.path},
         "outputs": outputs,
         "extent": _extent_spec(choices),
         "crs": choices.crs or None,

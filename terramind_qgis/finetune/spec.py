@@ -11,7 +11,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..jobspec_builder import JOBSPEC_VERSION, InputChoice, JobChoices, JobSpecError, Problem, check_job, _input_spec
+from ..jobspec_builder import (JOBSPEC_VERSION, InputChoice, JobChoices, JobSpecError, Problem, check_job,
+                               input_entry)
 from ..vocabulary import MODEL_SIZES, values
 
 DECODERS = ("UNetDecoder", "UperNetDecoder", "FCNDecoder")
@@ -145,7 +146,7 @@ def build_finetune_spec(choices: FinetuneChoices) -> dict:
         "version": JOBSPEC_VERSION,
         "task": "finetune",
         "model": f"terramind_v1_{choices.model_size}",
-        "training": [{"inputs": {i.modality: _input_spec(i) for i in s.inputs if i.path}, "labels": dict(s.labels)}
+        "training": [{"inputs": {i.modality: input_entry(i) for i in s.inputs if i.path}, "labels": dict(s.labels)}
                      for s in choices.scenes],
         "classes": [dict(c) for c in choices.classes] if choices.classes else None,
         "outputs": {"checkpoint": os.path.abspath(choices.checkpoint.strip())},
