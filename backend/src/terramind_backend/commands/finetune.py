@@ -1,6 +1,6 @@
 """`terramind finetune`: train a segmentation model on one scene's labels (docs/finetune.md).
 
-It only builds a ``finetune`` JobSpec and runs it like every job (``jobs._execute``): same progress
+It only builds a ``finetune`` JobSpec and runs it like every job (``jobs.execute``): same progress
 bar, ``--json-progress``, ``--dry-run`` and exit codes. Several scenes: write a JobSpec and use
 ``terramind run``.
 """
@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from .jobs import _bands_arg, _execute, _in_arg, _progress_args
+from .common_args import add_device, add_model_and_inputs, add_run_options, inputs_from_args
+from .jobs import execute
 
 
 def _labels_arg(text: str):
@@ -25,11 +26,7 @@ def _labels_arg(text: str):
 def register(subparsers) -> None:
     p = subparsers.add_parser("finetune", help="train a segmentation model on your labels (raster or polygons)")
     g = p.add_argument_group("job")
-    g.add_argument("--model", default="terramind_v1_tiny", help="backbone size (default terramind_v1_tiny; _tim = TiM)")
-    g.add_argument("--in", dest="inputs", action="append", type=_in_arg, required=True, metavar="MODALITY=PATH",
-                   help="input raster per modality, e.g. S2L2A=scene.tif (repeat for more modalities)")
-    g.add_argument("--bands", action="append", type=_bands_arg, default=[], metavar="MODALITY=1,2,...",
-                   help="1-based bands of that input in the model's band order")
+    add_model_and_inputs(g, "backbone size (default terramind_v1_tiny; _tim = TiM)")
     g.add_argument("--labels", required=True, type=_labels_arg, metavar="LABELS[:FIELD]",
                    help="label raster, or polygon file and its class field, e.g. fields.gpkg:crop")
     g.add_argument("--out", required=True, metavar="MODEL.ckpt", help="checkpoint to write")
@@ -45,18 +42,15 @@ def register(subparsers) -> None:
     g.add_argument("--val-fraction", type=float, default=0.2, help="share held out for validation (default 0.2)")
     g.add_argument("--early-stopping", type=int, default=5, help="epochs without improvement before stopping (0 = off)")
     g.add_argument("--resolution", type=float, default=10.0, help="pixel size in the scene CRS (default 10)")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    add_device(g)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--resume", action="store_true", help="continue an earlier run of the same job from its last epoch")
-    _progress_args(p)
+    add_run_options(p)
     p.set_defaults(func=run_finetune)
 
 
 def build_spec(args) -> dict:
-    bands = dict(args.bands)
-    inputs = {mod: {"path": path, "bands": bands.pop(mod, None)} for mod, path in args.inputs}
-    if bands:
-        raise SystemExit(f"terramind: error: --bands given for {', '.join(bands)} without a matching --in")
+    inputs = inputs_from_args(args)
     path, fld = args.labels
     return {"version": 1, "task": "finetune", "model": args.model,
             "training": [{"inputs": inputs, "labels": {"path": path, "field": fld}}],
@@ -70,4 +64,4 @@ def build_spec(args) -> dict:
 
 
 def run_finetune(args: argparse.Namespace) -> int:
-    return _execute(build_spec(args), args)
+    return execute(build_spec(args), args)

@@ -14,36 +14,14 @@ import time
 from typing import Optional
 
 from ..models.precision import PRECISIONS  # torch-free
+from .common_args import add_device, add_model_and_inputs, add_run_options, inputs_from_args, out_arg
 
 EXIT_FAILED, EXIT_INVALID, EXIT_CANCELLED = 1, 2, 130
 
 
-def _pair(text: str, what: str):
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"{what} must look like NAME=VALUE, got {text!r}")
-    name, value = text.split("=", 1)
-    return name.strip(), value.strip()
-
-
-def _in_arg(text: str):
-    return _pair(text, "--in")
-
-
-def _bands_arg(text: str):
-    name, value = _pair(text, "--bands")
-    try:
-        return name, [int(b) for b in value.split(",") if b.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--bands {text!r}: give 1-based band numbers, e.g. S2L2A=1,2,3")
-
-
 def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("job")
-    g.add_argument("--model", default="terramind_v1_tiny", help="model size family (default terramind_v1_tiny)")
-    g.add_argument("--in", dest="inputs", action="append", type=_in_arg, required=True, metavar="MODALITY=PATH",
-                   help="input raster per modality, e.g. S2L2A=scene.tif (repeat for more modalities)")
-    g.add_argument("--bands", action="append", type=_bands_arg, default=[], metavar="MODALITY=1,2,...",
-                   help="1-based bands of that input in the model's band order")
+    add_model_and_inputs(g, "model size family (default terramind_v1_tiny)")
     g.add_argument("--crs", help="target CRS (default: first optical input's CRS)")
     g.add_argument("--resolution", type=float, default=10.0, help="target pixel size in CRS units (default 10)")
     g.add_argument("--bounds", type=float, nargs=4, metavar=("MINX", "MINY", "MAXX", "MAXY"),
@@ -52,29 +30,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--window", type=int, default=224, help="window size in px (default 224)")
     g.add_argument("--overlap", type=int, default=32, help="overlap between windows in px (default 32)")
     g.add_argument("--batch", type=int, default=8, help="windows per model call (default 8)")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    add_device(g)
     g.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     g.add_argument("--checkpoint", help="local TerraMind checkpoint instead of the official weights")
     g.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="model arithmetic: auto = bf16 where measured faster here (terramind doctor shows it), "
                         "fp32 = exact (default auto)")
-    _progress_args(p)
-
-
-def _progress_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--executor", choices=("local", "ray"),
-                   help="where the windows run: this process (local) or a Ray cluster (docs/scale.md); "
-                        "overrides the JobSpec's executor.kind")
-    p.add_argument("--address", metavar="HOST:PORT",
-                   help="Ray cluster to run on (implies --executor ray); without it a Ray run starts a local "
-                        "Ray instance for the job")
-    p.add_argument("--json-progress", action="store_true", help="print events and the result as JSON lines on stdout")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--dry-run", action="store_true",
-                   help="validate and print the plan (grid, windows, batches) as JSON; load nothing, write nothing")
-    p.add_argument("--yes", action="store_true",
-                   help="run a job that looks like a mistake (very many windows, a resolution far finer than the "
-                        "inputs') without asking")
+    add_run_options(p)
 
 
 def _location_arg(p: argparse.ArgumentParser) -> None:
@@ -85,13 +47,13 @@ def _location_arg(p: argparse.ArgumentParser) -> None:
 def register(subparsers) -> None:
     p = subparsers.add_parser("run", help="run a JobSpec JSON file (docs/jobspec.md)")
     p.add_argument("job", metavar="JOB.json", help="JobSpec file; relative paths in it are relative to its folder")
-    _progress_args(p)
+    add_run_options(p)
     p.set_defaults(func=run_file)
 
     p = subparsers.add_parser("generate", help="generate modalities (LULC, NDVI, DEM, S1GRD, S1RTC, S2L2A, Coordinates)")
     _common(p)
     _location_arg(p)
-    p.add_argument("--out", dest="outputs", action="append", type=lambda t: _pair(t, "--out"), required=True,
+    p.add_argument("--out", dest="outputs", action="append", type=out_arg, required=True,
                    metavar="MODALITY=PATH", help="output per generated modality, e.g. LULC=lulc.tif; "
                                                  "Coordinates=points.gpkg writes one point per window")
     p.add_argument("--timesteps", type=int, default=10, help="diffusion steps for image outputs (default 10)")
@@ -116,7 +78,7 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("reconstruct", help="round-trip inputs through their tokenizers")
     _common(p)
-    p.add_argument("--out", dest="outputs", action="append", type=lambda t: _pair(t, "--out"), required=True,
+    p.add_argument("--out", dest="outputs", action="append", type=out_arg, required=True,
                    metavar="MODALITY=PATH", help="reconstructed input, e.g. S2L2A=s2_rec.tif")
     p.add_argument("--timesteps", type=int, default=10, help="diffusion steps (default 10)")
     p.set_defaults(func=run_product, task="reconstruct")
@@ -131,12 +93,7 @@ def register(subparsers) -> None:
 
 def build_spec(args) -> dict:
     """The JobSpec dict a product command stands for."""
-    bands = dict(args.bands)
-    inputs = {}
-    for mod, path in args.inputs:
-        inputs[mod] = {"path": path, "bands": bands.pop(mod, None)}
-    if bands:
-        raise SystemExit(f"terramind: error: --bands given for {', '.join(bands)} without a matching --in")
+    inputs = inputs_from_args(args)
     spec = {"version": 1, "task": args.task, "model": args.model, "inputs": inputs, "crs": args.crs,
             "resolution": args.resolution, "device": args.device, "seed": args.seed,
             "tiling": {"window": args.window, "overlap": args.overlap, "batch_size": args.batch},
@@ -244,7 +201,8 @@ def _needs_confirmation(spec, args, base_dir) -> Optional[int]:
     return EXIT_INVALID
 
 
-def _execute(spec, args, base_dir=None) -> int:
+def execute(spec, args, base_dir=None) -> int:
+    """Run a JobSpec as every command does: progress, --json-progress, --dry-run, exit codes."""
     from ..engine import JobCancelled, JobValidationError, explain, plan_job, run_job
     from ..signals import on_signals, signal_name, termination_signals
 
@@ -319,8 +277,8 @@ def run_file(args) -> int:
     except json.JSONDecodeError as exc:
         print(f"terramind: {args.job} is not valid JSON: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    return _execute(spec, args, base_dir=os.path.dirname(os.path.abspath(args.job)))
+    return execute(spec, args, base_dir=os.path.dirname(os.path.abspath(args.job)))
 
 
 def run_product(args) -> int:
-    return _execute(build_spec(args), args)
+    return execute(build_spec(args), args)

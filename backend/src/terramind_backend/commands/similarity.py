@@ -1,13 +1,14 @@
 """`terramind similarity`: find patches like the given examples in an embeddings raster.
 
 Builds a `similarity` JobSpec (docs/similarity.md) and runs it through the same engine entry as
-every other command (`jobs._execute`: progress, ``--json-progress``, ``--dry-run``, exit codes).
+every other command (`jobs.execute`: progress, ``--json-progress``, ``--dry-run``, exit codes).
 """
 from __future__ import annotations
 
 import argparse
 
-from .jobs import _execute, _progress_args
+from .common_args import add_run_options
+from .jobs import execute
 
 
 def _xy(text: str):
@@ -32,7 +33,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="SIM.tif", help="similarity GeoTIFF (0-1)")
     p.add_argument("--threshold", type=float, help="similarity from which a patch is a match (0-1], for --areas")
     p.add_argument("--areas", metavar="AREAS.gpkg", help="also write the matching areas as polygons (GeoPackage)")
-    _progress_args(p)
+    add_run_options(p)
     p.set_defaults(func=run_similarity)
 
 
@@ -49,4 +50,4 @@ def build_spec(args) -> dict:
 
 
 def run_similarity(args) -> int:
-    return _execute(build_spec(args), args)
+    return execute(build_spec(args), args)
