@@ -17,38 +17,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "backend"))
-
-RUN = r"""
-import json, sys, time
-from terramind_backend.engine import run_job
-spec = json.loads(sys.argv[1])
-marks = {}
-
-def emit(event):
-    if event.get("stage") == "tiles":
-        marks.setdefault("first", time.perf_counter())
-        if event["done"] == event["total"]:
-            marks["last"] = time.perf_counter()
-
-t = time.perf_counter()
-result = run_job(spec, emit=emit)
-print(json.dumps({"s": time.perf_counter() - t, "tiles": result["tiles"], "tiles_s": marks["last"] - marks["first"]}))
-"""
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_scene import TIMED_JOB, make_scene, run as run_timed  # noqa: E402 (the scene and the timed job: one place)
 
 
 def run(spec: dict, env: dict) -> dict:
-    out = subprocess.run([sys.executable, "-c", RUN, json.dumps(spec)], env=env, capture_output=True, text=True)
-    if out.returncode != 0:
-        raise SystemExit(out.stderr[-3000:])
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result = run_timed(sys.executable, TIMED_JOB, [json.dumps(spec)], env)
+    if "error" in result:
+        raise SystemExit(result["stderr"] or f"job failed (exit {result['rc']})")
+    return result
 
 
 def main() -> None:
@@ -57,12 +39,11 @@ def main() -> None:
     ap.add_argument("--task", choices=("embed", "lulc"), default="embed")
     ap.add_argument("--hub", default=str(ROOT / ".cache" / "fake-hub"))
     args = ap.parse_args()
-    from engine_helpers import mosaic
 
     env = dict(os.environ, HF_HUB_CACHE=args.hub, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1",
                RAY_DISABLE_USAGE_STATS="1")
     with tempfile.TemporaryDirectory() as tmp:
-        scene = mosaic("S2L2A", Path(tmp) / "s2.tif", args.reps, args.reps)
+        scene = make_scene(Path(tmp) / "s2.tif", args.reps * 224)
         out = {"embeddings": str(Path(tmp) / "emb.tif")} if args.task == "embed" else {"LULC": str(Path(tmp) / "l.tif")}
         spec = {"task": "embed" if args.task == "embed" else "generate", "model": "terramind_v1_tiny",
                 "inputs": {"S2L2A": str(scene)}, "outputs": out, "device": "cpu",

@@ -26,14 +26,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT.parent / "shared" / "data" / "terramesh-samples" / "S2L2A" / "282D_485L_3_3.tif"
 
-OURS = r"""
+# One job through our engine, in its own process: argv[1] is the JobSpec as JSON. Prints one JSON line: the job's
+# seconds, its windows, the tile phase's seconds and the peak RSS. bench_ray_scaling.py runs it too.
+TIMED_JOB = r"""
 import json, resource, sys, time
 from terramind_backend.engine import run_job
-scene, out, task = sys.argv[1:4]
-outputs = {"embeddings": out} if task == "embed" else {"LULC": out}
-spec = {"task": "embed" if task == "embed" else "generate", "model": "terramind_v1_tiny",
-        "inputs": {"S2L2A": scene}, "outputs": outputs, "device": "cpu", "timesteps": 1,
-        "tiling": {"window": 224, "overlap": 32, "batch_size": 8}}
+spec = json.loads(sys.argv[1])
 marks = {}
 
 def emit(event):  # time the tile loop apart from model loading and the final COG conversion
@@ -47,6 +45,15 @@ result = run_job(spec, emit=emit)
 print(json.dumps({"s": time.perf_counter() - t, "tiles": result["tiles"], "tiles_s": marks["last"] - marks["first"],
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
+
+
+def job_spec(scene: Path, out: Path, task: str) -> dict:
+    """Ours in this benchmark: tiny model, window 224, overlap 32, batch 8 (embed, or generate LULC)."""
+    outputs = {"embeddings": str(out)} if task == "embed" else {"LULC": str(out)}
+    return {"task": "embed" if task == "embed" else "generate", "model": "terramind_v1_tiny",
+            "inputs": {"S2L2A": str(scene)}, "outputs": outputs, "device": "cpu", "timesteps": 1,
+            "tiling": {"window": 224, "overlap": 32, "batch_size": 8}}
+
 
 TERRATORCH = r"""
 import json, resource, sys, time
@@ -102,7 +109,8 @@ print(json.dumps({"s": time.perf_counter() - t, "shape": list(y.shape),
 """
 
 
-def make_scene(path: Path, size: int) -> None:
+def make_scene(path: Path, size: int) -> Path:
+    """A size² mosaic of mirrored copies of the sample tile (seamless), written one row of tiles at a time."""
     import numpy as np
     import rasterio
 
@@ -117,12 +125,14 @@ def make_scene(path: Path, size: int) -> None:
             row = np.concatenate([r[:, :, ::-1] if j % 2 else r for j, r in enumerate(row)], axis=2)[:, :, :size]
             rows = min(tile.shape[1], size - i * tile.shape[1])
             dst.write(row[:, :rows], window=((i * tile.shape[1], i * tile.shape[1] + rows), (0, size)))
+    return path
 
 
 def run(python: str, code: str, args, env) -> dict:
     proc = subprocess.run([python, "-c", code, *map(str, args)], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
-        return {"error": (proc.stderr.strip().splitlines() or ["killed"])[-1], "rc": proc.returncode}
+        return {"error": (proc.stderr.strip().splitlines() or ["killed"])[-1], "rc": proc.returncode,
+                "stderr": proc.stderr[-3000:]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -144,7 +154,8 @@ def main() -> None:
         for size in [int(s) for s in a.sizes.split(",")]:
             scene = Path(tmp) / f"s2_{size}.tif"
             make_scene(scene, size)
-            ours = run(ours_py, OURS, [scene, Path(tmp) / f"out_{size}.tif", a.task], env)
+            spec = job_spec(scene, Path(tmp) / f"out_{size}.tif", a.task)
+            ours = run(ours_py, TIMED_JOB, [json.dumps(spec)], env)
             tt_code = TERRATORCH if a.task == "embed" else TERRATORCH_LULC
             tt = run(tt_py, tt_code, [scene], env) if size in tt_sizes else None
             rows.append((size, ours, tt))
