@@ -6,31 +6,17 @@ Reads ../shared/data/terramesh-samples (a development checkout only; the plugin 
 """
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO.parent / "shared" / "data" / "terramesh-samples"
+from screenshot_session import REPO, SAMPLES, CanvasIface, exit_now, settle, start_qgis
+
 PLACE = "282D_485L_3_3"
-sys.path.insert(0, str(REPO))
 
 
 def main(out: Path) -> None:
-    from osgeo import gdal
-    gdal.SetConfigOption("GDAL_PAM_ENABLED", "NO")   # never write .aux.xml files beside the samples
-
-    from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsSettings
-    from qgis.gui import QgsMapCanvas
-    from qgis.PyQt.QtCore import QCoreApplication
-
-    QCoreApplication.setOrganizationName("TerraMindScreenshot")
-    QCoreApplication.setApplicationName("TerraMindScreenshot")
-    app = QgsApplication([], True, tempfile.mkdtemp(prefix="terramind-shot-"))
-    app.initQgis()
-    QgsSettings().remove("terramind")
-    app.setStyle("Fusion")
+    app = start_qgis()
+    from qgis.core import QgsProject, QgsRasterLayer
 
     layers = {}
     for folder, name in (("S2L2A", "Sentinel-2 L2A 2021-07-23"), ("S1RTC", "Sentinel-1 RTC 2021-07-21"),
@@ -40,21 +26,9 @@ def main(out: Path) -> None:
         QgsProject.instance().addMapLayer(layer)
         layers[folder] = layer
 
-    class Iface:  # the two things the dialog asks of QGIS's interface
-        def __init__(self):
-            self.canvas = QgsMapCanvas()
-            self.canvas.setDestinationCrs(layers["S2L2A"].crs())
-            self.canvas.setExtent(layers["S2L2A"].extent())
-
-        def mapCanvas(self):
-            return self.canvas
-
-        def messageBar(self):
-            return None
-
     from terramind_qgis.dialog import TerraMindDialog
 
-    dialog = TerraMindDialog(Iface())
+    dialog = TerraMindDialog(CanvasIface(layers["S2L2A"]))
     rows = dialog.input_list.rows
     rows[0].set_layer(layers["S2L2A"])
     dialog.input_list.add_row().set_layer(layers["S1RTC"])
@@ -62,8 +36,7 @@ def main(out: Path) -> None:
     dialog.advanced_box.setCollapsed(False)
     dialog.resize(1240, 1000)
     dialog.show()
-    for _ in range(20):
-        app.processEvents()
+    settle(app)
     dialog.refresh()
     app.processEvents()
     dialog.grab().save(str(out))
@@ -75,15 +48,13 @@ def main(out: Path) -> None:
     dialog.input_list.rows[1].table.set_band(1, None)
     dialog.output_checks["S1RTC"].setChecked(True)
     dialog.folder_radio.setChecked(True)
-    for _ in range(20):
-        app.processEvents()
+    settle(app)
     dialog.refresh()
     app.processEvents()
     problems = out.with_name(out.stem + "-problems.png")
     dialog.grab().save(str(problems))
     print(f"saved {problems}, problems: {dialog.problems}")
-    sys.stdout.flush()
-    os._exit(0)   # skip QGIS's teardown: nothing is left to save, and it can crash under Xvfb
+    exit_now()
 
 
 if __name__ == "__main__":

@@ -4,21 +4,19 @@ A real run: the TerraMesh S2L2A tile as input, its LULC map turned into polygons
 (categorized by class, as a user's labels would be), trained by the backend in .venv-backend on the weights in
 $HF_HUB_CACHE (the fake hub's random weights in a development checkout), so the curve and scores are whatever
 that run gives. Run on a real X screen:
-    HF_HUB_CACHE=.cache/fake-hub HF_HUB_OFFLINE=1 TERRAMIND_BACKEND_PYTHON=.venv-backend/bin/python \\
+    HF_HUB_CACHE=$PWD/.cache/fake-hub HF_HUB_OFFLINE=1 TERRAMIND_BACKEND_PYTHON=$PWD/.venv-backend/bin/python \\
     xvfb-run -a -s "-screen 0 1400x1100x24" .venv-qgis/bin/python scripts/screenshot_train.py [out.png] [epochs]
 """
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO.parent / "shared" / "data" / "terramesh-samples"
+from screenshot_session import REPO, SAMPLES, CanvasIface, exit_now, settle, start_qgis
+
 PLACE = "433D_629L_3_1"
-sys.path.insert(0, str(REPO))
 # TerraMind v1 LULC codes as the labels' legend (names and colours a user would give them).
 LEGEND = {1: ("Water", "#3171ad"), 2: ("Trees", "#469c76"), 4: ("Crops", "#eae159"), 5: ("Built area", "#c07cb8"),
           6: ("Bare ground", "#c19368"), 9: ("Rangeland", "#c66526")}
@@ -60,19 +58,8 @@ def polygons_from(raster, app):
 
 
 def main(out: Path, epochs: int) -> None:
-    from osgeo import gdal
-    gdal.SetConfigOption("GDAL_PAM_ENABLED", "NO")
-
-    from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsSettings
-    from qgis.gui import QgsMapCanvas
-    from qgis.PyQt.QtCore import QCoreApplication
-
-    QCoreApplication.setOrganizationName("TerraMindScreenshot")
-    QCoreApplication.setApplicationName("TerraMindScreenshot")
-    app = QgsApplication([], True, tempfile.mkdtemp(prefix="terramind-shot-"))
-    app.initQgis()
-    QgsSettings().remove("terramind")
-    app.setStyle("Fusion")
+    app = start_qgis()
+    from qgis.core import QgsProject, QgsRasterLayer
 
     scene = QgsRasterLayer(str(SAMPLES / "S2L2A" / f"{PLACE}.tif"), "Sentinel-2 L2A")
     assert scene.isValid()
@@ -80,22 +67,10 @@ def main(out: Path, epochs: int) -> None:
     labels = polygons_from(SAMPLES / "LULC" / f"{PLACE}.tif", app)
     QgsProject.instance().addMapLayer(labels)
 
-    class Iface:
-        def __init__(self):
-            self.canvas = QgsMapCanvas()
-            self.canvas.setDestinationCrs(scene.crs())
-            self.canvas.setExtent(scene.extent())
-
-        def mapCanvas(self):
-            return self.canvas
-
-        def messageBar(self):
-            return None
-
     from terramind_qgis.dialog import TerraMindDialog
 
     folder = Path(tempfile.mkdtemp(prefix="terramind-train-shot-"))
-    dialog = TerraMindDialog(Iface())
+    dialog = TerraMindDialog(CanvasIface(scene))
     dialog.input_list.rows[0].set_layer(scene)
     dialog.train_radio.setChecked(True)
     dialog.size_combo.setCurrentIndex(dialog.size_combo.findData("tiny"))
@@ -110,8 +85,7 @@ def main(out: Path, epochs: int) -> None:
     panel.checkpoint_widget.setFilePath(str(folder / "land_cover.ckpt"))
     dialog.resize(1380, 1000)
     dialog.show()
-    for _ in range(20):
-        app.processEvents()
+    settle(app)
     problems = dialog.refresh()
     assert not problems, problems
     dialog.run()
@@ -119,14 +93,12 @@ def main(out: Path, epochs: int) -> None:
     while panel.task is not None and time.monotonic() - started < 1800:
         app.processEvents()
         time.sleep(0.05)
-    for _ in range(20):
-        app.processEvents()
+    settle(app)
     dialog.refresh()
     app.processEvents()
     dialog.grab().save(str(out))
     print(f"saved {out}; {panel.status_label.text()}")
-    sys.stdout.flush()
-    os._exit(0)   # skip QGIS's teardown (it can crash under Xvfb); the backend ends with our stdin
+    exit_now()
 
 
 if __name__ == "__main__":
