@@ -8,6 +8,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -16,6 +17,7 @@ SHARED = REPO.parent / "shared"
 SHARED_SAMPLES = SHARED / "data" / "terramesh-samples"
 FAKE_HUB = REPO / ".cache" / "fake-hub"            # tiny + six tokenizers, official layout, random
 FAKE_HUB_SMALL = REPO / ".cache" / "fake-hub-small"
+BACKEND_PYTHON = REPO / ".venv-backend" / "bin" / "python"   # the real backend the plugin suite starts
 # revisions.py is pure standard library: loaded from its file so the plugin suite (no backend installed) reads it too.
 _spec = importlib.util.spec_from_file_location("_revisions", REPO / "backend/src/terramind_backend/revisions.py")
 REVISIONS = importlib.util.module_from_spec(_spec)
@@ -68,6 +70,14 @@ def _use_hub(monkeypatch, folder: Path) -> Path:
 def fake_hub(monkeypatch) -> Path:
     """A local HF cache with random official-layout TerraMind tiny + tokenizer files; offline."""
     return _use_hub(monkeypatch, FAKE_HUB)
+
+
+@pytest.fixture(scope="module")
+def module_fake_hub() -> Iterator[Path]:
+    """``fake_hub`` for a whole module: for module-scoped fixtures (one warm backend, one embedding run)."""
+    mp = pytest.MonkeyPatch()
+    yield _use_hub(mp, FAKE_HUB)
+    mp.undo()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import rasterio
 from rasterio.transform import from_origin
 from rasterio.warp import transform as transform_xy
 
-from tests.conftest import FAKE_HUB, sample
+from tests.conftest import module_fake_hub, sample  # noqa: F401 (fixture)
 from terramind_backend.cli import main
 from terramind_backend.engine import JobCancelled, JobValidationError, run_job, validate_job
 
@@ -57,20 +57,12 @@ def _job(emb, out, **query):
 
 
 @pytest.fixture(scope="module")
-def terramesh_embeddings(tmp_path_factory):
+def terramesh_embeddings(module_fake_hub, tmp_path_factory):  # noqa: F811
     """A TerraMesh S2L2A tile embedded by our `embed` task (tiny, fake official weights): 192 × 14 × 14."""
-    if not (FAKE_HUB / ".complete").exists():
-        pytest.fail(f"{FAKE_HUB} missing: run scripts/fake_hub.sh")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("HF_HUB_CACHE", str(FAKE_HUB))
-    mp.setenv("HF_HUB_OFFLINE", "1")
-    try:
-        path = tmp_path_factory.mktemp("emb") / "emb.tif"
-        run_job({"version": 1, "task": "embed", "model": "terramind_v1_tiny", "device": "cpu",
-                 "inputs": {"S2L2A": str(sample("S2L2A"))}, "outputs": {"embeddings": str(path)},
-                 "options": {"precision": "fp32"}})
-    finally:
-        mp.undo()
+    path = tmp_path_factory.mktemp("emb") / "emb.tif"
+    run_job({"version": 1, "task": "embed", "model": "terramind_v1_tiny", "device": "cpu",
+             "inputs": {"S2L2A": str(sample("S2L2A"))}, "outputs": {"embeddings": str(path)},
+             "options": {"precision": "fp32"}})
     return path
 
 

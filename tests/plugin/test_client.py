@@ -8,13 +8,11 @@ from pathlib import Path
 import pytest
 from qgis.core import QgsSettings
 
-from tests.conftest import fake_hub  # noqa: F401 (fixture; the plugin ini does not load tests/conftest.py)
+from tests.conftest import BACKEND_PYTHON, fake_hub  # noqa: F401 (fixture; the plugin ini does not load tests/conftest.py)
 from terramind_qgis import client as client_mod
 from terramind_qgis.client import BackendClient, BackendError, get_client, shutdown_client
 from terramind_qgis.settings import Settings
 
-REPO = Path(__file__).resolve().parents[2]
-BACKEND_PY = REPO / ".venv-backend" / "bin" / "python"
 
 
 def child_environ(pid):
@@ -31,7 +29,7 @@ def backend_env(fake_hub, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     qs = QgsSettings()
     qs.remove("terramind")
-    qs.setValue("terramind/backend/python", str(BACKEND_PY))
+    qs.setValue("terramind/backend/python", str(BACKEND_PYTHON))
     yield Settings(qs)
     qs.remove("terramind")
 

@@ -11,34 +11,23 @@ import subprocess
 import pytest
 from qgis.core import QgsPalettedRasterRenderer, QgsProject, QgsRasterLayer, QgsSettings
 
-from tests.conftest import fake_hub, sample  # noqa: F401 (fake_hub is a fixture)
+from tests.conftest import sample
 from tests.plugin.test_finetune_labels import categorize
-from tests.plugin.test_processing_backend import BACKEND_PYTHON
 from terramind_qgis.dialog import TerraMindDialog
 from terramind_qgis.task import Cancelled, Done
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("stop_backend_after_module")]
 CLASSES = [(1, "Water", "#3171ad"), (2, "Forest", "#1a7a3a")]
 CHIP = 32
 
 
-@pytest.fixture(scope="module", autouse=True)
-def stop_backend_after_module():
-    yield
-    from terramind_qgis.client import shutdown_client
-
-    shutdown_client()
-
-
 @pytest.fixture
-def backend(fake_hub, monkeypatch):
-    if not BACKEND_PYTHON.exists():
-        pytest.fail(f"{BACKEND_PYTHON} missing: run scripts/setup.sh --test")
-    monkeypatch.setenv("TERRAMIND_BACKEND_PYTHON", str(BACKEND_PYTHON))
-    probe = subprocess.run([str(BACKEND_PYTHON), "-c", "import fiona"], capture_output=True)
-    if probe.returncode:   # the backend reads polygon labels with fiona (backend/pyproject.toml)
-        pytest.fail(f"fiona missing in {BACKEND_PYTHON}: run scripts/setup.sh")
-    return BACKEND_PYTHON
+def backend(backend_python):
+    """The real backend, which must read polygon labels (with fiona: backend/pyproject.toml)."""
+    probe = subprocess.run([str(backend_python), "-c", "import fiona"], capture_output=True)
+    if probe.returncode:
+        pytest.fail(f"fiona missing in {backend_python}: run scripts/setup.sh")
+    return backend_python
 
 
 @pytest.fixture

@@ -11,16 +11,6 @@ from tests.plugin.test_finetune_labels import categorize, owned, polygons
 
 
 @pytest.fixture
-def provider(qgis_processing):
-    from terramind_qgis.processing import TerraMindProvider
-
-    provider = TerraMindProvider()
-    QgsApplication.processingRegistry().addProvider(provider)
-    yield provider
-    QgsApplication.processingRegistry().removeProvider(provider)
-
-
-@pytest.fixture
 def scene(qgis_app, qgis_new_project):
     layer = owned(QgsRasterLayer(str(sample("S2L2A")), "scene"))
     assert layer.isValid()

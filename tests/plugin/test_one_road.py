@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from test_dialog import _valid, dialog, layers  # noqa: F401  (fixtures)
-from test_processing import algorithm, provider, spec_for  # noqa: F401  (fixture)
+from test_processing import algorithm, spec_for
 from terramind_qgis.processing.base import PROCESSING_DEVICES
 from terramind_qgis.vocabulary import EMBED_MODES, MERGE_METHODS, MODEL_SIZES, OUTPUT_MODALITY_LABELS, index_of, values
 

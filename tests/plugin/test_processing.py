@@ -9,20 +9,6 @@ ALGORITHMS = ("terramind:generate", "terramind:embed", "terramind:segment", "ter
               "terramind:finetune", "terramind:similarity")
 
 
-@pytest.fixture
-def provider(qgis_processing):
-    """The provider as the plugin registers it (kept referenced: PyQGIS would collect it)."""
-    from qgis.core import QgsApplication
-
-    from terramind_qgis.processing import TerraMindProvider
-
-    registry = QgsApplication.processingRegistry()
-    provider = TerraMindProvider()
-    registry.addProvider(provider)
-    yield provider
-    registry.removeProvider(provider)
-
-
 def algorithm(alg_id):
     from qgis.core import QgsApplication
 

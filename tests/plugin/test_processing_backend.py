@@ -9,44 +9,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.conftest import FAKE_HUB, PLACES, REPO, coords_hub, fake_hub, sample  # noqa: F401 (fixtures)
+from tests.conftest import BACKEND_PYTHON, FAKE_HUB, PLACES, REPO, coords_hub, fake_hub, sample  # noqa: F401 (fixtures)
 
-pytestmark = pytest.mark.slow
-
-BACKEND_PYTHON = REPO / ".venv-backend" / "bin" / "python"
+# These tests share one warm backend (as the toolbox does); later modules expect none running.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("stop_backend_after_module")]
 QGIS_PROCESS = Path("/usr/bin/qgis_process.bin")
 LULC_CLASSES = 10
 # tiny model, 2 decoding steps, CPU: the cheapest generation that still runs the whole pipeline
 FAST = {"MODEL": 0, "TIMESTEPS": 2, "DEVICE": 2, "OUTPUTS": [4]}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def stop_backend_after_module():
-    """These tests share one warm backend (as the toolbox does); later modules expect none running."""
-    yield
-    from terramind_qgis.client import shutdown_client
-
-    shutdown_client()
-
-
-@pytest.fixture
-def backend(fake_hub, monkeypatch):
-    if not BACKEND_PYTHON.exists():
-        pytest.fail(f"{BACKEND_PYTHON} missing: run scripts/setup.sh --test")
-    monkeypatch.setenv("TERRAMIND_BACKEND_PYTHON", str(BACKEND_PYTHON))
-    return BACKEND_PYTHON
-
-
-@pytest.fixture
-def provider(qgis_processing):
-    from qgis.core import QgsApplication
-
-    from terramind_qgis.processing import TerraMindProvider
-
-    provider = TerraMindProvider()
-    QgsApplication.processingRegistry().addProvider(provider)
-    yield provider
-    QgsApplication.processingRegistry().removeProvider(provider)
 
 
 class RecordingFeedback:
@@ -82,7 +52,7 @@ def class_values(layer):
     return {int(block.value(r, c)) for r in range(0, layer.height(), 7) for c in range(0, layer.width(), 7)}
 
 
-def test_generate_with_processing_run(backend, provider, tmp_path):
+def test_generate_with_processing_run(backend_python, provider, tmp_path):
     import processing
 
     out = tmp_path / "lulc.tif"
@@ -101,7 +71,7 @@ def test_generate_with_processing_run(backend, provider, tmp_path):
     assert "TerraMind:" in feedback.textLog()  # the summary line (tiles, device, time)
 
 
-def test_batch_of_two_inputs_loads_styled_layers(backend, provider, tmp_path):
+def test_batch_of_two_inputs_loads_styled_layers(backend_python, provider, tmp_path):
     """Two rows run exactly as QGIS's batch dialog runs them: one algorithm instance, a fresh context
     per row, destinations bound to the project, then handleAlgorithmResults loads each row's layers."""
     from processing.gui.Postprocessing import handleAlgorithmResults
@@ -151,7 +121,7 @@ def assert_style_post_processor(context, out, feedback):
     assert isinstance(bare.renderer(), QgsPalettedRasterRenderer)
 
 
-def test_toolbox_run_loads_a_temporary_output_with_its_style(backend, provider, qtbot):
+def test_toolbox_run_loads_a_temporary_output_with_its_style(backend_python, provider, qtbot):
     """As the algorithm dialog runs it: a QgsProcessingAlgRunnerTask (prepare on the main thread, the job
     in a task-manager worker thread, postProcess back on the main thread), then handleAlgorithmResults.
     No destination given (the dialog's default): LULC goes to a temporary file that is loaded styled."""
@@ -190,7 +160,7 @@ def test_toolbox_run_loads_a_temporary_output_with_its_style(backend, provider, 
     project.removeAllMapLayers()
 
 
-def test_toolbox_run_with_location_loads_the_coordinates_points(backend, coords_hub, provider, qtbot):
+def test_toolbox_run_with_location_loads_the_coordinates_points(backend_python, coords_hub, provider, qtbot):
     """USE_LOCATION and a Location (points) output without destination: a temporary GeoPackage with one point
     per tile, loaded with the engine's point style beside the LULC layer."""
     from processing.gui.Postprocessing import handleAlgorithmResults
@@ -228,7 +198,7 @@ def test_toolbox_run_with_location_loads_the_coordinates_points(backend, coords_
     project.removeAllMapLayers()
 
 
-def test_graphical_model_runs_generate_and_feeds_its_output_on(backend, provider, tmp_path):
+def test_graphical_model_runs_generate_and_feeds_its_output_on(backend_python, provider, tmp_path):
     import processing
     from processing.tools import dataobjects
     from qgis.core import (QgsProcessingModelAlgorithm, QgsProcessingModelChildAlgorithm,
@@ -274,7 +244,7 @@ def test_graphical_model_runs_generate_and_feeds_its_output_on(backend, provider
     assert os.path.exists(ndvi) and ndvi not in context.layersToLoadOnCompletion()  # not a model output
 
 
-def test_cancel_through_feedback_stops_the_job_and_writes_nothing(backend, provider, tmp_path):
+def test_cancel_through_feedback_stops_the_job_and_writes_nothing(backend_python, provider, tmp_path):
     import processing
     from qgis.core import QgsProcessingException
 
@@ -289,7 +259,7 @@ def test_cancel_through_feedback_stops_the_job_and_writes_nothing(backend, provi
     assert not out.exists(), "a cancelled job leaves no output behind"
 
 
-def test_backend_errors_become_processing_exceptions(backend, provider, tmp_path):
+def test_backend_errors_become_processing_exceptions(backend_python, provider, tmp_path):
     import processing
     from qgis.core import QgsProcessingException
 
@@ -303,7 +273,7 @@ def test_backend_errors_become_processing_exceptions(backend, provider, tmp_path
     assert not (tmp_path / "never.tif").exists()
 
 
-def test_a_job_that_looks_like_a_mistake_is_refused_until_confirmed(backend, provider, tmp_path):
+def test_a_job_that_looks_like_a_mistake_is_refused_until_confirmed(backend_python, provider, tmp_path):
     import processing
     from qgis.core import QgsProcessingException
 
@@ -338,7 +308,7 @@ def test_a_job_that_looks_like_a_mistake_is_refused_until_confirmed(backend, pro
 
 
 @pytest.fixture
-def qgis_process_env(tmp_path, backend):
+def qgis_process_env(tmp_path, backend_python):
     """qgis_process with the staged plugin (as the zip installs it) in QGIS_PLUGINPATH and a throw-away profile."""
     if not QGIS_PROCESS.exists():
         pytest.skip("qgis_process.bin not installed")
@@ -372,7 +342,7 @@ def test_qgis_process_lists_and_runs_generate(qgis_process_env, tmp_path):
     assert read_raster(out).crs().authid() == "EPSG:32632"
 
 
-def test_embed_and_reconstruct_run_on_the_backend(backend, provider, tmp_path):
+def test_embed_and_reconstruct_run_on_the_backend(backend_python, provider, tmp_path):
     import processing
 
     emb, rec = tmp_path / "tim.tif", tmp_path / "lulc_rec.tif"
@@ -420,7 +390,7 @@ torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items(
 """
 
 
-def test_segment_runs_a_fine_tuned_checkpoint(backend, provider, tmp_path):
+def test_segment_runs_a_fine_tuned_checkpoint(backend_python, provider, tmp_path):
     import processing
 
     checkpoint = tmp_path / "seg.ckpt"

@@ -3,10 +3,10 @@ become, and the derived layers the toolbox loads after the run (no backend neede
 from __future__ import annotations
 
 from tests.conftest import sample
-from test_processing import algorithm, provider, spec_for  # noqa: F401  (provider is a fixture)
+from test_processing import algorithm, spec_for
 
 
-def test_generate_spread_and_confidence_options(provider, tmp_path):  # noqa: F811
+def test_generate_spread_and_confidence_options(provider, tmp_path):
     s2, dem, lulc = str(sample("S2L2A")), str(tmp_path / "dem.tif"), str(tmp_path / "lulc.tif")
     spec, _, _ = spec_for("terramind:generate", {"S2L2A": s2, "OUTPUT_DEM": dem, "OUTPUT_LULC": lulc})
     assert "uncertainty" not in spec["options"]
@@ -16,7 +16,7 @@ def test_generate_spread_and_confidence_options(provider, tmp_path):  # noqa: F8
     assert algorithm("terramind:generate").parameterDefinition("SPREAD_SAMPLES").defaultValue() == 4
 
 
-def test_segment_confidence_option(provider, tmp_path):  # noqa: F811
+def test_segment_confidence_option(provider, tmp_path):
     checkpoint = tmp_path / "model.ckpt"
     checkpoint.write_bytes(b"x")
     spec, _, _ = spec_for("terramind:segment", {"CHECKPOINT": str(checkpoint), "S2L2A": str(sample("S2L2A")),
@@ -25,7 +25,7 @@ def test_segment_confidence_option(provider, tmp_path):  # noqa: F811
     assert algorithm("terramind:segment").parameterDefinition("SPREAD") is None
 
 
-def test_derived_layers_load_with_the_declared_outputs(provider, tmp_path):  # noqa: F811
+def test_derived_layers_load_with_the_declared_outputs(provider, tmp_path):
     from qgis.core import QgsProcessingContext, QgsProcessingFeedback, QgsProject
 
     context = QgsProcessingContext()

@@ -10,9 +10,8 @@ import time
 
 import pytest
 
-from tests.conftest import FAKE_HUB, REPO, SHARED_SAMPLES
+from tests.conftest import BACKEND_PYTHON, FAKE_HUB, REPO, SHARED_SAMPLES
 
-BACKEND_PYTHON = REPO / ".venv-backend" / "bin" / "python"
 SCRIPT = REPO / "tests" / "plugin" / "scripts" / "quit_mid_job.py"
 HUNG_BACKEND = REPO / "tests" / "plugin" / "scripts" / "hung_backend.sh"
 

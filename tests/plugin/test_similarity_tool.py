@@ -9,18 +9,15 @@ import numpy as np
 import pytest
 from osgeo import gdal, osr
 from qgis.core import (QgsApplication, QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsPointXY,
-                       QgsProject, QgsRasterLayer, QgsSettings, QgsSingleBandPseudoColorRenderer,
+                       QgsProject, QgsRasterLayer, QgsSingleBandPseudoColorRenderer,
                        QgsVectorLayer)
 from qgis.gui import QgsMapCanvas, QgsMapMouseEvent
 from qgis.PyQt.QtCore import QEvent, QPoint, Qt
 
-from tests.conftest import FAKE_HUB, sample
-from terramind_qgis.client import shutdown_client
-from terramind_qgis.settings import Settings
+from tests.conftest import sample
 from terramind_qgis.similarity_tool import SimilarityMapTool
 from terramind_qgis.task import Done
 
-REPO = Path(__file__).resolve().parents[2]
 ORIGIN, PATCH = (500000.0, 5300000.0), 160.0
 TIMEOUT_MS = 120_000
 
@@ -60,24 +57,6 @@ def centre(row, col):
     return QgsPointXY(ORIGIN[0] + (col + 0.5) * PATCH, ORIGIN[1] - (row + 0.5) * PATCH)
 
 
-@pytest.fixture(scope="module")
-def backend(qgis_app):
-    """The real backend process on the fake hub (random official-layout tiny weights), offline."""
-    if not (FAKE_HUB / ".complete").exists():
-        pytest.fail(f"{FAKE_HUB} missing: run scripts/fake_hub.sh")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("HF_HUB_CACHE", str(FAKE_HUB))
-    mp.setenv("HF_HUB_OFFLINE", "1")
-    mp.setenv("OMP_NUM_THREADS", "1")
-    qs = QgsSettings()
-    qs.remove("terramind")
-    qs.setValue("terramind/backend/python", str(REPO / ".venv-backend" / "bin" / "python"))
-    yield Settings(qs)
-    shutdown_client()
-    qs.remove("terramind")
-    mp.undo()
-
-
 @pytest.fixture
 def embeddings(tmp_path):
     data = np.random.default_rng(1).normal(size=(8, 20, 30)).astype(np.float32)
@@ -110,7 +89,7 @@ def click(tool, canvas, transform, point, modifiers=Qt.KeyboardModifier.NoModifi
     tool.canvasReleaseEvent(event)
 
 
-def test_clicks_run_jobs_and_put_the_styled_result_above_the_embeddings(backend, embeddings, qtbot):
+def test_clicks_run_jobs_and_put_the_styled_result_above_the_embeddings(backend_settings, embeddings, qtbot):
     data, layer, group = embeddings
     canvas, transform = lonlat_canvas(layer)
     tool = SimilarityMapTool(canvas, layer)
@@ -143,7 +122,7 @@ def test_clicks_run_jobs_and_put_the_styled_result_above_the_embeddings(backend,
     canvas.unsetMapTool(tool)
 
 
-def test_click_on_terramesh_embeddings_made_by_the_plugin(backend, qtbot, tmp_path):
+def test_click_on_terramesh_embeddings_made_by_the_plugin(backend_settings, qtbot, tmp_path):
     """The issue's acceptance: embeddings of a TerraMesh tile made through the plugin (TerraMindTask, tiny
     model, fp32), a click on one patch: that patch is 1.0 and every value is numpy's cosine similarity."""
     from terramind_qgis.task import TerraMindTask
@@ -177,7 +156,7 @@ def test_click_on_terramesh_embeddings_made_by_the_plugin(backend, qtbot, tmp_pa
     assert order.index(tool.result_layers[0]) == order.index(layer) - 1   # right above the embeddings
 
 
-def test_polygon_example_by_ctrl_clicks_and_right_click(backend, embeddings, qtbot):
+def test_polygon_example_by_ctrl_clicks_and_right_click(backend_settings, embeddings, qtbot):
     data, layer, _ = embeddings
     canvas, transform = lonlat_canvas(layer)
     tool = SimilarityMapTool(canvas, layer)
@@ -195,7 +174,7 @@ def test_polygon_example_by_ctrl_clicks_and_right_click(backend, embeddings, qtb
     np.testing.assert_allclose(read_band(tool.result_layers[0].source()), cosine(data, [mean_unit]), atol=1e-5)
 
 
-def test_message_bar_switch_outlines_matching_areas_above_the_similarity(backend, embeddings, qtbot):
+def test_message_bar_switch_outlines_matching_areas_above_the_similarity(backend_settings, embeddings, qtbot):
     from terramind_qgis.similarity_tool import message_widget
 
     data, layer, group = embeddings
@@ -216,7 +195,7 @@ def test_message_bar_switch_outlines_matching_areas_above_the_similarity(backend
     assert sum(f.geometry().area() for f in areas.getFeatures()) == pytest.approx(matches * PATCH * PATCH)
 
 
-def test_plugin_styler_draws_scores_like_the_engine_qml(backend, embeddings, qtbot, tmp_path):
+def test_plugin_styler_draws_scores_like_the_engine_qml(backend_settings, embeddings, qtbot, tmp_path):
     """Without its .qml (a copied file), a similarity layer gets the same colour ramp from the plugin."""
     import shutil
 
@@ -248,7 +227,7 @@ def test_only_terramind_embeddings_layers_are_accepted(tmp_path, qgis_app):
         SimilarityMapTool(QgsMapCanvas(), None)
 
 
-def test_processing_similarity_with_matching_areas(backend, embeddings, tmp_path, qgis_processing):
+def test_processing_similarity_with_matching_areas(backend_settings, embeddings, tmp_path, qgis_processing):
     import processing
     from terramind_qgis.processing.provider import TerraMindProvider
 

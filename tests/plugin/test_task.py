@@ -10,16 +10,14 @@ from pathlib import Path
 
 import pytest
 from qgis.core import (Qgis, QgsApplication, QgsPalettedRasterRenderer, QgsProject, QgsRasterLayer,
-                       QgsSettings, QgsSingleBandPseudoColorRenderer)
+                       QgsSingleBandPseudoColorRenderer)
 from qgis.PyQt.QtCore import QTimer
 from qgis.PyQt.QtTest import QTest
 
-from tests.conftest import FAKE_HUB, sample
-from terramind_qgis.client import get_client, shutdown_client
-from terramind_qgis.settings import Settings
+from tests.conftest import sample
+from terramind_qgis.client import get_client
 from terramind_qgis.task import Cancelled, Done, Failed, TerraMindTask
 
-REPO = Path(__file__).resolve().parents[2]
 JOB_TIMEOUT_MS = 300_000
 
 
@@ -120,24 +118,6 @@ def test_task_description_shows_tiles_step_and_eta(qgis_app):
         QgsApplication.processEvents()
     assert task.description() == "DEM \u00b7 tiles 9\u201316 of 36 \u00b7 diffusion step 4/10 \u00b7 ~2 min left"
     assert task.title == "DEM"   # the report and the layer group keep the plain name
-
-
-@pytest.fixture(scope="module")
-def backend_settings(qgis_app):
-    if not (FAKE_HUB / ".complete").exists():
-        pytest.fail(f"{FAKE_HUB} missing: run scripts/fake_hub.sh")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("HF_HUB_CACHE", str(FAKE_HUB))   # what the fake_hub fixture does, for the whole module
-    mp.setenv("HF_HUB_OFFLINE", "1")
-    mp.setenv("OMP_NUM_THREADS", "1")
-    mp.setenv("PYTHONPATH", "/usr/share/qgis/python")  # QGIS's; must not reach the backend
-    qs = QgsSettings()
-    qs.remove("terramind")
-    qs.setValue("terramind/backend/python", str(REPO / ".venv-backend" / "bin" / "python"))
-    yield Settings(qs)
-    shutdown_client()
-    qs.remove("terramind")
-    mp.undo()
 
 
 @pytest.fixture(scope="module")
