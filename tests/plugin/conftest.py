@@ -1,11 +1,13 @@
 """Fixtures of the plugin suite (QGIS's Python: no torch)."""
+from contextlib import contextmanager
+
 import pytest
 
 from tests.conftest import BACKEND_PYTHON, fake_hub, module_fake_hub  # noqa: F401 (fixtures; the ini does not load tests/conftest.py)
 
 
-@pytest.fixture
-def settings(qgis_app):
+@contextmanager
+def clean_settings():
     """The plugin's Settings on a clean "terramind" QgsSettings group, removed again afterwards."""
     from qgis.core import QgsSettings
 
@@ -13,8 +15,17 @@ def settings(qgis_app):
 
     qs = QgsSettings()
     qs.remove("terramind")
-    yield Settings(qs)
-    qs.remove("terramind")
+    try:
+        yield Settings(qs)
+    finally:
+        qs.remove("terramind")
+
+
+@pytest.fixture
+def settings(qgis_app):
+    """The plugin's Settings on a clean "terramind" QgsSettings group, removed again afterwards."""
+    with clean_settings() as clean:
+        yield clean
 
 
 @pytest.fixture
@@ -30,20 +41,15 @@ def backend_python(fake_hub, monkeypatch):  # noqa: F811
 def backend_settings(qgis_app, module_fake_hub):  # noqa: F811
     """Settings pointing at the real backend on the fake hub, for a whole module: one warm process serves its
     tests and is stopped after them. QGIS's own PYTHONPATH is set, as in QGIS: it must not reach the backend."""
-    from qgis.core import QgsSettings
-
     from terramind_qgis.client import shutdown_client
-    from terramind_qgis.settings import Settings
 
     mp = pytest.MonkeyPatch()
     mp.setenv("OMP_NUM_THREADS", "1")
     mp.setenv("PYTHONPATH", "/usr/share/qgis/python")
-    qs = QgsSettings()
-    qs.remove("terramind")
-    qs.setValue("terramind/backend/python", str(BACKEND_PYTHON))
-    yield Settings(qs)
-    shutdown_client()
-    qs.remove("terramind")
+    with clean_settings() as backend:
+        backend.backend_python = str(BACKEND_PYTHON)
+        yield backend
+        shutdown_client()
     mp.undo()
 
 

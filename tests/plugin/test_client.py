@@ -6,13 +6,10 @@ import time
 from pathlib import Path
 
 import pytest
-from qgis.core import QgsSettings
 
 from tests.conftest import BACKEND_PYTHON, fake_hub  # noqa: F401 (fixture; the plugin ini does not load tests/conftest.py)
 from terramind_qgis import client as client_mod
 from terramind_qgis.client import BackendClient, BackendError, get_client, shutdown_client
-from terramind_qgis.settings import Settings
-
 
 
 def child_environ(pid):
@@ -21,17 +18,14 @@ def child_environ(pid):
 
 
 @pytest.fixture
-def backend_env(fake_hub, monkeypatch):
+def backend_env(fake_hub, settings, monkeypatch):
     # What QGIS's own process typically carries; none of it may reach the backend.
     monkeypatch.setenv("PYTHONPATH", "/usr/share/qgis/python")
     monkeypatch.setenv("PROJ_LIB", "/usr/share/proj")
     monkeypatch.setenv("GDAL_DRIVER_PATH", "/nonexistent/gdalplugins")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    qs = QgsSettings()
-    qs.remove("terramind")
-    qs.setValue("terramind/backend/python", str(BACKEND_PYTHON))
-    yield Settings(qs)
-    qs.remove("terramind")
+    settings.backend_python = str(BACKEND_PYTHON)
+    return settings
 
 
 @pytest.fixture
@@ -122,9 +116,9 @@ def _gone(pid):
         return True
 
 
-def test_jobs_go_to_the_ray_cluster_named_in_the_settings(settings_for_ray, monkeypatch):
-    settings_for_ray.ray_address = "10.0.0.5:6379"
-    client = BackendClient.from_settings(settings_for_ray)
+def test_jobs_go_to_the_ray_cluster_named_in_the_settings(settings, monkeypatch):
+    settings.ray_address = "10.0.0.5:6379"
+    client = BackendClient.from_settings(settings)
     sent = []
 
     class Proc:  # the backend process, reduced to what run_job uses
@@ -145,13 +139,5 @@ def test_jobs_go_to_the_ray_cluster_named_in_the_settings(settings_for_ray, monk
     assert sent[-1]["spec"]["executor"] == {"kind": "ray", "address": "10.0.0.5:6379"}
     client.run_job({"task": "embed", "executor": {"kind": "local"}})  # a job's own executor wins
     assert sent[-1]["spec"]["executor"] == {"kind": "local"}
-    settings_for_ray.ray_address = ""
-    assert BackendClient.from_settings(settings_for_ray).executor is None
-
-
-@pytest.fixture
-def settings_for_ray(qgis_app):
-    qs = QgsSettings()
-    qs.remove("terramind")
-    yield Settings(qs)
-    qs.remove("terramind")
+    settings.ray_address = ""
+    assert BackendClient.from_settings(settings).executor is None
