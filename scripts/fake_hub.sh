@@ -7,7 +7,7 @@
 # Then our own step adds the Coordinates modality to .cache/fake-hub (scripts/fake_hub_coords.py: the
 # coords tokenizer's config.json and the coords embeddings in the backbone file; idempotent).
 # Each cache also gets a terramind-dev-revisions.json naming its own commits: the development override of
-# backend/src/terramind_backend/revisions.py, which otherwise refuses repositories this build leaves unpinned.
+# backend/src/terramind_backend/catalog.py, which otherwise refuses repositories this build leaves unpinned.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TOOL=${TERRAMIND_FAKE_HUB_TOOL:-$ROOT/../shared/tools/fake_official_hub.py}

@@ -4,7 +4,7 @@
 #   pip-installed by the plugin's one-click backend installer), then check the result and run the QGIS plugin
 #   repository's upload scan on it (../shared/tools/qgis-plugin-scan): any blocking finding or Qt6 change fails.
 # Usage: scripts/package.sh [--release | --stage-only DIR]
-#   --release     also refuse while any official model repository is unpinned (backend/.../revisions.py)
+#   --release     also refuse while any official model repository is unpinned (backend/.../catalog.py)
 #   --stage-only  DIR receives the unpacked plugin folder, unchecked by the scan (used by run_qgis.sh)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

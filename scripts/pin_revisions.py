@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Pin every official TerraMind 1.0 repository to a Hugging Face commit in backend/.../revisions.py.
+"""Pin every official TerraMind 1.0 repository to a Hugging Face commit in backend/.../catalog.py.
 
   .venv-backend/bin/python scripts/pin_revisions.py            # fill the unpinned entries from the Hub
   .venv-backend/bin/python scripts/pin_revisions.py --update   # also move pinned entries to the current head
@@ -19,12 +19,12 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLE = ROOT / "backend" / "src" / "terramind_backend" / "revisions.py"
+TABLE = ROOT / "backend" / "src" / "terramind_backend" / "catalog.py"
 
 
 def load_table():
-    """revisions.py from its file (pure standard library; works without the backend installed)."""
-    spec = importlib.util.spec_from_file_location("_revisions", TABLE)
+    """catalog.py from its file (pure standard library; works without the backend installed)."""
+    spec = importlib.util.spec_from_file_location("_catalog", TABLE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -57,13 +57,11 @@ def head_commit(api, repo_id: str, filename: str) -> str:
 
 
 def fill(update: bool) -> int:
-    sys.path.insert(0, str(ROOT / "backend" / "src"))
     from huggingface_hub import HfApi
 
-    from terramind_backend.hub import OFFICIAL_FILES
-
     table = load_table()
-    files = {repo: filename for repo, filename in OFFICIAL_FILES.values()}
+    files = {w.repo_id: w.file for w in table.all_weights()}
+    short = {w.repo_id: w.repo for w in table.all_weights()}
     api = HfApi(token=os.environ.get("HF_TOKEN") or None)
     text = TABLE.read_text(encoding="utf-8")
     failed = 0
@@ -81,10 +79,10 @@ def fill(update: bool) -> int:
             print(f"{repo}: NOT pinned (the Hub answered {commit!r}, not a commit id)", file=sys.stderr)
             failed += 1
             continue
-        line = re.compile(rf'^(\s*"{re.escape(repo)}": )(None|"[0-9a-f]{{40}}"),$', re.M)
-        text, n = line.subn(rf'\g<1>"{commit}",', text)
+        row = re.compile(rf'(\brepo="{re.escape(short[repo])}", revision=)(None|"[0-9a-f]{{40}}")')
+        text, n = row.subn(rf'\g<1>"{commit}"', text)
         if n != 1:
-            raise SystemExit(f"pin_revisions: could not find the line of {repo} in {TABLE}")
+            raise SystemExit(f"pin_revisions: could not find the row of {repo} in {TABLE}")
         print(f"{repo}: {current or 'unpinned'} -> {commit}")
     tmp = TABLE.with_suffix(".py.tmp")
     tmp.write_text(text, encoding="utf-8")

@@ -18,11 +18,11 @@ SHARED_SAMPLES = SHARED / "data" / "terramesh-samples"
 FAKE_HUB = REPO / ".cache" / "fake-hub"            # tiny + six tokenizers, official layout, random
 FAKE_HUB_SMALL = REPO / ".cache" / "fake-hub-small"
 BACKEND_PYTHON = REPO / ".venv-backend" / "bin" / "python"   # the real backend the plugin suite starts
-# revisions.py is pure standard library: loaded from its file so the plugin suite (no backend installed) reads it too.
-_spec = importlib.util.spec_from_file_location("_revisions", REPO / "backend/src/terramind_backend/revisions.py")
-REVISIONS = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(REVISIONS)
-DEV_REVISIONS = REVISIONS.DEV_REVISIONS_FILE
+# catalog.py is pure standard library: loaded from its file so the plugin suite (no backend installed) reads it too.
+_spec = importlib.util.spec_from_file_location("_catalog", REPO / "backend/src/terramind_backend/catalog.py")
+CATALOG = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(CATALOG)
+DEV_REVISIONS = CATALOG.DEV_REVISIONS_FILE
 PLACES = ["282D_485L_3_3", "38D_378R_2_3", "433D_629L_3_1", "609U_541L_3_0", "637U_59R_1_3"]
 
 
@@ -100,7 +100,7 @@ def empty_hub(monkeypatch, tmp_path) -> Path:
     commit it does not hold: nothing can be loaded."""
     hub = tmp_path / "hub"
     hub.mkdir()
-    (hub / DEV_REVISIONS).write_text(json.dumps({repo: "0" * 40 for repo in REVISIONS.PINNED_REVISIONS}))
+    (hub / DEV_REVISIONS).write_text(json.dumps({repo: "0" * 40 for repo in CATALOG.PINNED_REVISIONS}))
     monkeypatch.setenv("HF_HUB_CACHE", str(hub))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return hub

@@ -68,7 +68,8 @@ def test_builder_output_passes_validation_with_real_rasters(task, tmp_path):
 
 
 def test_plugin_vocabularies_are_values_the_engine_accepts(tmp_path):
-    from terramind_backend.engine.jobspec import MERGE_METHODS as ENGINE_MERGE, MODEL_SIZES as ENGINE_SIZES
+    from terramind_backend.catalog import SIZES as ENGINE_SIZES
+    from terramind_backend.engine.jobspec import MERGE_METHODS as ENGINE_MERGE
     from terramind_backend.models.precision import PRECISIONS as ENGINE_PRECISIONS
 
     assert set(values(MODEL_SIZES)) == set(ENGINE_SIZES)

@@ -1,4 +1,4 @@
-"""Model downloads are pinned to commits: revisions.py's table, its development override, and hub.py's use of it."""
+"""Model downloads are pinned to commits: catalog.py's table, its development override, and hub.py's use of it."""
 from __future__ import annotations
 
 import importlib.util
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from terramind_backend import hub, revisions
+from terramind_backend import catalog, hub
 from tests.conftest import DEV_REVISIONS, REPO, empty_hub, fake_hub  # noqa: F401 (fixtures)
 
 TINY = "ibm-esa-geospatial/TerraMind-1.0-tiny"
@@ -23,10 +23,10 @@ def _cache_with_tiny_at(root, commit: str):
 
 
 def test_table_names_every_official_repository_once_with_commit_or_none():
-    official = {repo for repo, _ in hub.OFFICIAL_FILES.values()}
-    assert set(revisions.PINNED_REVISIONS) == official
-    assert all(c is None or revisions.is_commit(c) for c in revisions.PINNED_REVISIONS.values())
-    assert revisions.is_commit("0" * 40) and not revisions.is_commit("main") and not revisions.is_commit("abc1234")
+    official = {w.repo_id for w in catalog.all_weights()}
+    assert set(catalog.PINNED_REVISIONS) == official and len(official) == len(list(catalog.all_weights()))
+    assert all(c is None or catalog.is_commit(c) for c in catalog.PINNED_REVISIONS.values())
+    assert catalog.is_commit("0" * 40) and not catalog.is_commit("main") and not catalog.is_commit("abc1234")
 
 
 def test_fake_hub_loads_at_its_pinned_commit(fake_hub):  # noqa: F811
@@ -35,7 +35,7 @@ def test_fake_hub_loads_at_its_pinned_commit(fake_hub):  # noqa: F811
     assert path.parent.name == pins[TINY] == hub.revision_for(TINY)
     cached = {c.name: c for c in hub.cached_official_weights()}
     assert cached["terramind_v1_tiny"].revision == pins[TINY]
-    unpinned = [r for r, c in revisions.PINNED_REVISIONS.items() if c is None and r not in pins]
+    unpinned = [r for r, c in catalog.PINNED_REVISIONS.items() if c is None and r not in pins]
     assert hub.repos_without_commit() == sorted(unpinned)
 
 
@@ -43,7 +43,7 @@ def test_unpinned_repository_is_refused_before_any_download(tmp_path, monkeypatc
     import huggingface_hub
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
-    monkeypatch.setattr(revisions, "PINNED_REVISIONS", {**revisions.PINNED_REVISIONS, TINY: None})
+    monkeypatch.setattr(catalog, "PINNED_REVISIONS", {**catalog.PINNED_REVISIONS, TINY: None})
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: pytest.fail("must not download"))
     with pytest.raises(hub.WeightsNotAvailable, match="no pinned commit for ibm-esa-geospatial/TerraMind-1.0-tiny"):
         hub.resolve_weights(TINY, "TerraMind_v1_tiny.pt", offline=False)
@@ -65,7 +65,7 @@ def test_every_download_passes_the_pinned_commit(tmp_path, monkeypatch):
         return str(path)
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
-    monkeypatch.setattr(revisions, "PINNED_REVISIONS", {**revisions.PINNED_REVISIONS, TINY: commit})
+    monkeypatch.setattr(catalog, "PINNED_REVISIONS", {**catalog.PINNED_REVISIONS, TINY: commit})
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
     hub.resolve_weights(TINY, "TerraMind_v1_tiny.pt", offline=False)
     assert seen == {"repo_id": TINY, "revision": commit, "offline": False}
@@ -73,16 +73,16 @@ def test_every_download_passes_the_pinned_commit(tmp_path, monkeypatch):
 
 def test_pinned_entry_wins_over_the_development_file(tmp_path, monkeypatch):
     (tmp_path / DEV_REVISIONS).write_text(json.dumps({TINY: "2" * 40}))
-    assert revisions.pinned_revision(TINY, tmp_path) == "2" * 40
-    monkeypatch.setattr(revisions, "PINNED_REVISIONS", {**revisions.PINNED_REVISIONS, TINY: "3" * 40})
-    assert revisions.pinned_revision(TINY, tmp_path) == "3" * 40
+    assert catalog.pinned_revision(TINY, tmp_path) == "2" * 40
+    monkeypatch.setattr(catalog, "PINNED_REVISIONS", {**catalog.PINNED_REVISIONS, TINY: "3" * 40})
+    assert catalog.pinned_revision(TINY, tmp_path) == "3" * 40
 
 
 @pytest.mark.parametrize("content", ['{"ibm-esa-geospatial/TerraMind-1.0-tiny": "main"}', "not json"])
 def test_development_file_must_name_full_commits(tmp_path, content):
     (tmp_path / DEV_REVISIONS).write_text(content)
-    with pytest.raises(revisions.RevisionNotPinned, match=DEV_REVISIONS):
-        revisions.pinned_revision(TINY, tmp_path)
+    with pytest.raises(catalog.RevisionNotPinned, match=DEV_REVISIONS):
+        catalog.pinned_revision(TINY, tmp_path)
 
 
 def test_cache_holding_another_commit_is_not_used(tmp_path, monkeypatch):
@@ -107,10 +107,11 @@ def _pin_script(monkeypatch, table_copy):
 
 
 def test_pin_script_fills_unpinned_entries_and_check_gates_a_release(tmp_path, monkeypatch, capsys):
-    table = tmp_path / "revisions.py"
-    source = (REPO / "backend/src/terramind_backend/revisions.py").read_text()
-    table.write_text(source.replace('"ibm-esa-geospatial/TerraMind-1.0-tiny": None',
-                                    '"ibm-esa-geospatial/TerraMind-1.0-tiny": "' + "c" * 40 + '"'))
+    table = tmp_path / "catalog.py"
+    source = (REPO / "backend/src/terramind_backend/catalog.py").read_text()
+    assert source.count('repo="TerraMind-1.0-tiny", revision=None') == 1
+    table.write_text(source.replace('repo="TerraMind-1.0-tiny", revision=None',
+                                    'repo="TerraMind-1.0-tiny", revision="' + "c" * 40 + '"'))
     script = _pin_script(monkeypatch, table)
     assert script.check() == 1
     unreachable = "ibm-esa-geospatial/TerraMind-1.0-large"

@@ -6,7 +6,7 @@ import os
 import subprocess
 import zipfile
 
-from tests.conftest import REPO, REVISIONS
+from tests.conftest import CATALOG, REPO
 
 PACKAGE = REPO / "scripts" / "package.sh"
 CLEAN = "blocking: 0, qt6 changes: 0, structural fails: 0"
@@ -42,7 +42,7 @@ def test_package_fails_and_drops_the_zip_when_the_scan_finds_something(tmp_path)
 
 
 def test_release_refuses_while_a_model_repository_is_unpinned():
-    unpinned = REVISIONS.unpinned_repos()
+    unpinned = CATALOG.unpinned_repos()
     done = _package("--release", env={"TERRAMIND_PLUGIN_SCAN": "/nonexistent"})
     if unpinned:  # today: the commits could not be looked up where this was built
         assert done.returncode == 1 and "a release needs every model repository pinned" in done.stderr

@@ -2,7 +2,8 @@
 
 Every official file is fetched through ``huggingface_hub`` so the user's cache, ``HF_HOME`` /
 ``HF_HUB_CACHE``, ``HF_HUB_OFFLINE`` and ``HF_TOKEN`` behave as in every other HF tool, and always at
-the commit ``revisions.py`` pins for its repository (downloads and cache lookups alike).
+the commit ``catalog.py`` pins for its repository (downloads and cache lookups alike); which file a model
+name loads comes from the same table.
 Checkpoints are read as tensors only (safetensors or ``torch.load(weights_only=True)``).
 """
 from __future__ import annotations
@@ -13,26 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional
 
-from .revisions import RevisionNotPinned, pinned_revision
+from . import catalog
+from .catalog import RevisionNotPinned, pinned_revision
 
 if TYPE_CHECKING:  # annotations only: importing hub must not load torch
     import torch
-
-# (repo id, filename) of every official TerraMind 1.0 file, keyed by TerraTorch's registry names.
-SIZES = ("tiny", "small", "base", "large")
-TOKENIZERS = ("s2l2a", "s1rtc", "s1grd", "dem", "lulc", "ndvi")
-OFFICIAL_FILES: Dict[str, tuple] = {
-    **{f"terramind_v1_{s}": (f"ibm-esa-geospatial/TerraMind-1.0-{s}", f"TerraMind_v1_{s}.pt") for s in SIZES},
-    **{
-        f"terramind_v1_tokenizer_{t}": (
-            f"ibm-esa-geospatial/TerraMind-1.0-Tokenizer-{t.upper()}",
-            f"TerraMind_Tokenizer_{t.upper()}.pt",
-        )
-        for t in TOKENIZERS
-    },
-    # the WordPiece tokenizer of the Coordinates modality (a HF tokenizers JSON, not weights)
-    "terramind_v1_coords_tokenizer": ("ibm-esa-geospatial/TerraMind-1.0-Tokenizer-Coords", "config.json"),
-}
 
 # progress(done_bytes, total_bytes, label) - the job engine forwards it as protocol events.
 ProgressCallback = Callable[[int, Optional[int], str], None]
@@ -43,16 +29,9 @@ class WeightsNotAvailable(RuntimeError):
 
 
 def weights_file(name: str) -> tuple:
-    """(repo_id, filename) of the official checkpoint behind a registry name (any variant)."""
-    base = name
-    for suffix in ("_tim", "_generate", "_encdec"):
-        if base.endswith(suffix):
-            base = base[: -len(suffix)]
-    try:
-        return OFFICIAL_FILES[base]
-    except KeyError:
-        raise KeyError(f"No official TerraMind 1.0 weights are known for {name!r}. "
-                       f"Known: {', '.join(sorted(OFFICIAL_FILES))}") from None
+    """(repo_id, filename) of the official file behind a registry name (any backbone variant)."""
+    weights = catalog.parse_model_name(name).weights  # ValueError naming the known models
+    return weights.repo_id, weights.file
 
 
 def offline_mode() -> bool:
@@ -91,9 +70,8 @@ def revision_for(repo_id: str) -> str:
 
 def repos_without_commit() -> List[str]:
     """Official repositories whose weights this build will not fetch: no pin and no development override."""
-    repos = sorted({repo_id for repo_id, _ in OFFICIAL_FILES.values()})
     missing = []
-    for repo_id in repos:
+    for repo_id in sorted(catalog.PINNED_REVISIONS):
         try:
             pinned_revision(repo_id, hub_cache_dir())
         except RevisionNotPinned:
@@ -216,7 +194,8 @@ def cached_official_weights() -> list:
     from huggingface_hub import try_to_load_from_cache
 
     found = []
-    for name, (repo_id, filename) in sorted(OFFICIAL_FILES.items()):
+    for weights in sorted(catalog.all_weights(), key=lambda w: w.registry_name):
+        name, repo_id, filename = weights.registry_name, weights.repo_id, weights.file
         try:
             commit = pinned_revision(repo_id, hub_cache_dir())
         except RevisionNotPinned:

@@ -34,7 +34,7 @@ def run(args) -> int:
     budget = cache.get("problem") or f"{cache['budget_mb']:.0f} MB ({cache['budget_source']})"
     print(f"model cache     {budget}; models beyond it are unloaded, least recently used first")
     for repo_id in info["weights_without_commit"]:
-        print(f"not pinned      {repo_id}: this build will not fetch or load it (see revisions.py)")
+        print(f"not pinned      {repo_id}: this build will not fetch or load it (see catalog.py)")
     cached = info["cached_weights"]
     print(f"cached weights  {len(cached)} file(s)")
     for c in cached:

@@ -17,14 +17,13 @@ from .modalities import COORDINATES, GENERATION_OUTPUTS, INPUT_MODALITIES, MODAL
 from .similarity_query import SimilarityQuery
 from .tasks import TASKS, Task
 from .uncertainty import UncertaintyOptions, parse_uncertainty
+from ..catalog import DEFAULT_MODEL, ModelName, backbone_name, backbone_names_hint, parse_model_name
 from ..models.precision import PRECISIONS  # torch-free: the models' own list of names
 
 VERSION = 1
-MODEL_SIZES = ("tiny", "small", "base", "large")
 PATCH = 16  # TerraMind patch size: windows and embedding strides are multiples of it
 MERGE_METHODS = ("mean", "max", "concat")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-_MODEL = re.compile(r"^terramind_v1_(tiny|small|base|large)(_tim|_generate)?$")
 
 
 @dataclass(frozen=True)
@@ -109,7 +108,7 @@ class JobSpec:
     @property
     def size(self) -> str:
         """Model size family: 'tiny', 'small', 'base' or 'large'."""
-        return _MODEL.match(self.model).group(1)
+        return parse_model_name(self.model).size
 
     def to_dict(self) -> Dict[str, Any]:
         """The canonical JSON form (what `parse_jobspec` reads back unchanged)."""
@@ -127,6 +126,14 @@ class JobSpec:
 
 # ---------------------------------------------------------------------------------------------
 # parsing helpers: each raises JobValidationError naming the field
+
+def model_field(value) -> ModelName:
+    """The ``model`` field: a backbone's registry name (``_tim``/``_generate`` accepted) from ``catalog.py``."""
+    parsed = backbone_name(value) if isinstance(value, str) else None
+    if parsed is None:
+        _fail("model", f"Unknown model {value!r}; use {backbone_names_hint()}.")
+    return parsed
+
 
 def _fail(field_name: str, message: str):
     raise JobValidationError(message, field=field_name)
@@ -280,11 +287,23 @@ def _geojson_polygon(geom) -> Dict[str, Any]:
     return {"type": kind, "coordinates": clean[0] if kind == "Polygon" else clean}
 
 
-def _tiling(raw, task: Task, warnings: List[str]) -> Tiling:
+def _section(raw, where: str, allowed, warnings: List[str], example: str = "") -> dict:
+    """An optional object (tiling, options, executor): {} when absent; unknown keys become warnings."""
     raw = raw or {}
     if not isinstance(raw, dict):
-        _fail("tiling", f"tiling must be an object, got {raw!r}.")
-    _known_keys(raw, ("window", "overlap", "batch_size"), "tiling.", warnings)
+        _fail(where, f"{where} must be an object{example}, got {raw!r}.")
+    _known_keys(raw, allowed, f"{where}.", warnings)
+    return raw
+
+
+def _choice(value, where: str, choices) -> Any:
+    if value not in choices:
+        _fail(where, f"{where} must be one of {', '.join(choices)}, got {value!r}.")
+    return value
+
+
+def _tiling(raw, task: Task, warnings: List[str]) -> Tiling:
+    raw = _section(raw, "tiling", Tiling.__dataclass_fields__, warnings)
     window = _int(raw.get("window", 224), "tiling.window", lo=PATCH, hi=4096)
     if window % PATCH:
         _fail("tiling.window", f"tiling.window must be a multiple of the {PATCH} px patch size, got {window}.")
@@ -312,13 +331,8 @@ def _task_options(raw: dict, task: Task, outputs: Dict[str, str], warnings: List
 
 def _options(raw, task: Task, warnings: List[str], base_dir: Optional[str],
              outputs: Optional[Dict[str, str]] = None) -> Options:
-    raw = raw or {}
-    if not isinstance(raw, dict):
-        _fail("options", f"options must be an object, got {raw!r}.")
-    _known_keys(raw, Options.__dataclass_fields__, "options.", warnings)
-    merge = raw.get("merge_method", "mean")
-    if merge not in MERGE_METHODS:
-        _fail("options.merge_method", f"options.merge_method must be one of {', '.join(MERGE_METHODS)}, got {merge!r}.")
+    raw = _section(raw, "options", Options.__dataclass_fields__, warnings)
+    merge = _choice(raw.get("merge_method", "mean"), "options.merge_method", MERGE_METHODS)
     if raw.get("use_location") is True and not task.takes_location:
         able = ", ".join(t.name for t in TASKS.values() if t.takes_location)
         _fail("options.use_location", f"{task.name} cannot take Coordinates; use_location works with {able}.")
@@ -340,9 +354,7 @@ def _options(raw, task: Task, warnings: List[str], base_dir: Optional[str],
     for flag in ("probabilities", "standardize", "use_location"):
         if flag in raw and not isinstance(raw[flag], bool):
             _fail(f"options.{flag}", f"options.{flag} must be true or false, got {raw[flag]!r}.")
-    precision = raw.get("precision", "auto")
-    if precision not in PRECISIONS:
-        _fail("options.precision", f"options.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
+    precision = _choice(raw.get("precision", "auto"), "options.precision", PRECISIONS)
     return Options(layer=_int(raw.get("layer", -1), "options.layer"), merge_method=merge,
                    tim_modalities=tuple(tim_res),
                    checkpoint=None if ckpt is None else _path(ckpt, "options.checkpoint", base_dir),
@@ -353,15 +365,9 @@ def _options(raw, task: Task, warnings: List[str], base_dir: Optional[str],
 
 
 def _executor(raw, base_dir: Optional[str], warnings: List[str]) -> Executor:
-    raw = raw or {}
-    if isinstance(raw, str):
-        raw = {"kind": raw}
-    if not isinstance(raw, dict):
-        _fail("executor", f"executor must be an object like {{\"kind\": \"ray\"}}, got {raw!r}.")
-    _known_keys(raw, Executor.__dataclass_fields__, "executor.", warnings)
-    kind = raw.get("kind", "local")
-    if kind not in EXECUTORS:
-        _fail("executor.kind", f"executor.kind must be one of {', '.join(EXECUTORS)}, got {kind!r}.")
+    raw = _section({"kind": raw} if isinstance(raw, str) else raw, "executor", Executor.__dataclass_fields__,
+                   warnings, example=' like {"kind": "ray"}')
+    kind = _choice(raw.get("kind", "local"), "executor.kind", EXECUTORS)
     address = raw.get("address")
     workers = raw.get("workers")
     gpus = raw.get("gpus_per_worker")
@@ -403,11 +409,7 @@ def parse_jobspec(raw: Any, base_dir: Optional[str] = None) -> JobSpec:
     task = TASKS.get(raw.get("task")) if isinstance(raw.get("task"), str) else None
     if task is None:
         _fail("task", f"Unknown task {raw.get('task')!r}; choose one of {', '.join(TASKS)}.")
-    model = raw.get("model", "terramind_v1_tiny")
-    if not isinstance(model, str) or not _MODEL.match(model.strip()):
-        _fail("model", f"Unknown model {model!r}; use terramind_v1_tiny, terramind_v1_small, "
-                       f"terramind_v1_base or terramind_v1_large.")
-    model = re.sub(r"_(tim|generate)$", "", model.strip())  # the engine picks the variant from the task
+    model = model_field(raw.get("model", DEFAULT_MODEL)).weights.registry_name  # the task picks the variant
 
     raw_inputs = raw.get("inputs")
     if not isinstance(raw_inputs, dict) or not raw_inputs:

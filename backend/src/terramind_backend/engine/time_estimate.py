@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from ..catalog import BACKBONES
 from .modalities import COORDINATES
 
 TILE_PX = 224
@@ -23,14 +24,8 @@ CPU_SECONDS_PER_TILE = {
     "lulc_decoder": 0.113,     # LULC tokens -> classes: 0.157 - backbone - tokens
     "diffusion_step": 0.339,   # one DDIM step of a diffusion decoder: (3.548 - 0.157) / 10
 }
-# Backbone parameters with S2L2A (../shared/reference/terramind-facts.md 1.4): the scale from tiny.
-BACKBONE_PARAMETERS = {"tiny": 5_923_968, "small": 22_464_768, "base": 87_313_920, "large": 305_137_664}
 FP32_FACTOR = 3.0
 NON_DIFFUSION = ("LULC", COORDINATES)     # decoded without diffusion steps (LULC: a ViT; coordinates: none)
-
-
-def _size(model: str) -> str:
-    return next((size for size in BACKBONE_PARAMETERS if f"_{size}" in model), "tiny")
 
 
 def _on_gpu(device: str) -> bool:
@@ -54,7 +49,8 @@ def seconds_per_tile(spec) -> Optional[float]:
     """Estimated seconds for one 224x224 tile of ``spec`` (a parsed JobSpec); None when not measured (GPU)."""
     if _on_gpu(spec.device):
         return None
-    scale = BACKBONE_PARAMETERS[_size(spec.model)] / BACKBONE_PARAMETERS["tiny"]
+    # other sizes: tiny's cost times the ratio of backbone parameters (catalog.py)
+    scale = BACKBONES[spec.size].parameters / BACKBONES["tiny"].parameters
     cost = CPU_SECONDS_PER_TILE["backbone"] * scale
     if spec.task == "generate":
         for modality in spec.outputs:

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from typing import Dict, List, Tuple
 
+from ..catalog import BACKBONES
 from .spec import FinetuneSpec
 
-# Blocks fed to the decoder: four evenly spaced ones, as in TerraTorch's TerraMind configs.
-SELECT_INDICES = {"tiny": [2, 5, 8, 11], "small": [2, 5, 8, 11], "base": [2, 5, 8, 11], "large": [5, 11, 17, 23]}
 DECODER_CHANNELS = {"UNetDecoder": [512, 256, 128, 64], "UperNetDecoder": 256, "FCNDecoder": 256}
 HEAD_DROPOUT = 0.1
 IGNORE_INDEX = -1  # unlabelled pixels in the loss (TerraTorch's ignore_index)
@@ -32,10 +31,11 @@ def model_args(spec: FinetuneSpec, num_classes: int) -> dict:
     if opts.modality_drop_rate:
         args["backbone_modality_drop_rate"] = opts.modality_drop_rate
     reshape = {"name": "ReshapeTokensToImage", "remove_cls_token": False}  # nosec B105: a TerraTorch option
+    blocks = list(BACKBONES[spec.size].feature_blocks)  # four evenly spaced blocks, as TerraTorch's configs
     if opts.decoder == "FCNDecoder":
-        args["necks"] = [{"name": "SelectIndices", "indices": [SELECT_INDICES[spec.size][-1]]}, reshape]
+        args["necks"] = [{"name": "SelectIndices", "indices": blocks[-1:]}, reshape]
     else:
-        args["necks"] = [{"name": "SelectIndices", "indices": SELECT_INDICES[spec.size]}, reshape,
+        args["necks"] = [{"name": "SelectIndices", "indices": blocks}, reshape,
                          {"name": "LearnedInterpolateToPyramidal"}]
     channels = opts.decoder_channels if opts.decoder_channels is not None else DECODER_CHANNELS[opts.decoder]
     args.update(decoder=opts.decoder, decoder_channels=list(channels) if isinstance(channels, tuple) else channels,

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ..engine.errors import JobValidationError
-from ..engine.jobspec import (_DEVICE, _MODEL, VERSION, InputSpec, _float, _input, _int,
-                              _known_keys, _options, _path, _str)
+from ..catalog import DEFAULT_MODEL, parse_model_name
+from ..engine.jobspec import (_DEVICE, VERSION, InputSpec, _float, _input, _int, _known_keys, _options, _path,
+                              _str, model_field)
 from ..engine.modalities import INPUT_MODALITIES, resolve
 from ..engine.tasks import TASKS
 
@@ -96,7 +97,7 @@ class FinetuneSpec:
 
     @property
     def size(self) -> str:
-        return _MODEL.match(self.model).group(1)
+        return parse_model_name(self.model).size
 
     @property
     def modalities(self) -> Tuple[str, ...]:
@@ -260,12 +261,9 @@ def parse_finetune(raw: Any, base_dir: Optional[str] = None) -> FinetuneSpec:
     _known_keys(raw, _TOP_KEYS, "", warnings)
     if raw.get("version", VERSION) != VERSION:
         _fail("version", f"Unsupported JobSpec version {raw.get('version')!r}; this backend reads version {VERSION}.")
-    model = raw.get("model", "terramind_v1_tiny")
-    if not isinstance(model, str) or not _MODEL.match(model.strip()):
-        _fail("model", f"Unknown model {model!r}; use terramind_v1_tiny, terramind_v1_small, terramind_v1_base "
-                       f"or terramind_v1_large.")
-    tim_from_model = model.strip().endswith("_tim")
-    model = re.sub(r"_(tim|generate)$", "", model.strip())
+    parsed_model = model_field(raw.get("model", DEFAULT_MODEL))
+    tim_from_model = parsed_model.variant == "_tim"
+    model = parsed_model.weights.registry_name
     training = raw.get("training")
     if not isinstance(training, list) or not training:
         _fail("training", "training must list at least one scene: [{\"inputs\": {...}, \"labels\": {...}}].")

@@ -22,10 +22,11 @@ from typing import List, Optional
 import torch
 from torch import nn
 
-__all__ = ["CoordsTokenizer", "build_coords_tokenizer", "blank_wordpiece", "generation_input", "OFFICIAL_NAME",
+from ..catalog import COORDS_TOKENIZER
+
+__all__ = ["CoordsTokenizer", "build_coords_tokenizer", "blank_wordpiece", "generation_input",
            "PAD_ID", "EOS_ID", "S1_ID", "GRID_DEGREES"]
 
-OFFICIAL_NAME = "terramind_v1_coords_tokenizer"  # hub.OFFICIAL_FILES key (repo + config.json)
 GRID_DEGREES = 0.25
 # Ids TerraTorch's generation code hard-codes (both its blank tokenizer and the official file use them).
 PAD_ID, EOS_ID, S1_ID = 0, 3, 5
@@ -161,6 +162,6 @@ def build_coords_tokenizer(pretrained: bool = False, tokenizer_file: Optional[st
     if tokenizer_file is None and pretrained:
         from .. import hub
 
-        repo_id, filename = hub.weights_file(OFFICIAL_NAME)
-        tokenizer_file = hub.resolve_weights(repo_id, filename, progress=download_progress)
+        official = COORDS_TOKENIZER  # the catalog row: repository, config.json, pinned commit
+        tokenizer_file = hub.resolve_weights(official.repo_id, official.file, progress=download_progress)
     return CoordsTokenizer(tokenizer_file)

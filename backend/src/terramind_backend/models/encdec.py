@@ -31,7 +31,8 @@ API for generation / TiM (inference only; no training losses):
 - ``forward_decoder(y, context, xa_mask, sa_mask)``: decoder blocks + ``decoder_norm`` for custom use.
 - ``modality_info``: {key: ModalityInfo} of every embedded modality (ids for masks).
 
-``transformer_config(size)`` gives the per-size numbers (dim, depths, heads, MLP type, biases).
+``transformer_config(size)`` gives the per-size numbers (dim, depths, heads, MLP type, biases) of
+``catalog.BACKBONES``.
 """
 from __future__ import annotations
 
@@ -40,32 +41,23 @@ from typing import Dict, Iterable, Mapping, NamedTuple, Optional, Union
 import torch
 from torch import nn
 
+from ..catalog import BACKBONES
 from .embeddings import decoder_embedding_for, encoder_embedding_for
 from .layers import Block, DecoderBlock, LayerNorm, init_weights_mae
 from .modalities import MODALITY_INFO, ModalityInfo, modality_id
 
-__all__ = ["SIZE_CONFIGS", "transformer_config", "TerraMind", "EncoderInput", "Context"]
-
-# Per-size transformer numbers of TerraMind 1.0 (head dim 64 everywhere, LayerNorm eps 1e-6, no bias).
-SIZE_CONFIGS: Dict[str, dict] = {
-    "tiny": dict(dim=192, encoder_depth=12, decoder_depth=4, num_heads=3, gated_mlp=False, bias=True),
-    "small": dict(dim=384, encoder_depth=12, decoder_depth=6, num_heads=6, gated_mlp=False, bias=True),
-    "base": dict(dim=768, encoder_depth=12, decoder_depth=12, num_heads=12, gated_mlp=True, bias=False),
-    "large": dict(dim=1024, encoder_depth=24, decoder_depth=24, num_heads=16, gated_mlp=True, bias=False),
-}
-
+__all__ = ["transformer_config", "TerraMind", "EncoderInput", "Context"]
 
 def transformer_config(size: str) -> dict:
-    """Keyword arguments for ``TerraMind``/``TerraMindViT`` of one size (tiny, small, base, large)."""
+    """Keyword arguments for ``TerraMind``/``TerraMindViT`` of one size, from its ``catalog.BACKBONES`` row."""
     try:
-        cfg = dict(SIZE_CONFIGS[size])
+        row = BACKBONES[size]
     except KeyError:
-        raise ValueError(f"Unknown TerraMind size {size!r}; choose one of {', '.join(SIZE_CONFIGS)}") from None
-    bias = cfg.pop("bias")
+        raise ValueError(f"Unknown TerraMind size {size!r}; choose one of {', '.join(BACKBONES)}") from None
     # tiny/small: plain GELU MLP with biases; base/large: SwiGLU (SiLU) without biases
-    cfg.update(qkv_bias=bias, proj_bias=bias, mlp_bias=bias, mlp_ratio=4.0,
-               act_layer=nn.SiLU if cfg["gated_mlp"] else nn.GELU)
-    return cfg
+    return dict(dim=row.dim, encoder_depth=row.encoder_depth, decoder_depth=row.decoder_depth,
+                num_heads=row.num_heads, gated_mlp=row.gated_mlp, qkv_bias=row.bias, proj_bias=row.bias,
+                mlp_bias=row.bias, mlp_ratio=4.0, act_layer=nn.SiLU if row.gated_mlp else nn.GELU)
 
 
 class EncoderInput(NamedTuple):

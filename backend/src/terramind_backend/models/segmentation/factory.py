@@ -10,7 +10,6 @@ TerraTorch's without the Lightning ``model.`` prefix (``encoder.*``, ``neck.<i>.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Union
 
@@ -18,12 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...catalog import backbone_name, backbone_names_hint, parse_model_name
 from ..layers import set_reference_arithmetic
 from .decoders import DECODERS
 from .heads import SegmentationHead
 from .necks import NECKS, build_necks
 
-_BACKBONE = re.compile(r"^terramind_v1_(tiny|small|base|large)(_tim)?$")
 # model_args keys that do not change the inference graph.
 _IGNORED_ARGS = {"backbone_pretrained", "backbone_ckpt_path", "aux_decoders"}
 _ROUTED = ("backbone_", "decoder_", "head_")
@@ -78,11 +77,11 @@ class SegmentationConfig:
 
     @property
     def is_tim(self) -> bool:
-        return self.backbone.endswith("_tim")
+        return parse_model_name(self.backbone).variant == "_tim"
 
     @property
     def size(self) -> str:
-        return _BACKBONE.match(self.backbone).group(1)
+        return parse_model_name(self.backbone).size
 
 
 def parse_model_args(model_args: dict) -> SegmentationConfig:
@@ -93,10 +92,10 @@ def parse_model_args(model_args: dict) -> SegmentationConfig:
     routed = {p: {} for p in _ROUTED}
     backbone = _strip_source(args.pop("backbone", None))
     decoder = _strip_source(args.pop("decoder", "FCNDecoder"))
-    if not _BACKBONE.match(backbone):
+    if backbone_name(backbone, variants=("", "_tim")) is None:
         raise UnsupportedCheckpointError(
             f"Unsupported backbone {backbone!r}: this backend runs TerraMind 1.0 backbones only "
-            "(terramind_v1_{tiny,small,base,large} and their _tim variants).", part="backbone")
+            f"({backbone_names_hint(variants=('', '_tim'))}).", part="backbone")
     if decoder not in DECODERS:
         raise UnsupportedCheckpointError(
             f"Unsupported decoder {decoder!r}. Supported decoders: {', '.join(sorted(DECODERS))}.", part="decoder")

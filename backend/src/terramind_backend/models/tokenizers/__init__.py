@@ -1,15 +1,15 @@
-"""The six TerraMind 1.0 tokenizers, state-dict compatible with TerraTorch 1.1.1.
+"""The six TerraMind 1.0 tokenizers, state-dict compatible with TerraTorch 1.1.1 (their numbers: ``catalog.TOKENIZERS``).
 
 ``build_tokenizer("dem", pretrained=True)`` (or the registry name ``terramind_v1_tokenizer_dem``) returns an
 eval-mode ``DiVAE``/``VQVAE``; see ``tokenizer.py`` for ``encode``/``tokenize``/``decode_tokens``/``forward``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Dict, Optional
 
 import torch
 
+from ...catalog import COORDS_TOKENIZER, TOKENIZERS, Tokenizer
 from .ddim import DDIMSampler
 from .fsq import FiniteScalarQuantizer
 from ..precision import check_precision
@@ -17,40 +17,21 @@ from .tokenizer import DiVAE, ImageTokenizer, VQVAE
 from .unet import PatchedUNet
 from .vit import ViTDecoder, ViTEncoder
 
-__all__ = ["TOKENIZERS", "TokenizerSpec", "build_tokenizer", "DiVAE", "VQVAE", "ImageTokenizer",
+__all__ = ["TOKENIZERS", "FAMILIES", "tokenizer_spec", "build_tokenizer", "DiVAE", "VQVAE", "ImageTokenizer",
            "FiniteScalarQuantizer", "DDIMSampler", "PatchedUNet", "ViTEncoder", "ViTDecoder"]
 
 
-@dataclass(frozen=True)
-class TokenizerSpec:
-    key: str            # TerraTorch's short key: s2l2a, s1rtc, s1grd, dem, lulc, ndvi
-    modality: str       # canonical modality name
-    kind: type          # DiVAE or VQVAE
-    channels: int       # input channels (LULC: number of classes)
-    levels: str         # FSQ levels
-
-    @property
-    def registry_name(self) -> str:
-        return f"terramind_v1_tokenizer_{self.key}"
+# The architecture family of a catalog row (TerraTorch's model_type) -> our module.
+FAMILIES = {"divae": DiVAE, "vqvae": VQVAE}
 
 
-TOKENIZERS: Dict[str, TokenizerSpec] = {spec.key: spec for spec in (
-    TokenizerSpec("s2l2a", "S2L2A", DiVAE, 12, "8-8-8-6-5"),
-    TokenizerSpec("s1rtc", "S1RTC", DiVAE, 2, "8-8-8-6-5"),
-    TokenizerSpec("s1grd", "S1GRD", DiVAE, 2, "8-8-8-6-5"),
-    TokenizerSpec("dem", "DEM", DiVAE, 1, "8-8-8-6-5"),
-    TokenizerSpec("lulc", "LULC", VQVAE, 10, "7-5-5-5-5"),
-    TokenizerSpec("ndvi", "NDVI", DiVAE, 1, "8-8-8-6-5"),
-)}
-
-
-def tokenizer_spec(name: str) -> TokenizerSpec:
-    """Spec by short key, registry name or modality name (case-insensitive)."""
+def tokenizer_spec(name: str) -> Tokenizer:
+    """The catalog row of a tokenizer by short key, registry name or modality name (case-insensitive)."""
     key = str(name).strip().lower()
-    key = key.removeprefix("terramind_v1_tokenizer_")
-    if key not in TOKENIZERS:
-        raise ValueError(f"Unknown TerraMind 1.0 tokenizer {name!r}. Known: {', '.join(TOKENIZERS)}")
-    return TOKENIZERS[key]
+    for row in TOKENIZERS.values():
+        if key in (row.key, row.registry_name, row.modality.lower()):
+            return row
+    raise ValueError(f"Unknown TerraMind 1.0 tokenizer {name!r}. Known: {', '.join(TOKENIZERS)}")
 
 
 def _float_state(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -72,7 +53,7 @@ def build_tokenizer(name: str, pretrained: bool = False, ckpt_path: Optional[str
     Weights load strictly: a missing or unexpected key raises.
     ``"coords"`` (``terramind_v1_coords_tokenizer``) returns the Coordinates WordPiece tokenizer (``models.coords``).
     """
-    if str(name).strip().lower() in ("coords", "terramind_v1_coords_tokenizer"):
+    if str(name).strip().lower() in ("coords", COORDS_TOKENIZER.registry_name):
         from ..coords import build_coords_tokenizer
 
         return build_coords_tokenizer(pretrained and ckpt_path is None, tokenizer_file=kwargs.pop("tokenizer_file", ckpt_path),
@@ -87,9 +68,9 @@ def build_tokenizer(name: str, pretrained: bool = False, ckpt_path: Optional[str
     return model.eval()
 
 
-def _build(spec: TokenizerSpec, image_size: int, pretrained: bool, ckpt_path, download_progress) -> ImageTokenizer:
+def _build(spec: Tokenizer, image_size: int, pretrained: bool, ckpt_path, download_progress) -> ImageTokenizer:
     if ckpt_path is None and not pretrained:
-        return spec.kind(spec.registry_name, spec.channels, spec.levels, image_size=image_size)
+        return FAMILIES[spec.family](spec.registry_name, spec.channels, spec.levels, image_size=image_size)
 
     from ... import hub
 
@@ -100,7 +81,7 @@ def _build(spec: TokenizerSpec, image_size: int, pretrained: bool, ckpt_path, do
     # Build without allocating or initialising weights, then adopt the checkpoint's tensors (saves ~1 GB and
     # the random init). FSQ buffers are not in the state dict, so the quantizer is built for real.
     with torch.device("meta"):
-        model = spec.kind(spec.registry_name, spec.channels, spec.levels, image_size=image_size)
+        model = FAMILIES[spec.family](spec.registry_name, spec.channels, spec.levels, image_size=image_size)
     model.quantize = FiniteScalarQuantizer(spec.levels)
     try:
         model.load_state_dict(_float_state(state), strict=True, assign=True)
@@ -114,11 +95,11 @@ _DIVAE_ONLY = {"decoder_type": "unet_patched", "dec_type": "unet_patched", "patc
                "prediction_type": "sample", "clip_sample": True}
 
 
-def _check_fixed_kwargs(spec: TokenizerSpec, kwargs: dict) -> None:
+def _check_fixed_kwargs(spec: Tokenizer, kwargs: dict) -> None:
     fixed = {"n_channels": spec.channels, "codebook_size": spec.levels, "latent_dim": 5, "patch_size": 16,
              "post_mlp": True, "quant_type": "fsq", "encoder_type": "vit_b_enc", "enc_type": "vit_b_enc",
-             "variant": spec.registry_name, "model_type": "divae" if spec.kind is DiVAE else "vqvae"}
-    if spec.kind is DiVAE:
+             "variant": spec.registry_name, "model_type": spec.family}
+    if spec.family == "divae":
         fixed.update(_DIVAE_ONLY)
     else:
         fixed.update(decoder_type="vit_b_dec", dec_type="vit_b_dec", prediction_type="sample")
