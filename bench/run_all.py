@@ -152,8 +152,10 @@ def _bf16_gemm_peak(device: str) -> float:
 
 def backbone_flops_per_tile() -> float:
     """Multiply-adds ×2 of the tiny backbone per 224² tile: per layer QKV + projection (4·d²·N), the MLP
-    (8·d²·N) and attention (2·N²·d); N = 196 tokens, d = 192, 12 layers."""
-    n, d, layers = (TILE // 16) ** 2, 192, 12
+    (8·d²·N) and attention (2·N²·d); N = 196 tokens, d and layers from the catalog (192, 12)."""
+    from terramind_backend.catalog import BACKBONES
+
+    n, d, layers = (TILE // 16) ** 2, BACKBONES[SIZE].dim, BACKBONES[SIZE].encoder_depth
     return 2 * layers * (12 * d * d * n + 2 * n * n * d)
 
 
