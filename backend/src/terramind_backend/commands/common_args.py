@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..catalog import DEFAULT_MODEL
+
 
 def pair_arg(text: str, what: str):
     """NAME=VALUE as (name, value); ``what`` names the option in the error message."""
@@ -33,8 +35,8 @@ def bands_arg(text: str):
 
 
 def add_model_and_inputs(group, model_help: str) -> None:
-    """--model (its help says what the command uses it for), --in and --bands."""
-    group.add_argument("--model", default="terramind_v1_tiny", help=model_help)
+    """--model (its help says what the command uses it for, then the default), --in and --bands."""
+    group.add_argument("--model", default=DEFAULT_MODEL, help=f"{model_help} (default {DEFAULT_MODEL})")
     group.add_argument("--in", dest="inputs", action="append", type=in_arg, required=True, metavar="MODALITY=PATH",
                        help="input raster per modality, e.g. S2L2A=scene.tif (repeat for more modalities)")
     group.add_argument("--bands", action="append", type=bands_arg, default=[], metavar="MODALITY=1,2,...",

@@ -26,7 +26,7 @@ def _labels_arg(text: str):
 def register(subparsers) -> None:
     p = subparsers.add_parser("finetune", help="train a segmentation model on your labels (raster or polygons)")
     g = p.add_argument_group("job")
-    add_model_and_inputs(g, "backbone size (default terramind_v1_tiny; _tim = TiM)")
+    add_model_and_inputs(g, "backbone size; _tim = TiM")
     g.add_argument("--labels", required=True, type=_labels_arg, metavar="LABELS[:FIELD]",
                    help="label raster, or polygon file and its class field, e.g. fields.gpkg:crop")
     g.add_argument("--out", required=True, metavar="MODEL.ckpt", help="checkpoint to write")

@@ -21,7 +21,7 @@ EXIT_FAILED, EXIT_INVALID, EXIT_CANCELLED = 1, 2, 130
 
 def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("job")
-    add_model_and_inputs(g, "model size family (default terramind_v1_tiny)")
+    add_model_and_inputs(g, "model size family")
     g.add_argument("--crs", help="target CRS (default: first optical input's CRS)")
     g.add_argument("--resolution", type=float, default=10.0, help="target pixel size in CRS units (default 10)")
     g.add_argument("--bounds", type=float, nargs=4, metavar=("MINX", "MINY", "MAXX", "MAXY"),
