@@ -2,7 +2,8 @@
 
 Used by similarity's matching areas (polygons) and the Coordinates output (points). Features go to a
 hidden temp file beside the destination (named and swept like the raster writers', `leftovers.py`);
-`commit` renames it into place, `abort` removes it, so a failed or cancelled job leaves nothing.
+`moves` hands it to `publish.py` (with the job's other outputs; `commit` alone), `abort` removes it, so a
+failed or cancelled job leaves the destination as it was.
 """
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import math
 import os
 from typing import Iterable, List, Optional, Sequence, Tuple
 
-from .leftovers import sweep_stale, temp_path
+from .leftovers import discard, sweep_stale, temp_path
+from .publish import Move, publish
 
 Geometry = dict                                       # GeoJSON-like mapping, as fiona takes it
 _TYPES = {"INTEGER": "int", "DOUBLE": "float", "REAL": "float", "TEXT": "str"}
@@ -29,7 +31,8 @@ def polygon(rings: Sequence[Sequence[Tuple[float, float]]]) -> Geometry:
 
 
 class GeoPackageWriter:
-    """``add(geometry, values)`` …, ``finish()``, then ``commit()`` (or ``abort()`` at any time).
+    """``add(geometry, values)`` …, ``finish()``, then ``commit()`` or its ``moves()`` published with a job's
+    other outputs (or ``abort()`` at any time).
 
     ``crs``: anything fiona takes (a rasterio CRS's WKT, "EPSG:4326"); ``fields``: (name, SQL type) pairs
     (INTEGER, DOUBLE/REAL, TEXT), values given in that order (None = NULL)."""
@@ -59,12 +62,14 @@ class GeoPackageWriter:
             self.add(geometry, values)
 
     def finish(self) -> None:
-        """Complete the file, still under its temp name (call `commit` to publish)."""
+        """Complete the file, still under its temp name (then `commit` or `moves`)."""
         self._layer.close()
 
+    def moves(self) -> List[Move]:
+        return [(self._tmp, self.path)]
+
     def commit(self) -> None:
-        os.replace(self._tmp, self.path)
-        self._tmp = None
+        publish(self.moves())
 
     def abort(self) -> None:
         try:
@@ -72,6 +77,5 @@ class GeoPackageWriter:
                 self._layer.close()
         except Exception:  # noqa: BLE001 # nosec B110: cleanup goes on; the temp file is removed below
             pass
-        if self._tmp and os.path.exists(self._tmp):
-            os.remove(self._tmp)
+        discard(self._tmp)
         self._tmp = None

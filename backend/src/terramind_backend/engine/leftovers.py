@@ -7,17 +7,27 @@ digits, so a later job can tell whose a leftover is: a run killed with SIGKILL (
 clean up after itself, and the next job writing the same output removes what it left — files of this
 process, or of a process that no longer runs and belonged to this user, or any older than a day (a
 process id can be reused). Files of a live process writing the same output are left alone.
+
+Publishing (`publish.py`) moves an existing destination aside to ``.<name>.<tag>.backup`` before the new file
+goes in, and deletes it once every output is in place. A backup left by a run that died meanwhile is swept by
+the same rule, but never just deleted: if its destination is empty (the run died between moving the old file
+aside and putting the new one in) the old file is renamed back; if the destination holds a file, the backup is
+the superseded version and is removed.
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
 import time
 from typing import List, Optional
 
+log = logging.getLogger(__name__)
+
 STALE_AFTER_S = 24 * 3600
 _TEMP = re.compile(r"^\.(?P<base>.+)\.(?P<tag>[0-9a-f]{8})\.(?P<suffix>part\.tif|cog\.tif|aux\.xml|qml|part\.gpkg)$")
+_BACKUP = re.compile(r"^\.(?P<base>.+)\.(?P<tag>[0-9a-f]{8})\.backup$")
 
 
 def temp_path(path: str, suffix: str) -> str:
@@ -26,23 +36,35 @@ def temp_path(path: str, suffix: str) -> str:
     return os.path.join(folder, f".{base}.{os.getpid():08x}.{suffix}")
 
 
+def backup_path(path: str) -> str:
+    """The hidden name an existing ``path`` is moved aside to while a job publishes over it."""
+    folder, base = os.path.split(path)
+    return os.path.join(folder, f".{base}.{os.getpid():08x}.backup")
+
+
 def is_temp(path: str) -> bool:
-    return _TEMP.match(os.path.basename(path)) is not None
+    name = os.path.basename(path)
+    return _TEMP.match(name) is not None or _BACKUP.match(name) is not None
 
 
-def _temps_of(path: str):
-    """(temp path, writer pid) of every hidden temporary file of ``path``."""
-    folder, base = os.path.split(os.path.abspath(path))
+def _matches(folder: str, pattern, base: Optional[str]):
+    """(path, writer pid, base) of every hidden file in ``folder`` matching ``pattern`` (of ``base`` if given)."""
     try:
         names = os.listdir(folder)
     except OSError:
         return []
     found = []
     for name in names:
-        match = _TEMP.match(name)
-        if match and match["base"] == base:
-            found.append((os.path.join(folder, name), int(match["tag"], 16)))
+        match = pattern.match(name)
+        if match and (base is None or match["base"] == base):
+            found.append((os.path.join(folder, name), int(match["tag"], 16), match["base"]))
     return found
+
+
+def _temps_of(path: str):
+    """(temp path, writer pid) of every hidden temporary file of ``path``."""
+    folder, base = os.path.split(os.path.abspath(path))
+    return [(temp, pid) for temp, pid, _ in _matches(folder, _TEMP, base)]
 
 
 def _alive(pid: int) -> bool:
@@ -78,13 +100,41 @@ def _remove(path: str, removed: List[str]) -> None:
         pass  # someone else removed it, or the folder became read-only: not this job's problem
 
 
+def discard(path: Optional[str]) -> None:
+    """Remove ``path`` if it is there. Never raises: a cleanup that fails (folder deleted or made read-only)
+    must not hide a job's own error or stop the rest of the cleanup; the next job's sweep retries."""
+    if path and os.path.lexists(path):
+        try:
+            os.remove(path)
+        except OSError as exc:
+            log.warning("could not remove %s: %s", path, exc.strerror or exc)
+
+
 def sweep_stale(path: str, now: Optional[float] = None) -> List[str]:
-    """Remove leftovers of earlier runs that wrote ``path``; returns what was removed."""
+    """Remove leftovers of earlier runs that wrote ``path`` and settle stale backups in its folder (the
+    backups of its sidecars are named after them, not after ``path``); returns what was removed."""
     removed: List[str] = []
     for temp, pid in _temps_of(path):
         if is_stale(temp, pid, now):
             _remove(temp, removed)
+    folder = os.path.dirname(os.path.abspath(path))
+    for backup, pid, base in _matches(folder, _BACKUP, None):
+        if is_stale(backup, pid, now):
+            _settle_backup(backup, os.path.join(folder, base), removed)
     return removed
+
+
+def _settle_backup(backup: str, destination: str, removed: List[str]) -> None:
+    """A run died while publishing: an empty destination gets its old file back; a destination holding a
+    file is never overwritten (the backup is the superseded version, removed)."""
+    if os.path.lexists(destination):
+        _remove(backup, removed)
+        return
+    try:
+        os.replace(backup, destination)
+        log.info("restored %s, moved aside by an earlier run that did not finish", destination)
+    except OSError:
+        pass  # raced or refused: left for the next sweep
 
 
 def is_stale(path: str, pid: int, now: Optional[float] = None) -> bool:
@@ -95,7 +145,8 @@ def is_stale(path: str, pid: int, now: Optional[float] = None) -> bool:
         st = os.stat(path)
     except OSError:
         return False
-    old = now - st.st_mtime > STALE_AFTER_S
+    # a backup keeps its old file's mtime; the rename that made it sets ctime (POSIX)
+    old = now - max(st.st_mtime, st.st_ctime) > STALE_AFTER_S
     mine = not hasattr(os, "geteuid") or st.st_uid == os.geteuid()
     return pid == os.getpid() or old or (mine and not _alive(pid))
 

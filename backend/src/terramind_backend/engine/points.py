@@ -3,8 +3,8 @@
 Each feature is where the model places the window (its generated lon/lat, WGS 84; no geometry when the
 generated text is not a coordinate), with the window's true centre and the great-circle distance between
 the two. The file is a GeoPackage (``geopackage.GeoPackageWriter``, through fiona): built in a hidden temp
-file beside the destination and ``os.replace``d into place with its ``.qml`` style at commit, so a failed or
-cancelled job leaves nothing behind (like ``writer.OutputWriter``).
+file beside the destination and published with its ``.qml`` style by ``publish.py`` together with the job's
+other outputs, so a failed or cancelled job leaves the destination as it was (like ``writer.OutputWriter``).
 """
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
 from .geopackage import GeoPackageWriter, point
-from .leftovers import temp_path
+from .leftovers import discard, temp_path
 from .locations import distance_km
+from .publish import Move, publish
 
 TABLE = "coordinates"
 FIELDS = (("window", "INTEGER"), ("generated_lon", "DOUBLE"), ("generated_lat", "DOUBLE"),
@@ -31,7 +32,8 @@ class PointSpec:
 
 
 class PointLayer:
-    """Collects ``add(generated, true_centres)`` rows, then ``finish()`` / ``commit()`` or ``abort()``."""
+    """Collects ``add(generated, true_centres)`` rows, then ``finish()`` / ``commit()`` (or its ``moves()``
+    published with a job's other outputs) or ``abort()``."""
 
     def __init__(self, name: str, path: str):
         self.spec = PointSpec(name, path)
@@ -55,15 +57,16 @@ class PointLayer:
         with open(self._tmp_style, "w", encoding="utf-8") as f:
             f.write(point_style())
 
+    def moves(self) -> List[Move]:
+        return self._writer.moves() + [(self._tmp_style, style_path(self.spec.path))]
+
     def commit(self) -> None:
-        self._writer.commit()
-        os.replace(self._tmp_style, style_path(self.spec.path))
+        publish(self.moves())
 
     def abort(self) -> None:
         if self._writer is not None:
             self._writer.abort()
-        if os.path.exists(self._tmp_style):
-            os.remove(self._tmp_style)
+        discard(self._tmp_style)
 
 
 def style_path(path: str) -> str:

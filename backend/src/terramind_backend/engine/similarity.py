@@ -31,6 +31,7 @@ from .errors import JobCancelled, JobValidationError
 from .geopackage import GeoPackageWriter, polygon
 from .grid import Grid, geojson_bounds, wkt_to_geojson
 from .jobspec import JobSpec, parse_jobspec
+from .publish import publish
 from .similarity_query import AREAS_OUTPUT, INPUT, RASTER_OUTPUT
 from .styles import style_for
 from .writer import OutputSpec, OutputWriter, style_path
@@ -275,9 +276,7 @@ def run_similarity(spec, *, emit: Optional[Emit] = None, cancel: Optional[thread
             areas.finish()
         if cancel.is_set():
             raise JobCancelled()
-        writer.commit()
-        if areas is not None:
-            areas.commit()
+        publish(writer.moves() + (areas.moves() if areas is not None else []))  # both or neither
     except BaseException:
         writer.abort()
         if areas is not None:

@@ -1,8 +1,9 @@
 """Georeferenced outputs, written strip by strip into a hidden temp file beside the destination.
 
 `OutputWriter` writes a tiled GeoTIFF next to the final path, converts it to a Cloud Optimized
-GeoTIFF when done, and only then `os.replace`s it into place (with its `.aux.xml` category names
-and `.qml` style), so a failed or cancelled job leaves nothing at the destination. It also keeps
+GeoTIFF when done, and hands its moves (the COG, its `.aux.xml` category names and `.qml` style) to
+`publish.py`, which puts a job's outputs in place all or none, so a failed or cancelled job leaves the
+destination as it was. It also keeps
 running per-band statistics, which the style uses for its stretch.
 """
 from __future__ import annotations
@@ -19,7 +20,8 @@ from rasterio.shutil import copy as rio_copy
 from rasterio.windows import Window
 
 from .grid import Grid
-from .leftovers import sweep_stale, temp_path
+from .leftovers import discard, sweep_stale, temp_path
+from .publish import Move, publish
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +60,15 @@ def _aux_xml(spec: OutputSpec) -> str:
 
 
 class OutputWriter:
-    """One output raster on ``grid``; `write(row_off, data[C, n, width])` then `commit()` or `abort()`."""
+    """One output raster on ``grid``; `write(row_off, data[C, n, width])`, `finish(style)`, then `commit()` (or
+    its `moves()` published with a job's other outputs) or `abort()`."""
 
     def __init__(self, spec: OutputSpec, grid: Grid):
         self.spec, self.grid = spec, grid
         for stale in sweep_stale(spec.path):  # litter of a killed earlier run writing this output
             log.info("removed %s, left by an earlier run that did not finish", stale)
         self._tmp = temp_path(spec.path, "part.tif")
-        self._extra: List[str] = []
+        self._extra: List[Move] = []                   # sidecars (and the COG while converting)
         profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=spec.count, dtype=spec.dtype,
                        crs=grid.crs, transform=grid.transform, nodata=spec.nodata, tiled=True,
                        blockxsize=256, blockysize=256, compress="deflate", BIGTIFF="IF_SAFER")
@@ -121,7 +124,7 @@ class OutputWriter:
         return out
 
     def finish(self, style_xml: Optional[str]) -> None:
-        """Close and convert to COG, still under temp names (call `commit` to publish)."""
+        """Close and convert to COG, still under temp names (then `commit` or `moves`)."""
         self._ds.close()
         cog = temp_path(self.spec.path, "cog.tif")
         resampling = "NEAREST" if self.spec.kind == "classes" else "AVERAGE"
@@ -142,23 +145,18 @@ class OutputWriter:
             with open(qml, "w", encoding="utf-8") as f:
                 f.write(style_xml)
 
+    def moves(self) -> List[Move]:
+        """What `publish.publish` moves into place after `finish`: the COG, its sidecars, and (None) a stale
+        .aux.xml of an older file at the path, which would otherwise lend this file its category names."""
+        moves: List[Move] = [(self._tmp, self.spec.path)] + list(self._extra)
+        aux = self.spec.path + ".aux.xml"
+        if all(dst != aux for _, dst in self._extra):
+            moves.append((None, aux))
+        return moves
+
     def commit(self) -> None:
-        """Move every temp file into place; a stale .aux.xml of an older file at the path is removed."""
-        stale = self.spec.path + ".aux.xml"
-        if os.path.exists(stale) and all(dst != stale for _, dst in self._extra):
-            os.remove(stale)
-        try:
-            os.replace(self._tmp, self.spec.path)
-        except PermissionError as exc:
-            if os.name != "nt":  # POSIX renames over an open file: the folder refused it (failures.explain)
-                raise
-            # Windows: the old file is open (e.g. still a layer in QGIS)
-            raise RuntimeError(f"Cannot replace {self.spec.path}: {exc.strerror}. Is it open in another "
-                               f"program (a QGIS layer)? Remove that layer or choose another file name.") from exc
-        self._tmp = None
-        for tmp, dst in self._extra:
-            os.replace(tmp, dst)
-        self._extra = []
+        """Publish this output alone (several outputs: `publish.publish` of all their `moves()`)."""
+        publish(self.moves())
 
     def abort(self) -> None:
         """Remove every temp file; the destination is left as it was. Never raises: a cleanup that fails
@@ -170,11 +168,7 @@ class OutputWriter:
         except Exception:  # noqa: BLE001 # nosec B110: cleanup goes on; the temp files below are removed anyway
             pass
         for path in [self._tmp] + [t for t, _ in self._extra]:
-            if path and os.path.lexists(path):
-                try:
-                    os.remove(path)
-                except OSError as exc:
-                    log.warning("could not remove %s: %s", path, exc.strerror or exc)
+            discard(path)
         self._tmp, self._extra = None, []
 
 

@@ -2,8 +2,9 @@
 
 `Assembly` opens one `OutputWriter` per output of each product and one `RowStripAccumulator` per
 product (window rows × grid width, whatever the grid height), takes window stacks in row-major
-order (`add`), and at the end converts to COGs, styles them and renames everything into place
-(`publish`). Until then nothing is at the destination; `abort` removes every temp file.
+order (`add`), and at the end converts to COGs, styles them and puts every output in place at once
+(`publish`, through `engine/publish.py`: all or none). Until then nothing is at the destination; `abort`
+removes every temp file.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 from ..blending import RowStripAccumulator, weight_kernel
 from ..errors import JobCancelled
 from ..guards import check_free_space
+from ..publish import publish
 from ..styles import style_for
 from ..writer import OutputWriter, style_path
 
@@ -79,7 +81,7 @@ class Assembly:
                 acc.add(int(win.row_off) // product.scale, int(win.col_off) // product.scale, values[k], kernel)
 
     def publish(self, emit, cancel) -> None:
-        """Flush the last rows, write COGs and styles, then move every file into place."""
+        """Flush the last rows, write COGs and styles, then move every file into place (all or none)."""
         if cancel.is_set():
             raise JobCancelled()
         emit({"event": "log", "level": "info", "message": "Writing Cloud Optimized GeoTIFFs"})
@@ -91,8 +93,7 @@ class Assembly:
             layer.finish()
         if cancel.is_set():
             raise JobCancelled()
-        for w in self.writers + self.points:
-            w.commit()
+        publish([move for w in self.writers + self.points for move in w.moves()])  # all or none
 
     def abort(self) -> None:
         for w in self.writers + self.points:
