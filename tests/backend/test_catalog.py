@@ -51,3 +51,10 @@ def test_each_tokenizer_row_builds_its_family_with_its_channels(key):
     first_conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
     assert first_conv.in_channels == row.channels
     assert row.file.endswith(f"{row.key.upper()}.pt") and row.repo.endswith(row.key.upper())
+
+
+def test_tokenizers_are_found_by_key_registry_name_or_modality():
+    for row in catalog.TOKENIZERS.values():
+        assert {catalog.find_tokenizer(n) for n in (row.key, row.registry_name, row.modality, row.key.upper())} == {row}
+    with pytest.raises(ValueError, match="Known: s2l2a, s1rtc"):
+        catalog.find_tokenizer("S2RGB")

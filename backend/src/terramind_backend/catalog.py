@@ -140,6 +140,15 @@ class ModelName:
         return self.weights.size if isinstance(self.weights, Backbone) else None
 
 
+def find_tokenizer(name: object) -> Tokenizer:
+    """A tokenizer's row by short key, registry name or modality name (case-insensitive)."""
+    key = str(name).strip().lower()
+    for row in TOKENIZERS.values():
+        if key in (row.key, row.registry_name, row.modality.lower()):
+            return row
+    raise ValueError(f"Unknown TerraMind 1.0 tokenizer {name!r}. Known: {', '.join(TOKENIZERS)}")
+
+
 _BACKBONE_NAME = re.compile(r"^terramind_v1_(?P<size>[a-z]+)(?P<variant>_tim|_generate)?$")
 
 

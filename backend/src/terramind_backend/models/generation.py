@@ -36,6 +36,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
+from ..catalog import BACKBONES
 from . import sampling
 from .coords import generation_input
 from .precision import check_precision, runs_in_bf16
@@ -443,7 +444,7 @@ def build_generation(size: str, *, modalities=None, output_modalities=None, pret
     elif pretrained:
         from .loading import filter_generate_state, load_official
 
-        report = load_official(model, f"terramind_v1_{size}", filter_generate_state, progress=download_progress)
+        report = load_official(model, BACKBONES[size].registry_name, filter_generate_state, progress=download_progress)
         _check_feedback_embeddings(model, report.missing + report.skipped)
     return model.eval()
 

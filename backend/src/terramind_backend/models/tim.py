@@ -29,6 +29,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from ..catalog import BACKBONES
 from . import sampling
 from .embeddings import ImageEncoderEmbedding, ImageTokenEncoderEmbedding, encoder_embedding_for
 from .encdec import TerraMind, transformer_config
@@ -263,5 +264,5 @@ def build_tim(size: str, *, modalities=None, tim_modalities=None, pretrained: bo
     if ckpt_path is not None:
         loading.load_ckpt_path(model, ckpt_path)
     elif pretrained:
-        loading.load_official(model, f"terramind_v1_{size}", loading.filter_tim_state, download_progress)
+        loading.load_official(model, BACKBONES[size].registry_name, loading.filter_tim_state, download_progress)
     return model.eval()

@@ -39,6 +39,7 @@ from typing import Dict, List, Mapping, Optional, Union
 import torch
 from torch import nn
 
+from ..catalog import BACKBONES
 from .embeddings import ImageEncoderEmbedding, ImageTokenEncoderEmbedding, encoder_embedding_for
 from .encdec import transformer_config
 from .layers import Block, LayerNorm, init_weights_mae, set_reference_arithmetic, uses_reference_arithmetic
@@ -269,7 +270,7 @@ def build_backbone(size: str, *, modalities=None, pretrained: bool = False, ckpt
     if ckpt_path is not None:
         loading.load_ckpt_path(model, ckpt_path)
     elif pretrained:
-        loading.load_official(model, f"terramind_v1_{size}", loading.filter_backbone_state, download_progress)
+        loading.load_official(model, BACKBONES[size].registry_name, loading.filter_backbone_state, download_progress)
     if bands is not None:
         loading.select_band_weights(model, bands, PRETRAINED_BANDS)
     return model.eval()

@@ -12,6 +12,7 @@ from typing import Dict, List
 
 import numpy as np
 
+from ...catalog import BACKBONES
 from ..jobspec import PATCH
 from ..modalities import COORDINATES
 from ..tasks import EMBED_OUTPUT
@@ -32,7 +33,7 @@ class EmbedPredictor(Predictor):
         if self.use_location:  # each window's centre joins the inputs (the runner adds it to every batch)
             mods.append(COORDINATES)
         kwargs = dict(modalities=mods, merge_method=spec.options.merge_method, **build_kwargs(spec))
-        name = f"terramind_v1_{spec.size}"
+        name = BACKBONES[spec.size].registry_name
         if self.tim:
             name += "_tim"
             kwargs["tim_modalities"] = list(spec.options.tim_modalities)

@@ -17,6 +17,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from ...catalog import BACKBONES
 from ..modalities import COORDINATES
 from ..points import PointLayer
 from ..uncertainty import spread
@@ -32,7 +33,7 @@ class GeneratePredictor(Predictor):
         self.use_location = spec.options.use_location
         self.emit = ctx.emit
         self.targets = [m for m in spec.outputs if m != COORDINATES]
-        name = f"terramind_v1_{spec.size}_generate"
+        name = BACKBONES[spec.size].registry_name + "_generate"
         announce_precision(ctx)
         # timesteps and standardize are passed per call (predict), so they are no part of the cache key
         common = dict(precision=spec.options.precision, **build_kwargs(spec))

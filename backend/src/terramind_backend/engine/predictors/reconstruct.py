@@ -10,6 +10,7 @@ from typing import Dict, List
 
 import numpy as np
 
+from ...catalog import find_tokenizer
 from .base import (Context, Predictor, Product, announce_precision, batch_seed, build_kwargs, call_seeded,
                    product_for, softmax, standardize, stats, torch_batch)
 
@@ -27,7 +28,7 @@ class ReconstructPredictor(Predictor):
         kw["pretrained"] = True
         kw["precision"] = spec.options.precision
         announce_precision(ctx)
-        self.tokenizers = {m: ctx.models.get(f"terramind_v1_tokenizer_{m.lower()}", ctx.device, ctx.emit, **kw)
+        self.tokenizers = {m: ctx.models.get(find_tokenizer(m).registry_name, ctx.device, ctx.emit, **kw)
                            for m in self.targets}
         self.products: List[Product] = [product_for(m, spec.outputs[m], spec.options.probabilities)
                                         for m in self.targets]

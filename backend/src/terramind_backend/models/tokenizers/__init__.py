@@ -9,7 +9,7 @@ from typing import Dict, Optional
 
 import torch
 
-from ...catalog import COORDS_TOKENIZER, TOKENIZERS, Tokenizer
+from ...catalog import COORDS_TOKENIZER, TOKENIZERS, Tokenizer, find_tokenizer
 from .ddim import DDIMSampler
 from .fsq import FiniteScalarQuantizer
 from ..precision import check_precision
@@ -17,21 +17,12 @@ from .tokenizer import DiVAE, ImageTokenizer, VQVAE
 from .unet import PatchedUNet
 from .vit import ViTDecoder, ViTEncoder
 
-__all__ = ["TOKENIZERS", "FAMILIES", "tokenizer_spec", "build_tokenizer", "DiVAE", "VQVAE", "ImageTokenizer",
+__all__ = ["TOKENIZERS", "FAMILIES", "build_tokenizer", "DiVAE", "VQVAE", "ImageTokenizer",
            "FiniteScalarQuantizer", "DDIMSampler", "PatchedUNet", "ViTEncoder", "ViTDecoder"]
 
 
 # The architecture family of a catalog row (TerraTorch's model_type) -> our module.
 FAMILIES = {"divae": DiVAE, "vqvae": VQVAE}
-
-
-def tokenizer_spec(name: str) -> Tokenizer:
-    """The catalog row of a tokenizer by short key, registry name or modality name (case-insensitive)."""
-    key = str(name).strip().lower()
-    for row in TOKENIZERS.values():
-        if key in (row.key, row.registry_name, row.modality.lower()):
-            return row
-    raise ValueError(f"Unknown TerraMind 1.0 tokenizer {name!r}. Known: {', '.join(TOKENIZERS)}")
 
 
 def _float_state(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -58,7 +49,7 @@ def build_tokenizer(name: str, pretrained: bool = False, ckpt_path: Optional[str
 
         return build_coords_tokenizer(pretrained and ckpt_path is None, tokenizer_file=kwargs.pop("tokenizer_file", ckpt_path),
                                       download_progress=download_progress)
-    spec = tokenizer_spec(name)
+    spec = find_tokenizer(name)
     image_size = int(kwargs.pop("image_size", 256))
     precision = kwargs.pop("precision", "fp32")
     check_precision(precision)
