@@ -121,26 +121,20 @@ def assert_style_post_processor(context, out, feedback):
     assert isinstance(bare.renderer(), QgsPalettedRasterRenderer)
 
 
-def test_toolbox_run_loads_a_temporary_output_with_its_style(backend_python, provider, qtbot):
+def run_as_toolbox(alg, parameters, feedback, qtbot) -> dict:
     """As the algorithm dialog runs it: a QgsProcessingAlgRunnerTask (prepare on the main thread, the job
     in a task-manager worker thread, postProcess back on the main thread), then handleAlgorithmResults.
-    No destination given (the dialog's default): LULC goes to a temporary file that is loaded styled."""
+    Returns ok, the results, the context and the type hints of the layers it was told to load."""
     from processing.gui.Postprocessing import handleAlgorithmResults
     from processing.tools import dataobjects
-    from qgis.core import (QgsApplication, QgsPalettedRasterRenderer, QgsProcessingAlgRunnerTask, QgsProcessingUtils,
-                           QgsProject)
+    from qgis.core import QgsApplication, QgsProcessingAlgRunnerTask
 
-    project = QgsProject.instance()
-    project.removeAllMapLayers()
-    alg = QgsApplication.processingRegistry().createAlgorithmById("terramind:generate")
-    feedback = RecordingFeedback.create()
     context = dataobjects.createContext(feedback)
-    parameters = {"S2L2A": str(sample("S2L2A", PLACES[2])), **FAST}
-    done = {}
+    done = {"context": context}   # kept alive with the results, as the dialog keeps it
 
     def on_complete(ok, results):
         done.update(ok=ok, results=results)
-        if ok:   # loaded as a raster outright (no OGR attempt logging "Cannot open … ().()")
+        if ok:
             done["hints"] = [context.layerToLoadOnCompletionDetails(key).layerTypeHint
                              for key in context.layersToLoadOnCompletion()]
             handleAlgorithmResults(alg, context, feedback, True, parameters)
@@ -149,7 +143,22 @@ def test_toolbox_run_loads_a_temporary_output_with_its_style(backend_python, pro
     task.executed.connect(on_complete)
     with qtbot.waitSignal(task.executed, timeout=240_000):
         QgsApplication.taskManager().addTask(task)
+    return done
+
+
+def test_toolbox_run_loads_a_temporary_output_with_its_style(backend_python, provider, qtbot):
+    """Run as the algorithm dialog runs it, no destination given (the dialog's default): LULC goes to a
+    temporary file that is loaded styled."""
+    from qgis.core import QgsApplication, QgsPalettedRasterRenderer, QgsProcessingUtils, QgsProject
+
+    project = QgsProject.instance()
+    project.removeAllMapLayers()
+    alg = QgsApplication.processingRegistry().createAlgorithmById("terramind:generate")
+    feedback = RecordingFeedback.create()
+    parameters = {"S2L2A": str(sample("S2L2A", PLACES[2])), **FAST}
+    done = run_as_toolbox(alg, parameters, feedback, qtbot)
     assert done["ok"], feedback.textLog()
+    # loaded as a raster outright (no OGR attempt logging "Cannot open … ().()")
     assert done["hints"] and set(done["hints"]) == {QgsProcessingUtils.LayerHint.Raster}
     path = done["results"]["OUTPUT_LULC"]
     assert os.path.exists(path)
@@ -163,9 +172,7 @@ def test_toolbox_run_loads_a_temporary_output_with_its_style(backend_python, pro
 def test_toolbox_run_with_location_loads_the_coordinates_points(backend_python, coords_hub, provider, qtbot):
     """USE_LOCATION and a Location (points) output without destination: a temporary GeoPackage with one point
     per tile, loaded with the engine's point style beside the LULC layer."""
-    from processing.gui.Postprocessing import handleAlgorithmResults
-    from processing.tools import dataobjects
-    from qgis.core import QgsApplication, QgsProcessingAlgRunnerTask, QgsProject, QgsVectorLayer
+    from qgis.core import QgsApplication, QgsProject, QgsVectorLayer
 
     from terramind_qgis.vocabulary import OUTPUT_MODALITY_LABELS, index_of
 
@@ -173,21 +180,10 @@ def test_toolbox_run_with_location_loads_the_coordinates_points(backend_python, 
     project.removeAllMapLayers()
     alg = QgsApplication.processingRegistry().createAlgorithmById("terramind:generate")
     feedback = RecordingFeedback.create()
-    context = dataobjects.createContext(feedback)
     location = index_of(OUTPUT_MODALITY_LABELS, "Coordinates")
     parameters = {"S2L2A": str(sample("S2L2A")), **FAST, "OUTPUTS": [4, location], "USE_LOCATION": True,
                   "TILE_SIZE": 112, "OVERLAP": 0}
-    done = {}
-
-    def on_complete(ok, results):
-        done.update(ok=ok, results=results)
-        if ok:
-            handleAlgorithmResults(alg, context, feedback, True, parameters)
-
-    task = QgsProcessingAlgRunnerTask(alg, parameters, context, feedback)
-    task.executed.connect(on_complete)
-    with qtbot.waitSignal(task.executed, timeout=240_000):
-        QgsApplication.taskManager().addTask(task)
+    done = run_as_toolbox(alg, parameters, feedback, qtbot)
     assert done["ok"], feedback.textLog()
     path = done["results"]["OUTPUT_Coordinates"]
     assert path.endswith(".gpkg") and os.path.exists(path)
