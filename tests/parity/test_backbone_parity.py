@@ -47,12 +47,7 @@ def hub_small(fake_hub_small, monkeypatch):
     return _hf_constants(monkeypatch, fake_hub_small)
 
 
-@pytest.fixture(autouse=True)
-def _true_fp32():
-    previous = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")
-    yield
-    torch.set_float32_matmul_precision(previous)
+pytestmark = pytest.mark.usefixtures("true_fp32")   # tests/parity/conftest.py
 
 
 def _pair(size="tiny", pretrained=True, **kwargs):

@@ -20,13 +20,7 @@ rasterio = pytest.importorskip("rasterio")
 BACKEND = REPO / ".venv-backend" / "bin" / "python"
 
 
-@pytest.fixture(autouse=True)
-def _true_fp32():
-    """Importing TerraTorch sets float32_matmul_precision "medium"; the comparison is in true fp32."""
-    previous = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")
-    yield
-    torch.set_float32_matmul_precision(previous)
+pytestmark = pytest.mark.usefixtures("true_fp32")   # tests/parity/conftest.py
 
 
 def _backend(*args, timeout=900):

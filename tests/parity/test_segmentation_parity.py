@@ -48,14 +48,7 @@ PART_CASES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _true_fp32():
-    """Importing TerraTorch sets float32_matmul_precision "medium" (bf16 matmuls on AMX CPUs); both
-    sides must compute in true fp32 for identical classes."""
-    previous = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")
-    yield
-    torch.set_float32_matmul_precision(previous)
+pytestmark = pytest.mark.usefixtures("true_fp32")   # tests/parity/conftest.py
 
 
 def _randomize_batchnorm(module: torch.nn.Module) -> None:
