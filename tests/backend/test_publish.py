@@ -102,6 +102,26 @@ def test_second_folder_turning_read_only_leaves_both_old_outputs(tmp_path, monke
     assert all(leftovers.is_temp(name) for name in set(os.listdir(locked)) - set(OLD))
 
 
+def test_an_embeddings_pca_composite_is_published_with_its_embeddings(tmp_path, monkeypatch, fake_hub):  # noqa: F811
+    old = {"emb.tif": b"old embeddings", "emb.qml": b"old style", "emb_pca.tif": b"old composite",
+           "emb_pca.qml": b"old composite style"}
+    for name, data in old.items():
+        (tmp_path / name).write_bytes(data)
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if src.endswith(".cog.tif") and dst == str(tmp_path / "emb_pca.tif"):  # the last file to go in
+            raise OSError(errno.ENOSPC, "No space left on device", src, None, dst)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    spec = {"version": 1, "task": "embed", "model": "terramind_v1_tiny", "device": "cpu",
+            "inputs": {"S2L2A": str(sample("S2L2A"))}, "outputs": {"embeddings": str(tmp_path / "emb.tif")}}
+    with pytest.raises(OSError, match="No space left"):
+        run_job(spec)
+    assert _contents(tmp_path) == old                          # the embeddings are not left newer than their picture
+
+
 def _finished(folder, name, data):
     tmp = folder / f".{name}.{os.getpid():08x}.part.gpkg"
     tmp.write_bytes(data)

@@ -4,7 +4,8 @@ Raw feature bands 1-3 mean nothing to a user; the three directions of largest va
 output do. Two streamed passes over the written embeddings file, one row strip at a time (flat memory):
 the first sums the valid pixels' features and their outer products (float64, C x C), giving the
 covariance and its leading eigenvectors; the second projects every pixel onto them into a 3-band
-``<name>_pca.tif`` written like any output (atomic COG + .qml). The components (mean, loadings, variance
+``<name>_pca.tif`` (COG + .qml), finished from the embeddings' temp file and published with them, all or
+none (`publish.py`). The components (mean, loadings, variance
 shares) are stored in that file's GDAL metadata, so the picture can be reproduced from the embeddings.
 """
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Iterator, Tuple
+from typing import Iterator, List, Sequence, Tuple
 
 import numpy as np
 import rasterio
@@ -75,16 +76,16 @@ def fit(path: str, k: int = COMPONENTS) -> Pca:
     return Pca(mean, components, variance, explained)
 
 
-def write_composite(path: str, pca: Pca, name: str) -> dict:
-    """Project ``path`` onto ``pca`` into its ``_pca`` composite; returns the output entry."""
-    dst = composite_path(path)
-    with rasterio.open(path) as ds:
+def composite_writer(source: str, destination: str, pca: Pca, name: str) -> OutputWriter:
+    """Project the embeddings file ``source`` (published, or still under its temp name) onto ``pca`` into
+    the composite of ``destination``; returns its writer, finished but not published (or aborted on error)."""
+    with rasterio.open(source) as ds:
         grid = Grid(ds.crs, ds.transform, ds.width, ds.height)
         share = ", ".join(f"PC{i + 1} {100 * e:.1f} %" for i, e in enumerate(pca.explained))
         spec = OutputSpec(
-            name=f"{name} PCA", path=dst, kind=KIND, dtype="float32", nodata=float("nan"),
+            name=f"{name} PCA", path=composite_path(destination), kind=KIND, dtype="float32", nodata=float("nan"),
             band_names=[f"PC{i + 1} ({100 * e:.1f} % of variance)" for i, e in enumerate(pca.explained)],
-            tags={"TERRAMIND_PCA_SOURCE": os.path.basename(path),
+            tags={"TERRAMIND_PCA_SOURCE": os.path.basename(destination),
                   "TERRAMIND_PCA_MEAN": json.dumps([round(float(v), 7) for v in pca.mean]),
                   "TERRAMIND_PCA_COMPONENTS": json.dumps([[round(float(v), 7) for v in row]
                                                           for row in pca.components]),
@@ -102,26 +103,43 @@ def write_composite(path: str, pca: Pca, name: str) -> dict:
             # each component centred at 0, stretched over +-2 standard deviations
             ranges = [(-2.0 * float(np.sqrt(v)), 2.0 * float(np.sqrt(v))) for v in pca.variance]
             writer.finish(rgb((1, 2, 3), ranges))
-            writer.commit()
         except BaseException:
             writer.abort()
             raise
-    return {"name": spec.name, "path": dst, "style": style_path(dst), "kind": KIND}
+    return writer
 
 
-def add_composites(outputs: list, emit) -> list:
-    """For every embeddings output of a finished job, its PCA composite (the extra output entries)."""
-    extra = []
-    for output in outputs:
-        if output.get("kind") != "embeddings":
-            continue
-        try:
-            pca = fit(output["path"])
-        except ValueError as exc:   # nothing valid to colour: the embeddings themselves are still the result
-            emit({"event": "log", "level": "warning", "message": f"No false-colour composite: {exc}"})
-            continue
-        emit({"event": "log", "level": "info", "message": f"Principal components of {output['name']}: "
-                                                          f"{', '.join(f'{100 * e:.0f} %' for e in pca.explained)}"
-                                                          f" of the variance"})
-        extra.append(write_composite(output["path"], pca, output["name"]))
-    return extra
+def write_composite(path: str, pca: Pca, name: str) -> dict:
+    """Project the published embeddings ``path`` onto ``pca`` and publish its ``_pca`` composite alone;
+    returns the output entry."""
+    writer = composite_writer(path, path, pca, name)
+    try:
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    return {"name": writer.spec.name, "path": writer.spec.path, "style": style_path(writer.spec.path), "kind": KIND}
+
+
+def composites(writers: Sequence[OutputWriter], emit) -> List[OutputWriter]:
+    """For every finished embeddings writer of a job, its PCA composite, finished from the temp file but not
+    published: the job publishes it with the embeddings, all or none (`executors/assembly.py`)."""
+    made: List[OutputWriter] = []
+    try:
+        for writer in writers:
+            if writer.spec.kind != "embeddings":
+                continue
+            try:
+                pca = fit(writer.temp_file)
+            except ValueError as exc:   # nothing valid to colour: the embeddings themselves are still the result
+                emit({"event": "log", "level": "warning", "message": f"No false-colour composite: {exc}"})
+                continue
+            emit({"event": "log", "level": "info",
+                  "message": f"Principal components of {writer.spec.name}: "
+                             f"{', '.join(f'{100 * e:.0f} %' for e in pca.explained)} of the variance"})
+            made.append(composite_writer(writer.temp_file, writer.spec.path, pca, writer.spec.name))
+    except BaseException:
+        for composite in made:
+            composite.abort()
+        raise
+    return made

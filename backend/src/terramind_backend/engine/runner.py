@@ -9,7 +9,6 @@ import time
 from typing import Callable, Optional
 
 from . import predictors
-from .embedding_pca import add_composites
 from .errors import JobValidationError
 from .executors.windows import window_plan, work_grid
 from .guards import check_input_values
@@ -54,7 +53,6 @@ def run_job(spec, *, emit: Optional[Emit] = None, cancel: Optional[threading.Eve
         from .executors.local import run_local
 
         result = run_local(spec, layout, _resolve_device(spec.device), models, emit, cancel)
-    result["outputs"] = result["outputs"] + add_composites(result["outputs"], emit)  # embeddings in false colour
     return {**result, "elapsed_s": round(time.monotonic() - started, 3)}
 
 

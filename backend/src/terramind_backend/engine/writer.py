@@ -145,6 +145,11 @@ class OutputWriter:
             with open(qml, "w", encoding="utf-8") as f:
                 f.write(style_xml)
 
+    @property
+    def temp_file(self) -> Optional[str]:
+        """The file being written; after `finish`, the finished COG still under its temp name."""
+        return self._tmp
+
     def moves(self) -> List[Move]:
         """What `publish.publish` moves into place after `finish`: the COG, its sidecars, and (None) a stale
         .aux.xml of an older file at the path, which would otherwise lend this file its category names."""

@@ -13,6 +13,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 
 from ..blending import RowStripAccumulator, weight_kernel
+from ..embedding_pca import composites
 from ..errors import JobCancelled
 from ..guards import check_free_space
 from ..publish import publish
@@ -59,6 +60,7 @@ class Assembly:
         check_free_space(products, grid)  # before the first window: a full disk must not cost the whole run
         self.writers: List[OutputWriter] = []
         self.points = list(points)  # point layers (Coordinates outputs): filled by the predictor, published here
+        self.derived: List[OutputWriter] = []  # made from finished outputs at publish (embeddings' PCA composites)
         self._strips = []
         try:
             for product in products:
@@ -91,17 +93,21 @@ class Assembly:
             w.finish(style_for(w.spec, w.stats()))
         for layer in self.points:
             layer.finish()
+        self.derived = composites(self.writers, emit)  # embeddings in false colour, published with them
         if cancel.is_set():
             raise JobCancelled()
-        publish([move for w in self.writers + self.points for move in w.moves()])  # all or none
+        publish([move for w in self._all() for move in w.moves()])  # all or none
+
+    def _all(self) -> list:
+        return self.writers + self.points + self.derived
 
     def abort(self) -> None:
-        for w in self.writers + self.points:
+        for w in self._all():
             w.abort()
 
     def outputs(self) -> List[dict]:
         return [{"name": w.spec.name, "path": w.spec.path, "style": style_path(w.spec.path), "kind": w.spec.kind}
-                for w in self.writers + self.points]
+                for w in self._all()]
 
     def __enter__(self) -> "Assembly":
         return self
