@@ -29,7 +29,7 @@ Move = Tuple[Optional[str], str]  # (finished temp file or None, destination)
 
 def publish(moves: Iterable[Move]) -> None:
     """Put every finished temp file at its destination (and make the None ones' destinations go), all or
-    none. The temp files of a failed publish are left where they were, for the writers' ``abort``."""
+    none. After a failure, the temp files not yet renamed in are left for the writers' ``abort``."""
     moves = list(moves)
     backups: Dict[str, str] = {}       # destination → its backup, noted before the rename (undo checks the disk)
     placed: List[Move] = []            # new files, noted before their rename
