@@ -2,7 +2,9 @@
 TerraMesh tile with its real LULC labels; the training loss falls, the metrics file is written, TerraTorch opens
 the checkpoint with `SemanticSegmentationTask.load_from_checkpoint` (strict state dict) and its prediction on the
 tile equals the classes our `segment` task writes (>= 99.9 % of pixels, fp32). CI keeps it small (training on the
-tile's 128 px corner, 4 epochs, 32 px chips; prediction on the whole tile); docs/finetune.md records a 12-epoch run."""
+tile's 128 px corner, 4 epochs, 32 px chips; prediction on the whole tile); docs/finetune.md records a 12-epoch run.
+The same holds for a CE + Dice run with balanced class weights, whose checkpoint also makes TerraTorch compute our
+training loss (test_finetune_loss_parity.py compares the losses and their gradients case by case)."""
 from __future__ import annotations
 
 import json
@@ -35,19 +37,25 @@ def _backend(*args, timeout=900):
     return run
 
 
-def _terratorch_classes(ckpt: Path, s2: Path) -> np.ndarray:
+def _terratorch_task(ckpt: Path):
     from terratorch.tasks import SemanticSegmentationTask
 
-    task = SemanticSegmentationTask.load_from_checkpoint(str(ckpt), map_location="cpu")
+    task = SemanticSegmentationTask.load_from_checkpoint(str(ckpt), map_location="cpu")  # strict state dict
     torch.set_float32_matmul_precision("highest")  # TerraTorch's import lowered it again
-    task.eval()
+    return task.eval()
+
+
+def _standardized(ckpt: Path, s2: Path) -> torch.Tensor:
     raw = torch.load(str(ckpt), map_location="cpu", weights_only=True)
     means = torch.tensor(raw["datamodule_hyper_parameters"]["means"]["S2L2A"]).view(-1, 1, 1)
     stds = torch.tensor(raw["datamodule_hyper_parameters"]["stds"]["S2L2A"]).view(-1, 1, 1)
     with rasterio.open(s2) as ds:
-        x = (torch.from_numpy(ds.read().astype("float32")) - means) / stds
+        return ((torch.from_numpy(ds.read().astype("float32")) - means) / stds)[None]
+
+
+def _terratorch_classes(task, ckpt: Path, s2: Path) -> np.ndarray:
     with torch.no_grad():
-        (classes, kind), _ = task.predict_step({"image": x[None]}, 0)
+        (classes, kind), _ = task.predict_step({"image": _standardized(ckpt, s2)}, 0)
     assert kind == "pred"
     return classes[0].numpy()
 
@@ -63,25 +71,28 @@ def _corner(src: Path, dst: Path, size: int = 128) -> Path:
     return dst
 
 
-def test_finetune_checkpoint_opens_in_terratorch_and_predicts_our_segment_classes(tmp_path):
-    place = PLACES[2]
-    s2, lulc = sample("S2L2A", place), sample("LULC", place)
+def _finetune_corner(tmp_path: Path, s2: Path, lulc: Path, *options: str):
+    """`terramind finetune` on the tile's 128 px corner with the CI settings; the checkpoint and its metrics."""
     ckpt = tmp_path / "model.ckpt"
     train_s2, train_lulc = _corner(s2, tmp_path / "s2.tif"), _corner(lulc, tmp_path / "lulc.tif")
     run = _backend("finetune", "--model", "terramind_v1_tiny", "--in", f"S2L2A={train_s2}", "--labels", str(train_lulc),
                    "--out", str(ckpt), "--epochs", "4", "--chip", "32", "--batch", "4", "--lr", "2e-3",
-                   "--device", "cpu", "--seed", "1", "--json-progress")
+                   "--device", "cpu", "--seed", "1", "--json-progress", *options)
     result = json.loads(run.stdout.splitlines()[-1])
     assert result["event"] == "result" and result["epochs_run"] == 4
 
     metrics = json.loads(Path(f"{ckpt}.metrics.json").read_text())
     losses = [e["train_loss"] for e in metrics["epochs"]]
     assert losses[-1] < losses[0], losses
-    assert {"per_class", "confusion_matrix", "label_pixels", "split"} <= set(metrics)
     with rasterio.open(train_lulc) as ds:
         codes = sorted(set(np.unique(ds.read(1)).tolist()) - {0})
     assert [c["label"] for c in metrics["classes"]] == codes and len(codes) >= 3  # 0 = unlabelled
+    return ckpt, metrics
 
+
+def _terratorch_predicts_our_segment_classes(tmp_path: Path, ckpt: Path, s2: Path, metrics: dict):
+    """Our `segment` on the whole tile and TerraTorch's prediction from the strictly loaded checkpoint agree;
+    returns TerraTorch's task."""
     out = tmp_path / "classes.tif"
     job = {"version": 1, "task": "segment", "inputs": {"S2L2A": {"path": str(s2)}}, "outputs": {"classes": str(out)},
            "device": "cpu", "tiling": {"window": 224, "overlap": 0, "batch_size": 1},
@@ -92,10 +103,53 @@ def test_finetune_checkpoint_opens_in_terratorch_and_predicts_our_segment_classe
         ours = ds.read(1)
         assert ds.tags()["CLASS_NAMES"].split(",") == [c["name"] for c in metrics["classes"]]
 
-    theirs = _terratorch_classes(ckpt, s2)
+    task = _terratorch_task(ckpt)
+    theirs = _terratorch_classes(task, ckpt, s2)
     agree = float((ours == theirs).mean())
     assert agree >= 0.999, f"{agree:.5f} of pixels agree with TerraTorch"
     assert len(np.unique(theirs)) >= 2  # a trained model, not a constant map
+    return task
+
+
+def test_finetune_checkpoint_opens_in_terratorch_and_predicts_our_segment_classes(tmp_path):
+    place = PLACES[2]
+    s2, lulc = sample("S2L2A", place), sample("LULC", place)
+    ckpt, metrics = _finetune_corner(tmp_path, s2, lulc)
+    assert {"per_class", "confusion_matrix", "label_pixels", "split"} <= set(metrics)
+    _terratorch_predicts_our_segment_classes(tmp_path, ckpt, s2, metrics)
+
+
+def test_dice_finetune_with_class_weights_opens_in_terratorch_which_computes_our_training_loss(tmp_path):
+    """`--dice --class-weights balanced`: TerraTorch rebuilds CE + Dice (its CombinedLoss of CrossEntropyLoss and
+    segmentation_models_pytorch's DiceLoss) from the hyper-parameters, loads the criterion's tensors strictly,
+    predicts our classes, and its criterion gives our training loss on the same logits and labels."""
+    from segmentation_models_pytorch.losses import DiceLoss
+    from terratorch.tasks.loss_handler import CombinedLoss
+
+    from terramind_backend.finetune.loss import IGNORE_INDEX, segmentation_loss
+
+    place = PLACES[2]
+    s2, lulc = sample("S2L2A", place), sample("LULC", place)
+    ckpt, metrics = _finetune_corner(tmp_path, s2, lulc, "--dice", "--class-weights", "balanced")
+    task = _terratorch_predicts_our_segment_classes(tmp_path, ckpt, s2, metrics)
+
+    weights = torch.load(str(ckpt), map_location="cpu", weights_only=True)["hyper_parameters"]["class_weights"]
+    assert len(weights) == len(metrics["classes"]) and len(set(weights)) > 1  # balanced: not all equal
+    criterion = task.criterion
+    assert isinstance(criterion, CombinedLoss) and isinstance(criterion.losses["dice"], DiceLoss)
+    assert criterion.losses["ce"].weight.tolist() == pytest.approx(weights)
+
+    with rasterio.open(lulc) as ds:
+        codes = ds.read(1)
+    y = np.full(codes.shape, IGNORE_INDEX, dtype=np.int64)
+    for index, c in enumerate(metrics["classes"]):
+        y[codes == c["label"]] = index
+    y = torch.from_numpy(y)[None]
+    with torch.no_grad():
+        logits = task.model(_standardized(ckpt, s2)).output
+        theirs = float(criterion(logits, y)["loss"])
+        ours = float(segmentation_loss(logits, y, torch.tensor(weights), dice=True))
+    assert ours == pytest.approx(theirs, abs=1e-5)
 
 
 @pytest.mark.slow

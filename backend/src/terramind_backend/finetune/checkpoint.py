@@ -3,7 +3,7 @@
 ``SemanticSegmentationTask.load_from_checkpoint`` calls the task with ``hyper_parameters`` (only the
 names its ``__init__`` takes; extra keys such as ``class_colors`` are ignored) and loads
 ``state_dict`` strictly: keys are the task's (``model.encoder.*``, ``model.neck.*``,
-``model.decoder.*``, ``model.head.*``, and ``criterion.weight`` when class weights are used).
+``model.decoder.*``, ``model.head.*``, and the loss's tensors: ``loss.criterion_state``).
 The datamodule's ``means``/``stds`` go where TerraTorch's generic datamodules put them.
 Every file is written to a hidden temporary name and renamed into place.
 """
@@ -13,6 +13,8 @@ import json
 import os
 import uuid
 from typing import Callable, Optional
+
+from .loss import IGNORE_INDEX, criterion_state, loss_hparam
 
 LIGHTNING_VERSION = "2.5.1"  # the format written; Lightning reads it through its migration table
 
@@ -59,13 +61,10 @@ def lightning_checkpoint(model, args: dict, classes, means: dict, stds: dict, *,
                          class_weights: Optional[list], extra_tensors: Optional[dict] = None) -> dict:
     state = {f"model.{k}": v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
     state.update({f"model.{k}": v for k, v in (extra_tensors or {}).items()})
-    if class_weights is not None:
-        import torch
-
-        state["criterion.weight"] = torch.tensor(class_weights, dtype=torch.float32)
+    state.update(criterion_state(dice, class_weights))
     names = [c.name for c in classes]
     hparams = {"model_args": args, "model_factory": "EncoderDecoderFactory",
-               "loss": {"ce": 1.0, "dice": 1.0} if dice else "ce", "ignore_index": -1,
+               "loss": loss_hparam(dice), "ignore_index": IGNORE_INDEX,
                "class_weights": class_weights, "lr": lr, "optimizer": "AdamW",
                "optimizer_hparams": {"weight_decay": weight_decay}, "freeze_backbone": freeze_backbone,
                "plot_on_val": False, "class_names": names,

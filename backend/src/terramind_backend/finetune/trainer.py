@@ -14,11 +14,11 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..engine.align import AlignedReader
 from ..engine.errors import JobCancelled
 from .labels import UNLABELLED
+from .loss import segmentation_loss
 from .metrics import confusion, scores
 from .scenes import Prepared
 
@@ -66,19 +66,6 @@ def augment(arrays: dict, labels: np.ndarray, rng: np.random.Generator):
         a = np.rot90(a, k, axes=(-2, -1))
         return np.ascontiguousarray(a[..., ::-1] if flip else a)
     return {n: t(a) for n, a in arrays.items()}, t(labels)
-
-
-def dice_loss(logits: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Soft Dice over labelled pixels, averaged over the classes present in the batch."""
-    keep = target >= 0
-    probs = logits.softmax(1).permute(0, 2, 3, 1)[keep]              # [N, C]
-    onehot = F.one_hot(target[keep], num_classes).to(probs.dtype)      # [N, C]
-    inter = (probs * onehot).sum(0)
-    denom = probs.sum(0) + onehot.sum(0)
-    present = onehot.sum(0) > 0
-    if not present.any():
-        return logits.sum() * 0
-    return (1 - (2 * inter + 1e-6) / (denom + 1e-6))[present].mean()
 
 
 def schedule(step: int, warmup: int, total: int) -> float:
@@ -190,10 +177,7 @@ class Trainer:
             return self.model(model_input).float()
 
     def _loss(self, logits, y):
-        loss = F.cross_entropy(logits, y, weight=self.weight, ignore_index=UNLABELLED)
-        if self.opts.dice:
-            loss = loss + dice_loss(logits, y, self.num_classes)
-        return loss
+        return segmentation_loss(logits, y, self.weight, self.opts.dice)
 
     def _step(self, indexes, rng, drop) -> float:
         x, y = self._batch(indexes, rng)
