@@ -2,11 +2,15 @@
 
 The dialog, the settings dialog and the Processing algorithms build their combo boxes and enum parameters
 from these tables, and ``jobspec_builder`` checks values against them. Values are what the JobSpec carries
-(docs/jobspec.md); the backend checks them again. Pure Python (no qgis import), like ``modalities.py``.
+(docs/jobspec.md); the backend checks them again. Pure Python (no qgis import), like ``modalities.py``; the LULC classes are read from the product
+definitions shared with the engine.
 """
 from __future__ import annotations
 
+import json
 from typing import NamedTuple
+
+from .paths import PRODUCT_STYLES_FILE
 
 
 class Choice(NamedTuple):
@@ -75,20 +79,10 @@ class LulcClass(NamedTuple):
     colour: str
 
 
-# TerraMind v1 LULC classes (ESRI 10 m land cover as TerraMind encodes it; colours of IBM's plotting_utils;
-# names: our reading of ESRI's codes, docs/jobspec.md). 0 = no data.
-LULC_CLASSES = (
-    LulcClass(0, "No data", "#000000"),
-    LulcClass(1, "Water", "#3171AD"),
-    LulcClass(2, "Trees", "#469C76"),
-    LulcClass(3, "Flooded vegetation", "#83CA70"),
-    LulcClass(4, "Crops", "#EAE159"),
-    LulcClass(5, "Built area", "#C07CB8"),
-    LulcClass(6, "Bare ground", "#C19368"),
-    LulcClass(7, "Snow/Ice", "#6FB2E4"),
-    LulcClass(8, "Clouds", "#F1F1F1"),
-    LulcClass(9, "Rangeland", "#C66526"),
-)
+# TerraMind v1 LULC classes, 0 = no data: read from the product definitions the engine styles its outputs with
+# (engine/product_styles.json, which also says where the names come from), so legend and layers cannot drift.
+LULC_CLASSES = tuple(LulcClass(value, label, colour) for value, (label, colour) in
+                     enumerate(json.loads(PRODUCT_STYLES_FILE.read_text(encoding="utf-8"))["lulc_classes"]))
 
 # How a modality is named where it is picked: as an input (with its band layout) and as a generated output.
 # Both in the Processing toolbox's order: enum positions (OUTPUTS, MODALITY, TIM_MODALITIES) are stored by

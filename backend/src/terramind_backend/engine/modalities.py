@@ -6,7 +6,9 @@ engine and the validator run without torch.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional, Tuple
 
 _S2L2A_BANDS = ("B01 coastal aerosol", "B02 blue", "B03 green", "B04 red", "B05 red edge 1",
@@ -48,23 +50,10 @@ GENERATION_OUTPUTS = ("S2L2A", "S1GRD", "S1RTC", "DEM", "LULC", "NDVI", COORDINA
 # Modalities with a tokenizer, i.e. what `reconstruct` can round-trip.
 TOKENIZED = ("S2L2A", "S1GRD", "S1RTC", "DEM", "LULC", "NDVI")
 
-# LULC: 10 classes (indices 0-9) of the v1 LULC tokenizer, trained on ESRI 10 m annual land cover.
-# The colours are IBM/terramind's plotting_utils.py colour map. The names are NOT published by IBM or
-# TerraTorch: they are our reading of ESRI's codes (1 water, 2 trees, 4 flooded vegetation, 5 crops,
-# 7 built area, 8 bare ground, 9 snow/ice, 10 clouds, 11 rangeland) compressed to 1-9 with 0 = no data
-# (facts §9: colours and the sample tiles fit this reading). docs/jobspec.md repeats this caveat.
-LULC_CLASSES = (
-    ("No data", "#000000"),
-    ("Water", "#3171AD"),
-    ("Trees", "#469C76"),
-    ("Flooded vegetation", "#83CA70"),
-    ("Crops", "#EAE159"),
-    ("Built area", "#C07CB8"),
-    ("Bare ground", "#C19368"),
-    ("Snow/Ice", "#6FB2E4"),
-    ("Clouds", "#F1F1F1"),
-    ("Rangeland", "#C66526"),
-)
+# LULC: the 10 classes (name, colour) of the v1 LULC tokenizer, index = class value. One definition, shared with
+# the plugin (legend, styler) and the .qml writer: product_styles.json, where the caveat on the names is kept.
+LULC_CLASSES = tuple((name, colour) for name, colour in
+                     json.loads(Path(__file__).with_name("product_styles.json").read_text(encoding="utf-8"))["lulc_classes"])
 
 
 def resolve(name: str) -> Optional[str]:
