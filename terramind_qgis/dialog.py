@@ -7,7 +7,8 @@ thread never waits for the backend. Every problem is shown under the widget that
 when there are none.
 Each section is its own widget in `widgets/` (`inputs_section`, `what_to_make_section`, `model_section`,
 `area_section`, `advanced_section`, `output_files_section`); the dialog lays them out, exposes the widgets it and
-its tests address, and wires them together. The plain fields (model, device, tiling, sampling, precision,
+its tests address, and wires them together; `widgets/section_columns.py` puts them in two columns that never
+clip on the right. The plain fields (model, device, tiling, sampling, precision,
 folder, …) are one table in `widgets/dialog_fields.py`, which saves, restores and watches them; the choice lists
 come from `vocabulary.py`.
 """
@@ -19,8 +20,7 @@ import time
 from qgis.core import Qgis, QgsApplication
 from qgis.PyQt.QtCore import QTimer
 from qgis.PyQt.QtGui import QIcon
-from qgis.PyQt.QtWidgets import (QDialog, QDialogButtonBox, QHBoxLayout, QLabel, QPushButton, QScrollArea,
-                                 QVBoxLayout, QWidget)
+from qgis.PyQt.QtWidgets import QDialog, QDialogButtonBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
 
 from .jobspec_builder import InputChoice, JobChoices, Problem, build_jobspec, check_job, output_folder, \
     output_paths, tile_count
@@ -36,6 +36,7 @@ from .widgets.input_row import first_input_layer
 from .widgets.inputs_section import InputsSection
 from .widgets.model_section import ModelSection
 from .widgets.output_files_section import OutputFilesSection
+from .widgets.section_columns import SectionColumns
 from .widgets.what_to_make_section import WhatToMakeSection
 
 SETTINGS_PREFIX = PREFIX + DIALOG_KEY   # where the dialog remembers its choices
@@ -88,32 +89,10 @@ class TerraMindDialog(QDialog):
         self.advanced_box = AdvancedSection()
         self.output_box = OutputFilesSection(self._job_name)
         self._expose_widgets()
-        columns = QHBoxLayout()
-        columns.setSpacing(12)
-        left, right = QVBoxLayout(), QVBoxLayout()
-        left.setSpacing(10)
-        right.setSpacing(10)
-        for section in (self.inputs_section, self.model_section):
-            left.addWidget(section)
-        left.addStretch(1)
-        for section in (self.what_to_make, self.area_section, self.advanced_box, self.output_box):
-            right.addWidget(section)
-        right.addStretch(1)
-        left_widget, right_widget = QWidget(), QWidget()
-        left_widget.setLayout(left)
-        right_widget.setLayout(right)
-        left.setContentsMargins(0, 0, 0, 0)
-        right.setContentsMargins(0, 0, 0, 0)
-        columns.addWidget(left_widget, 11)
-        columns.addWidget(right_widget, 10)
-
-        body = QWidget()
-        body.setLayout(columns)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        scroll.setWidget(body)
-        root.addWidget(scroll, 1)
+        self.sections = SectionColumns(
+            left=(self.inputs_section, self.model_section),
+            right=(self.what_to_make, self.area_section, self.advanced_box, self.output_box))
+        root.addWidget(self.sections, 1)
 
         footer = QHBoxLayout()
         self.summary_label = QLabel()

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from qgis.gui import QgsCollapsibleGroupBox, QgsSpinBox
 from qgis.PyQt.QtCore import Qt
-from qgis.PyQt.QtWidgets import QCheckBox, QComboBox, QFormLayout
+from qgis.PyQt.QtWidgets import QCheckBox, QFormLayout
 
 from ..vocabulary import PRECISION_HINT, PRECISIONS
 from .choice_combo import fill_combo
+from .eliding_combo import ElidingComboBox
 from .messages import MessageLabel
 
 
@@ -42,7 +43,7 @@ class AdvancedSection(QgsCollapsibleGroupBox):
         self.seed_spin = _spin("seed", 0, 2**31 - 1, 0, 1, "", "Same seed and inputs give the same result")
         self.standardize_check = QCheckBox("Standardize inputs with the pre-training statistics")
         self.standardize_check.setChecked(True)
-        self.precision_combo = QComboBox()
+        self.precision_combo = ElidingComboBox()
         fill_combo(self.precision_combo, PRECISIONS)
         self.precision_combo.setToolTip(PRECISION_HINT)
         form.addRow("Window", self.window_spin)

@@ -9,13 +9,13 @@ import os
 
 from qgis.core import (Qgis, QgsApplication, QgsMapLayerModel, QgsMapLayerProxyModel, QgsProject, QgsRasterLayer,
                        QgsRectangle)
-from qgis.gui import QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import (QAbstractItemView, QComboBox, QFrame, QHBoxLayout, QHeaderView, QLabel,
                                  QStyledItemDelegate, QTableWidget, QTableWidgetItem, QToolButton, QVBoxLayout, QWidget)
 
 from ..modalities import (BAND_CODES, INPUT_MODALITIES, MODALITIES, RasterFacts, default_band_mapping,
                           guess_modality, hints_from_path, mapping_problem)
+from .eliding_combo import ElidingComboBox, ElidingLayerComboBox
 from .messages import MessageLabel
 
 _DATA_TYPES = {
@@ -177,23 +177,21 @@ class InputRow(QFrame):
         self._layer_id: str | None = None     # the layer the guess and the band table were made for
         self._user_modality = False
 
-        self.layer_combo = QgsMapLayerComboBox()
+        self.layer_combo = ElidingLayerComboBox()
         self.layer_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
         self.layer_combo.setExcludedProviders(_WEB_PROVIDERS)
         self.layer_combo.setAllowEmptyLayer(True)
         self.layer_combo.setLayer(None)
         self.layer_combo.setToolTip(_LAYER_TIP)
-        self.layer_combo.setMinimumWidth(220)
         self.layer_combo.setItemDelegate(_TwinAwareDelegate(self.layer_combo))
 
-        self.modality_combo = QComboBox()
+        self.modality_combo = ElidingComboBox()
         self.modality_combo.addItem("Modality…", None)
         for name in INPUT_MODALITIES:
             self.modality_combo.addItem(modality_label(name), name)
             self.modality_combo.setItemData(self.modality_combo.count() - 1, MODALITIES[name].description,
                                             Qt.ItemDataRole.ToolTipRole)
         self.modality_combo.setToolTip("What this layer shows; guessed from its bands, change it if the guess is wrong")
-        self.modality_combo.setMinimumWidth(190)
 
         self.bands_button = QToolButton()
         self.bands_button.setCheckable(True)
@@ -210,8 +208,8 @@ class InputRow(QFrame):
 
         top = QHBoxLayout()
         top.setContentsMargins(0, 0, 0, 0)
-        top.addWidget(self.layer_combo, 3)
-        top.addWidget(self.modality_combo, 2)
+        top.addWidget(self.layer_combo, 1)
+        top.addWidget(self.modality_combo, 1)
         top.addWidget(self.bands_button)
         top.addWidget(self.remove_button)
 

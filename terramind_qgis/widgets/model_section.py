@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from qgis.PyQt.QtCore import Qt
-from qgis.PyQt.QtWidgets import QComboBox, QFormLayout
+from qgis.PyQt.QtWidgets import QFormLayout
 
 from ..vocabulary import DEVICES, MODEL_SIZES
 from .choice_combo import fill_combo
+from .eliding_combo import ElidingComboBox
 from .input_row import caption
 from .messages import MessageLabel
 from .section_box import SectionBox
@@ -18,11 +19,11 @@ class ModelSection(SectionBox):
         super().__init__("3 · Model", parent)
         form = QFormLayout()
         form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        self.size_combo = QComboBox()
+        self.size_combo = ElidingComboBox()
         self.size_combo.setObjectName("model_size")
         fill_combo(self.size_combo, MODEL_SIZES)
         self.size_hint = caption("")
-        self.device_combo = QComboBox()
+        self.device_combo = ElidingComboBox()
         self.device_combo.setObjectName("device")
         fill_combo(self.device_combo, DEVICES)
         form.addRow("Size", self.size_combo)

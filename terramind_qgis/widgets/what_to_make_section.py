@@ -8,8 +8,8 @@ from __future__ import annotations
 from qgis.gui import QgsSpinBox
 from qgis.PyQt.QtCore import QSize, Qt
 from qgis.PyQt.QtGui import QColor, QIcon, QLinearGradient, QPainter, QPixmap
-from qgis.PyQt.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel,
-                                 QRadioButton, QStackedWidget, QWidget)
+from qgis.PyQt.QtWidgets import (QButtonGroup, QCheckBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel,
+                                 QRadioButton, QWidget)
 
 from ..modalities import MODALITIES, OUTPUT_MODALITIES
 from ..paths import RESOURCES_DIR
@@ -17,7 +17,9 @@ from ..vocabulary import EMBED_MODES, LULC_CLASSES, MERGE_METHODS, OUTPUT_MODALI
 from .choice_combo import fill_combo
 from .colour_chip import colour_chip
 from .dialog_fields import DIALOG_KEY
+from .eliding_combo import ElidingComboBox
 from .messages import MessageLabel
+from .page_stack import PageStack
 from .section_box import SectionBox
 from .train_panel import TrainPanel
 from .uncertainty_row import UncertaintyRow
@@ -34,6 +36,7 @@ _OUTPUT_SWATCHES = {
 }
 _OUTPUT_TEXT = {choice.value: choice.label for choice in OUTPUT_MODALITY_LABELS}
 _SWATCH_SIZE = QSize(28, 14)
+_TIM_PER_ROW = 4   # "Think in" check boxes a row
 _GENERATE_PAGE, _EMBED_PAGE, _TRAIN_PAGE = range(3)   # the pages of the output stack, in the order they are added
 
 
@@ -82,7 +85,7 @@ class WhatToMakeSection(SectionBox):
         modes.addStretch(1)
         self.body.addLayout(modes)
 
-        self.output_stack = QStackedWidget()
+        self.output_stack = PageStack()   # as tall and wide as the shown page, not the largest
         self.output_stack.addWidget(self._generate_page())
         self.output_stack.addWidget(self._embed_page())
         self.train_panel = TrainPanel(iface)
@@ -125,7 +128,7 @@ class WhatToMakeSection(SectionBox):
         page = QWidget()
         form = QFormLayout(page)
         form.setContentsMargins(0, 4, 0, 0)
-        self.embed_mode_combo = QComboBox()
+        self.embed_mode_combo = ElidingComboBox()
         fill_combo(self.embed_mode_combo, EMBED_MODES)
         self.embed_mode_combo.setToolTip(EMBED_MODES[-1].hint)
         self.layer_spin = QgsSpinBox()
@@ -134,21 +137,20 @@ class WhatToMakeSection(SectionBox):
         self.layer_spin.setClearValue(-1)
         self.layer_spin.setSuffix("  (last block)")
         self.layer_spin.setToolTip("Which encoder block's output to write: -1 is the last block, 0 the first")
-        self.merge_combo = QComboBox()
+        self.merge_combo = ElidingComboBox()
         fill_combo(self.merge_combo, MERGE_METHODS)
         self.merge_combo.setToolTip("How the tokens of several modalities at one patch become one vector")
-        tim_row = QHBoxLayout()
+        self.tim_widget = QWidget()
+        tim_grid = QGridLayout(self.tim_widget)   # 4 a row: all 7 in one row would set the column's width
+        tim_grid.setContentsMargins(0, 0, 0, 0)
         self.tim_checks: dict[str, QCheckBox] = {}
-        for name in OUTPUT_MODALITIES:
+        for i, name in enumerate(OUTPUT_MODALITIES):
             check = QCheckBox(name)
             check.setObjectName(f"tim_{name}")
             check.setToolTip(f"Let TiM think in {MODALITIES[name].title}")
-            tim_row.addWidget(check)
+            tim_grid.addWidget(check, i // _TIM_PER_ROW, i % _TIM_PER_ROW)
             self.tim_checks[name] = check
-        tim_row.addStretch(1)
-        self.tim_widget = QWidget()
-        self.tim_widget.setLayout(tim_row)
-        tim_row.setContentsMargins(0, 0, 0, 0)
+        tim_grid.setColumnStretch(_TIM_PER_ROW, 1)
         form.addRow("Encoder", self.embed_mode_combo)
         form.addRow("Layer", self.layer_spin)
         form.addRow("Merge", self.merge_combo)
