@@ -12,6 +12,7 @@ from pathlib import Path
 from screenshot_session import REPO, SAMPLES, CanvasIface, exit_now, settle, start_qgis
 
 PLACE = "282D_485L_3_3"
+SIZE = (1240, 1060)   # room for every section without scrolling (tests/plugin/test_dialog_fits.py checks 1240×1000)
 
 
 def main(out: Path) -> None:
@@ -34,7 +35,7 @@ def main(out: Path) -> None:
     dialog.input_list.add_row().set_layer(layers["S1RTC"])
     rows[0].bands_button.setChecked(True)
     dialog.advanced_box.setCollapsed(False)
-    dialog.resize(1240, 1000)
+    dialog.resize(*SIZE)
     dialog.show()
     settle(app)
     dialog.refresh()

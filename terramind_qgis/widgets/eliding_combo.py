@@ -2,12 +2,13 @@
 
 Qt's default (AdjustToContentsOnFirstShow) makes a combo's minimum width that of its longest item, so one long
 label, e.g. the precision "Automatic (bf16 where measured faster, fp32 otherwise)", sets the minimum width of the
-dialog's whole column. These combos need only `MIN_CHARACTERS` and use whatever width the layout gives them.
+dialog's whole column. These combos still ask for their longest item's width (their size hint), but need only
+`MIN_CHARACTERS` (their minimum), so a layout short of room narrows them instead of overflowing.
 """
 from __future__ import annotations
 
 from qgis.gui import QgsMapLayerComboBox
-from qgis.PyQt.QtCore import QEvent, Qt
+from qgis.PyQt.QtCore import QEvent, QSize, Qt
 from qgis.PyQt.QtWidgets import QComboBox, QStyle, QStyleOptionComboBox, QStylePainter, QToolTip
 
 MIN_CHARACTERS = 10   # what a combo shows at the least before its text is elided
@@ -20,6 +21,13 @@ class ElideCurrentText:
     def _init_eliding(self) -> None:
         self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.setMinimumContentsLength(MIN_CHARACTERS)
+
+    def sizeHint(self) -> QSize:
+        """Wide enough for the longest item, as Qt's default; the minimum stays `MIN_CHARACTERS` wide."""
+        hint = super().sizeHint()   # for MIN_CHARACTERS "X"s, as Qt measures it
+        metrics = self.fontMetrics()
+        longest = max((metrics.horizontalAdvance(self.itemText(i)) for i in range(self.count())), default=0)
+        return QSize(hint.width() + max(0, longest - MIN_CHARACTERS * metrics.horizontalAdvance("X")), hint.height())
 
     def _text_width(self, option: QStyleOptionComboBox) -> int:
         field = self.style().subControlRect(QStyle.ComplexControl.CC_ComboBox, option,

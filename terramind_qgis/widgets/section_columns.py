@@ -28,7 +28,7 @@ def _column(sections, spacing: int) -> QWidget:
 class SectionColumns(QScrollArea):
     """A scroll area over ``left`` and ``right`` sections; the columns share extra width by ``stretch``."""
 
-    def __init__(self, left, right, stretch: tuple[int, int] = (11, 10), spacing: int = 12, parent=None):
+    def __init__(self, left, right, stretch: tuple[int, int] = (6, 5), spacing: int = 12, parent=None):
         super().__init__(parent)
         self.left_column = _column(left, spacing=10)
         self.right_column = _column(right, spacing=10)

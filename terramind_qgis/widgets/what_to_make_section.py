@@ -56,7 +56,8 @@ def _swatch(colours) -> QIcon:
 
 
 def _lulc_legend_html() -> str:
-    chips = " ".join(f"{colour_chip(c.colour)}&nbsp;{c.label}" for c in LULC_CLASSES if c.value)
+    # lines break between classes only, never inside "Built area"
+    chips = " ".join(f"{colour_chip(c.colour)}&nbsp;{c.label.replace(' ', '&nbsp;')}" for c in LULC_CLASSES if c.value)
     return f"<span style='color:#5f6b7a'>Land cover classes:</span> {chips}"
 
 
