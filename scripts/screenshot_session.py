@@ -1,4 +1,5 @@
-"""The QGIS session the dialog screenshot scripts share (screenshot_dialog.py, screenshot_train.py).
+"""The QGIS session the screenshot scripts share (screenshot_dialog.py, screenshot_train.py,
+screenshot_processing.py).
 
 QGIS starts as on a user's first run: a throwaway profile, no TerraMind settings, the Fusion style; GDAL
 writes no .aux.xml beside the TerraMesh samples. ``CanvasIface`` stands in for QGIS's interface. Reads
