@@ -78,7 +78,8 @@ class TrainPanel(QWidget):
         self.labels_error = MessageLabel("error")
         form.addRow("Labels", self.labels_combo)
         form.addRow("Class field", self.field_combo)
-        form.addRow("", self.classes_label)
+        form.addRow(self.classes_label)   # a full row: QFormLayout gives a wrapped label in the field column the
+        # height of its size hint (several lines), not of its width, leaving empty lines around it
         form.addRow(self.labels_error)
 
         self.epochs_spin = QgsSpinBox()
