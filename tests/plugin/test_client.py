@@ -45,9 +45,10 @@ def test_hello_starts_a_clean_backend(client, fake_hub):
     for gone in ("PYTHONPATH", "PROJ_LIB", "GDAL_DRIVER_PATH"):
         assert gone not in env
     assert env["HF_HUB_CACHE"] == str(fake_hub) and env["HF_HUB_OFFLINE"] == "1"
-    # runs below the desktop's CPU priority (field 19 of /proc/<pid>/stat is the nice value)
+    # runs below the desktop's CPU priority (field 19 of /proc/<pid>/stat is the nice value): os.nice adds to
+    # the niceness it inherits, so a suite that is itself run under `nice` expects the sum (at most 19)
     stat = Path(f"/proc/{client.pid}/stat").read_text()
-    assert int(stat.rsplit(")", 1)[1].split()[16]) == client_mod.BACKEND_NICE
+    assert int(stat.rsplit(")", 1)[1].split()[16]) == min(19, os.nice(0) + client_mod.BACKEND_NICE)
 
 
 def test_requests_reuse_the_warm_process(client):
