@@ -2,8 +2,9 @@
 
 The costs are CPU seconds per 224x224 tile for ``terramind_v1_tiny`` at batch 8 and the default precision
 (bf16 on the AMX CPU they were measured on), from `make bench` (docs/benchmarks.md, "Latest run"):
-embeddings 0.0135 s/tile; S2L2A -> LULC 0.157 s/tile (backbone + token generation + the LULC token decoder);
-S2L2A -> DEM with 10 diffusion steps 3.55 s/tile. Token generation (~0.03 s/tile, docs/benchmarks.md,
+embeddings 0.0122 s/tile; S2L2A -> LULC 0.160 s/tile (backbone + token generation + the LULC token decoder);
+S2L2A -> DEM with 10 diffusion steps 5.00 s/tile (an earlier, loaded run: 0.0135, 0.157, 3.55:
+the estimate is good to about +-40 %). Token generation (~0.03 s/tile, docs/benchmarks.md,
 "Generation") and the backbone scale with the model's backbone parameter count (other sizes were not
 measured: their cost is tiny's times the ratio of parameters); the tokenizer decoders have one size for every
 model, so they do not. Precision fp32 on the CPU costs about 3x (fp32 vs bf16 columns of the same
@@ -19,10 +20,10 @@ from .modalities import COORDINATES
 TILE_PX = 224
 # CPU s per 224x224 tile, terramind_v1_tiny, batch 8, default precision (bf16 here).
 CPU_SECONDS_PER_TILE = {
-    "backbone": 0.0135,        # one encoder pass (embeddings row)
+    "backbone": 0.0122,        # one encoder pass (embeddings row)
     "tokens": 0.03,            # generating one modality's tokens
-    "lulc_decoder": 0.113,     # LULC tokens -> classes: 0.157 - backbone - tokens
-    "diffusion_step": 0.339,   # one DDIM step of a diffusion decoder: (3.548 - 0.157) / 10
+    "lulc_decoder": 0.118,     # LULC tokens -> classes: 0.160 - backbone - tokens
+    "diffusion_step": 0.484,   # one DDIM step of a diffusion decoder: (5.002 - 0.160) / 10
 }
 FP32_FACTOR = 3.0
 NON_DIFFUSION = ("LULC", COORDINATES)     # decoded without diffusion steps (LULC: a ViT; coordinates: none)
