@@ -197,9 +197,15 @@ class AreaSection(SectionBox):
         """Warn about a pixel size far from TerraMind's 10 m or a CRS in degrees; label the size in CRS units."""
         units = self.target_crs().mapUnits()
         grid_hint = None
-        if self._first_layer() is None and not self.crs_widget.crs().isValid():
-            pass   # no input and no CRS chosen yet: the project's CRS is nobody's choice, nothing to warn about
-        elif units == QgsUnitTypes.DistanceMeters and resolution > 0 and not 5 <= resolution <= 30:
+        undecided = self._first_layer() is None and not self.crs_widget.crs().isValid()
+        # no input and no CRS chosen yet: the project's CRS is nobody's choice, so neither its units nor a
+        # warning mean anything; the pixel size waits (greyed, unitless) for the first input to set it
+        self.resolution_spin.setEnabled(not undecided)
+        if undecided:
+            self.resolution_spin.setSuffix("")
+            self.grid_hint.show_message(None)
+            return
+        if units == QgsUnitTypes.DistanceMeters and resolution > 0 and not 5 <= resolution <= 30:
             grid_hint = f"TerraMind was trained on 10 m pixels; {resolution:g} m may give poor results"
         elif units == QgsUnitTypes.DistanceDegrees:
             grid_hint = "The target CRS is in degrees: choose a projected CRS (e.g. UTM) for 10 m pixels"

@@ -61,9 +61,12 @@ def test_no_raster_means_an_empty_row_and_no_grid_warning(open_dialog, qgis_ifac
     dlg = open_dialog()
     assert dlg.input_list.rows[0].layer() is None
     assert dlg.grid_hint.message() == ""
+    # the pixel size waits, greyed and unitless, for the first input (not "10 deg" in the project's CRS)
+    assert not dlg.resolution_spin.isEnabled() and dlg.resolution_spin.suffix() == ""
     dlg.crs_widget.setCrs(QgsProject.instance().crs().fromEpsgId(4326))   # the user chose degrees: now warn
     dlg.refresh()
     assert "degrees" in dlg.grid_hint.message()
+    assert dlg.resolution_spin.isEnabled() and dlg.resolution_spin.suffix() == " deg"
 
 
 def test_layers_with_the_same_name_show_their_source(open_dialog, qgis_iface, monkeypatch):
