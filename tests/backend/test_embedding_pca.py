@@ -11,6 +11,7 @@ from affine import Affine
 
 from tests.conftest import fake_hub, sample  # noqa: F401  (fake_hub is a fixture)
 from terramind_backend.engine import embedding_pca, run_job
+from terramind_backend.engine.writer import output_entry
 
 
 def _raster(path, data, nodata=np.nan):
@@ -38,7 +39,9 @@ def test_streamed_components_match_numpy(tmp_path, monkeypatch):
     np.testing.assert_allclose(np.abs(pca.components @ vectors[:, ::-1][:, :3]), np.eye(3), atol=1e-7)
     np.testing.assert_allclose(pca.explained, values[::-1][:3] / values.sum(), rtol=1e-7)
 
-    entry = embedding_pca.write_composite(path, pca, "embeddings")
+    writer = embedding_pca.composite_writer(path, path, pca, "embeddings")   # beside the embeddings file itself
+    writer.commit()
+    entry = output_entry(writer.spec)
     assert entry["path"] == str(tmp_path / "emb_pca.tif") and entry["kind"] == "embeddings-pca"
     with rasterio.open(entry["path"]) as ds:
         composite, tags = ds.read(), ds.tags()

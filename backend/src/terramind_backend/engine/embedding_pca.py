@@ -21,7 +21,7 @@ from rasterio.windows import Window
 
 from .grid import Grid
 from .styles import rgb
-from .writer import OutputSpec, OutputWriter, style_path
+from .writer import OutputSpec, OutputWriter
 
 COMPONENTS = 3
 STRIP_ROWS = 64
@@ -107,18 +107,6 @@ def composite_writer(source: str, destination: str, pca: Pca, name: str) -> Outp
             writer.abort()
             raise
     return writer
-
-
-def write_composite(path: str, pca: Pca, name: str) -> dict:
-    """Project the published embeddings ``path`` onto ``pca`` and publish its ``_pca`` composite alone;
-    returns the output entry."""
-    writer = composite_writer(path, path, pca, name)
-    try:
-        writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
-    return {"name": writer.spec.name, "path": writer.spec.path, "style": style_path(writer.spec.path), "kind": KIND}
 
 
 def composites(writers: Sequence[OutputWriter], emit) -> List[OutputWriter]:

@@ -9,7 +9,6 @@ other outputs, so a failed or cancelled job leaves the destination as it was (li
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
@@ -17,6 +16,7 @@ from .geopackage import GeoPackageWriter, point
 from .leftovers import discard, temp_path
 from .locations import distance_km
 from .publish import Move, publish
+from .writer import style_path
 
 TABLE = "coordinates"
 FIELDS = (("window", "INTEGER"), ("generated_lon", "DOUBLE"), ("generated_lat", "DOUBLE"),
@@ -67,10 +67,6 @@ class PointLayer:
         if self._writer is not None:
             self._writer.abort()
         discard(self._tmp_style)
-
-
-def style_path(path: str) -> str:
-    return os.path.splitext(path)[0] + ".qml"
 
 
 def point_style() -> str:

@@ -34,7 +34,7 @@ from .jobspec import JobSpec, parse_jobspec
 from .publish import publish
 from .similarity_query import AREAS_OUTPUT, INPUT, RASTER_OUTPUT
 from .styles import style_for
-from .writer import OutputSpec, OutputWriter, style_path
+from .writer import OutputSpec, OutputWriter, output_entry
 
 READ_BUDGET = 64 * 2**20   # bytes of embeddings read at once when the file is not tiled
 AREAS_TABLE = "matching_areas"
@@ -282,7 +282,7 @@ def run_similarity(spec, *, emit: Optional[Emit] = None, cancel: Optional[thread
         if areas is not None:
             areas.abort()
         raise
-    outputs = [{"name": out.name, "path": out.path, "style": style_path(out.path), "kind": out.kind}]
+    outputs = [output_entry(out)]
     if areas is not None:
         outputs.append({"name": AREAS_OUTPUT, "path": areas.path, "style": None, "kind": "areas",
                         "threshold": query.threshold})

@@ -189,4 +189,10 @@ def cog_blocksize(spec: OutputSpec, budget: int = 16 * 2**20) -> int:
 
 
 def style_path(path: str) -> str:
+    """The .qml style QGIS loads beside an output (rasters and GeoPackages alike)."""
     return os.path.splitext(path)[0] + ".qml"
+
+
+def output_entry(spec) -> dict:
+    """What a job reports for one output it wrote (``OutputSpec`` or any spec with name, path and kind)."""
+    return {"name": spec.name, "path": spec.path, "style": style_path(spec.path), "kind": spec.kind}

@@ -18,7 +18,7 @@ from ..errors import JobCancelled
 from ..guards import check_free_space
 from ..publish import publish
 from ..styles import style_for
-from ..writer import OutputWriter, style_path
+from ..writer import OutputWriter, output_entry
 
 
 def _polygon_mask(polygon, grid, row_off: int, rows: int):
@@ -106,8 +106,7 @@ class Assembly:
             w.abort()
 
     def outputs(self) -> List[dict]:
-        return [{"name": w.spec.name, "path": w.spec.path, "style": style_path(w.spec.path), "kind": w.spec.kind}
-                for w in self._all()]
+        return [output_entry(w.spec) for w in self._all()]
 
     def __enter__(self) -> "Assembly":
         return self
