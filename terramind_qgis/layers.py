@@ -10,7 +10,6 @@ placed right below it; the pseudocolour layer multiplies onto it so the relief s
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Dict, List, Optional
 
@@ -20,15 +19,13 @@ from qgis.core import (QgsColorRampShader, QgsFillSymbol, QgsVectorLayer, QgsCon
                        Qgis)
 from qgis.PyQt.QtGui import QColor, QPainter
 
-from .paths import PRODUCT_STYLES_FILE
-from .vocabulary import LULC_CLASSES
+from .vocabulary import LULC_CLASSES, PRODUCTS as _PRODUCTS
 
 LOG_TAG = "TerraMind"
 VECTOR_KINDS = ("areas", "points")  # result kinds that are GeoPackages, not rasters
 PCA_KIND = "embeddings-pca"  # the false-colour composite the backend adds to every embeddings output
 
 # The engine's product styles (its .qml files use the same file), so a layer looks alike on every path.
-_PRODUCTS = json.loads(PRODUCT_STYLES_FILE.read_text(encoding="utf-8"))
 NDVI_RAMP = [(float(v), c) for v, c in _PRODUCTS["ndvi_ramp"]]
 DEM_RAMP = list(_PRODUCTS["terrain_ramp"])
 # 1-based (red, green, blue) band numbers and the display range of raw values, per optical modality.

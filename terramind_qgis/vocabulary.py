@@ -79,10 +79,12 @@ class LulcClass(NamedTuple):
     colour: str
 
 
-# TerraMind v1 LULC classes, 0 = no data: read from the product definitions the engine styles its outputs with
-# (engine/product_styles.json, which also says where the names come from), so legend and layers cannot drift.
-LULC_CLASSES = tuple(LulcClass(value, label, colour) for value, (label, colour) in
-                     enumerate(json.loads(PRODUCT_STYLES_FILE.read_text(encoding="utf-8"))["lulc_classes"]))
+# The product definitions the engine styles its outputs with (engine/product_styles.json: LULC classes, ramps,
+# ranges), read once for the plugin: the legend here and the styler (layers.py) take them from this.
+PRODUCTS = json.loads(PRODUCT_STYLES_FILE.read_text(encoding="utf-8"))
+
+# TerraMind v1 LULC classes, 0 = no data (the JSON file also says where the names come from).
+LULC_CLASSES = tuple(LulcClass(value, label, colour) for value, (label, colour) in enumerate(PRODUCTS["lulc_classes"]))
 
 # How a modality is named where it is picked: as an input (with its band layout) and as a generated output.
 # Both in the Processing toolbox's order: enum positions (OUTPUTS, MODALITY, TIM_MODALITIES) are stored by

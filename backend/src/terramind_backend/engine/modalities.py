@@ -6,10 +6,10 @@ engine and the validator run without torch.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional, Tuple
+
+from .products import PRODUCTS
 
 _S2L2A_BANDS = ("B01 coastal aerosol", "B02 blue", "B03 green", "B04 red", "B05 red edge 1",
                 "B06 red edge 2", "B07 red edge 3", "B08 NIR", "B8A narrow NIR", "B09 water vapour",
@@ -52,8 +52,7 @@ TOKENIZED = ("S2L2A", "S1GRD", "S1RTC", "DEM", "LULC", "NDVI")
 
 # LULC: the 10 classes (name, colour) of the v1 LULC tokenizer, index = class value. One definition, shared with
 # the plugin (legend, styler) and the .qml writer: product_styles.json, where the caveat on the names is kept.
-LULC_CLASSES = tuple((name, colour) for name, colour in
-                     json.loads(Path(__file__).with_name("product_styles.json").read_text(encoding="utf-8"))["lulc_classes"])
+LULC_CLASSES = tuple((name, colour) for name, colour in PRODUCTS["lulc_classes"])
 
 
 def resolve(name: str) -> Optional[str]:

@@ -8,11 +8,10 @@ fixed 0–1 ramp, spread the same ramp from 0 to its maximum.
 """
 from __future__ import annotations
 
-import json
 from html import escape
-from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from .products import PRODUCTS as _PRODUCTS
 from .writer import OutputSpec
 
 _HEAD = "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n<qgis version=\"3.22.0\" styleCategories=\"AllStyleCategories\">\n  <pipe>\n"
@@ -22,7 +21,6 @@ _TAIL = ("    <brightnesscontrast brightness=\"0\" contrast=\"0\" gamma=\"1\"/>\
          "    <rasterresampler maxOversampling=\"2\"/>\n  </pipe>\n  <blendMode>0</blendMode>\n</qgis>\n")
 
 # One definition per product, shared with the plugin's styler (product_styles.json).
-_PRODUCTS = json.loads((Path(__file__).with_name("product_styles.json")).read_text(encoding="utf-8"))
 NDVI_RAMP = [(float(v), c) for v, c in _PRODUCTS["ndvi_ramp"]]
 # 0–1 scores: similarity and confidence light up where high (plasma-like), entropy and spread
 # where the model is unsure (the same ramp: bright = "look here").
