@@ -16,7 +16,6 @@ from .spec import FinetuneSpec
 
 DECODER_CHANNELS = {"UNetDecoder": [512, 256, 128, 64], "UperNetDecoder": 256, "FCNDecoder": 256}
 HEAD_DROPOUT = 0.1
-IGNORE_INDEX = -1  # unlabelled pixels in the loss (TerraTorch's ignore_index)
 
 
 def model_args(spec: FinetuneSpec, num_classes: int) -> dict:
